@@ -1,0 +1,14 @@
+"""MLQ: a job queue and workers for slow machine-learning work, on Redis."""
+
+from .errors import (
+    ConnectionFailed, InvalidMessage, JobFailed, JobNotFound, ListenerError, MLQError,
+    SignatureError,
+)
+from .queue import MLQ
+
+__version__ = "0.3.0"
+
+__all__ = [
+    "MLQ", "MLQError", "InvalidMessage", "JobNotFound", "JobFailed", "ListenerError",
+    "SignatureError", "ConnectionFailed", "__version__",
+]

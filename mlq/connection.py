@@ -1,0 +1,28 @@
+"""Building the Redis client every MLQ object is handed."""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+#: A refused connection must surface fast (health checks answer within 2 s);
+#: a silent Redis must not hang a worker forever.
+CONNECT_TIMEOUT = 2.0
+SOCKET_TIMEOUT = 30.0
+
+
+def connect(redis_url: str | None = None, host: str = "localhost", port: int = 6379,
+            db: int = 0, **options: object) -> redis.Redis:
+    """A redis-py client that returns bytes, with short, bounded retries."""
+    settings: dict[str, object] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_keepalive": True,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        "health_check_interval": 30,
+    }
+    settings.update(options)
+    if redis_url:
+        return redis.Redis.from_url(redis_url, **settings)
+    return redis.Redis(host=host, port=port, db=db, **settings)

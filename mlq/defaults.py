@@ -1,0 +1,38 @@
+"""Every default, each with the reason it has that value."""
+
+from __future__ import annotations
+
+#: Namespace used by the CLI and server when none is named.
+NAMESPACE = "mlq_default"
+
+#: Workers refresh their heartbeat this often (SPEC §6); cheap, and well inside the timeout.
+HEARTBEAT_INTERVAL = 2.0
+
+#: A worker silent this long is dead (SPEC §6): several missed beats, so a slow
+#: network or a paused VM does not requeue running jobs.
+HEARTBEAT_TIMEOUT = 15.0
+
+#: How long one blocking take waits before the loop checks its stop flag again;
+#: short enough that a stop request is honoured within a second.
+BLOCK_TIMEOUT = 1.0
+
+#: Reaper defaults, as the original documented them.
+REAPER_INTERVAL = 60.0
+REAPER_JOB_TIMEOUT = 300.0
+MAX_RETRIES = 5
+
+#: Callback: per attempt timeout, number of attempts, and the pauses between them (SPEC §5).
+CALLBACK_TIMEOUT = 10.0
+CALLBACK_ATTEMPTS = 3
+CALLBACK_BACKOFF = (1.0, 3.0)
+#: Threads sending callbacks per process: a hung endpoint then blocks only its own thread.
+CALLBACK_THREADS = 4
+
+#: In-process consuming threads started by create_listener.
+CONCURRENCY = 1
+
+#: Reconnect backoff when Redis goes away: start, cap (seconds).
+RECONNECT_BACKOFF = (0.1, 5.0)
+
+#: Default lifetime of a signed result link (SPEC §7).
+LINK_TTL = 3600

@@ -1,0 +1,74 @@
+"""Pure rules about a job: no I/O here, so each is tested on its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .serialization import to_json_text
+
+QUEUED, STARTED, COMPLETED, FAILED = "queued", "started", "completed", "failed"
+TERMINAL = frozenset({COMPLETED, FAILED})
+
+#: Upper bounds (seconds) of the run-time histogram buckets kept in Redis.
+RUNTIME_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 3600.0, float("inf"),
+)
+
+
+def progress_text(progress: Any) -> str:
+    """What get_progress answers for a progress value (SPEC §2)."""
+    if progress is None:
+        return "[queued; not started]"
+    if progress == 0 and progress is not False:
+        return "[started]"
+    if progress == 100 and progress is not True:
+        return "[completed]"
+    if progress == -1:
+        return "[failed]"
+    return str(progress)
+
+
+def short_text(value: Any) -> str | None:
+    """short_result for a listener's plain return value (SPEC §3)."""
+    if value is None or isinstance(value, (bytes, bytearray, memoryview)):
+        return None
+    if isinstance(value, (str, int, float, bool)):
+        return str(value)
+    return to_json_text(value)
+
+
+def split_outcome(value: Any) -> tuple[Any, str | None]:
+    """(result, short_result) for what the last listener returned (SPEC §3)."""
+    if isinstance(value, tuple) and len(value) == 2:
+        short, long = value
+        return long, (None if short is None else str(short))
+    return value, short_text(value)
+
+
+def runtime_bucket(seconds: float) -> str:
+    """The stats field counting runs of this length (non-cumulative buckets)."""
+    for bound in RUNTIME_BUCKETS:
+        if seconds <= bound:
+            return bucket_field(bound)
+    return bucket_field(float("inf"))
+
+
+def bucket_field(bound: float) -> str:
+    return "runtime_le_" + ("inf" if bound == float("inf") else repr(bound))
+
+
+def time_limit_reason(timeout: float) -> str:
+    return f"time limit {timeout:g} s exceeded"
+
+
+def signal_reason(returncode: int) -> str:
+    """Why a child process ended, from its exit status."""
+    if returncode < 0:
+        return f"killed by signal {-returncode}"
+    return f"worker exited with code {returncode}"
+
+
+def is_stalled(started: float | None, now: float, job_timeout: float) -> bool:
+    """True when a job started at `started` has run longer than `job_timeout` at `now`."""
+    return started is not None and now - started > job_timeout

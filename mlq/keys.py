@@ -1,0 +1,114 @@
+"""The only place a Redis key or channel name is spelled.
+
+Every key of a namespace carries the same hash tag, ``{namespace}``, so all of
+them live in one slot and a Redis Cluster can run each atomic step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_QUEUE = "default"
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key and channel names of one namespace."""
+
+    namespace: str
+
+    @property
+    def prefix(self) -> str:
+        return f"mlq:{{{self.namespace}}}:"
+
+    @property
+    def pattern(self) -> str:
+        """SCAN pattern matching every key of the namespace and nothing else."""
+        return _escape_glob(self.prefix) + "*"
+
+    # -- jobs -------------------------------------------------------------
+    @property
+    def counter(self) -> str:
+        return self.prefix + "counter"
+
+    @property
+    def job_prefix(self) -> str:
+        return self.prefix + "job:"
+
+    def job(self, job_id: str | int) -> str:
+        return f"{self.job_prefix}{job_id}"
+
+    def queue(self, name: str = DEFAULT_QUEUE) -> str:
+        return f"{self.prefix}queue:{name}"
+
+    @property
+    def queues(self) -> str:
+        """Set of queue names that ever held a job."""
+        return self.prefix + "queues"
+
+    def processing(self, worker_id: str) -> str:
+        """List a worker's blocking take moves ids into: what it holds right now."""
+        return f"{self.prefix}processing:{worker_id}"
+
+    @property
+    def running(self) -> str:
+        """Sorted set: started job id -> start time, for the reaper's timeout sweep."""
+        return self.prefix + "running"
+
+    @property
+    def dead(self) -> str:
+        return self.prefix + "dead"
+
+    @property
+    def stats(self) -> str:
+        """Hash of counters shared by every server instance (metrics)."""
+        return self.prefix + "stats"
+
+    # -- workers ----------------------------------------------------------
+    @property
+    def workers(self) -> str:
+        """Set of worker ids that may hold jobs."""
+        return self.prefix + "workers"
+
+    def heartbeat(self, worker_id: str) -> str:
+        """Key with a TTL; gone means the worker is dead."""
+        return f"{self.prefix}heartbeat:{worker_id}"
+
+    # -- listeners and data ----------------------------------------------
+    @property
+    def registry(self) -> str:
+        """Hash: function name -> signed cloudpickle."""
+        return self.prefix + "registry"
+
+    @property
+    def registry_order(self) -> str:
+        """Sorted set: function name -> registration sequence."""
+        return self.prefix + "registry:order"
+
+    @property
+    def registry_seq(self) -> str:
+        return self.prefix + "registry:seq"
+
+    def data(self, key: str) -> str:
+        return f"{self.prefix}data:{key}"
+
+    # -- channels ---------------------------------------------------------
+    def job_channel(self, job_id: str | int) -> str:
+        return f"{self.prefix}events:{job_id}"
+
+    @property
+    def events_channel(self) -> str:
+        """Every job event of the namespace (dashboards, metrics)."""
+        return self.prefix + "events"
+
+    @property
+    def registry_channel(self) -> str:
+        return self.prefix + "registry:changed"
+
+    def control_channel(self, worker_id: str) -> str:
+        """Orders to one worker (e.g. stop the job that timed out)."""
+        return f"{self.prefix}control:{worker_id}"

@@ -1,0 +1,178 @@
+"""The listener registry shared through Redis (SPEC §3) and the listener's args[0]."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+from typing import Any, Callable, Iterable
+
+import cloudpickle
+import redis
+
+from .errors import ListenerError, SignatureError
+from .keys import Keys
+from .scripts import Scripts
+from .signing import seal, unseal
+
+log = logging.getLogger("mlq.listeners")
+
+Listener = Callable[..., Any]
+
+
+def bytes_from_envelope(obj: Any) -> bytes:
+    """The pickle inside `jsonpickle.encode(bytes)`'s ``{"py/b64": ...}`` envelope.
+
+    Read with the json module only: jsonpickle.decode would run any py/reduce
+    the envelope smuggles in.
+    """
+    if isinstance(obj, (str, bytes, bytearray)):
+        try:
+            obj = json.loads(obj)
+        except ValueError as exc:
+            raise ListenerError(f"not a JSON object: {exc}") from exc
+    if not (isinstance(obj, dict) and set(obj) == {"py/b64"} and isinstance(obj["py/b64"], str)):
+        raise ListenerError('expected {"py/b64": "<base64 of cloudpickle.dumps(f)>"}')
+    try:
+        return base64.b64decode(obj["py/b64"], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ListenerError(f"py/b64 is not base64: {exc}") from exc
+
+
+def load_pickled(payload: bytes) -> Listener:
+    """Unpickle a function; ListenerError for anything that is not a callable."""
+    try:
+        function = cloudpickle.loads(payload)
+    except Exception as exc:  # a hostile or broken pickle can raise anything
+        raise ListenerError(f"cannot unpickle function: {type(exc).__name__}: {exc}") from exc
+    if not callable(function):
+        raise ListenerError(f"not a function: {type(function).__name__}")
+    return function
+
+
+def function_name(function: Listener) -> str:
+    name = getattr(function, "__name__", None)
+    if not isinstance(name, str) or not name:
+        raise ListenerError("a listener needs a __name__")
+    return name
+
+
+class Registry:
+    """Listener code of one namespace: stored in Redis, cached per process."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, scripts: Scripts,
+                 secret: str | bytes | None = None) -> None:
+        self.client = client
+        self.keys = keys
+        self.scripts = scripts
+        self.secret = secret
+        self._lock = threading.Lock()
+        self._loaded_seq: str | None = None
+        self._functions: dict[str, Listener] = {}
+        self._unsigned: set[str] = set()
+        self._stored_cache: dict[str, bytes] = {}
+        # functions this process registered itself: run the very object, not a copy
+        self._own: dict[str, tuple[bytes, Listener]] = {}
+
+    # -- writing ------------------------------------------------------------
+    def register(self, function: Listener | dict | bytes) -> str:
+        """Store a function (object, pickle bytes or jsonpickle envelope); returns its name."""
+        if isinstance(function, dict):
+            function = bytes_from_envelope(function)
+        if isinstance(function, (bytes, bytearray)):
+            payload = bytes(function)
+            function = load_pickled(payload)
+        else:
+            if not callable(function):
+                raise ListenerError(f"not a function: {type(function).__name__}")
+            payload = cloudpickle.dumps(function)
+        name = function_name(function)
+        stored = seal(payload, self.secret)
+        with self._lock:
+            self._own[name] = (stored, function)
+        self.scripts.register(name, stored)
+        return name
+
+    def unregister(self, function: Listener | str | dict | bytes) -> bool:
+        if isinstance(function, str):
+            name = function
+        elif isinstance(function, (dict, bytes, bytearray)):
+            payload = bytes_from_envelope(function) if isinstance(function, dict) else bytes(function)
+            name = function_name(load_pickled(payload))
+        else:
+            name = function_name(function)
+        with self._lock:
+            self._own.pop(name, None)
+        return bool(self.scripts.unregister(name))
+
+    def names(self) -> list[str]:
+        return [n.decode() for n in self.client.zrange(self.keys.registry_order, 0, -1)]
+
+    def info(self) -> list[dict[str, Any]]:
+        """Name and stored size of each registered function, in registration order."""
+        names = self.names()
+        sizes = [self.client.hstrlen(self.keys.registry, n) for n in names]
+        return [{"name": n, "size": s} for n, s in zip(names, sizes)]
+
+    # -- reading ------------------------------------------------------------
+    def refresh(self, seq: str | None = None) -> None:
+        """Reload the registry when `seq` (from the take step) differs from what is loaded."""
+        if seq is not None and seq == self._loaded_seq:
+            return
+        with self._lock:
+            if seq is not None and seq == self._loaded_seq:
+                return
+            pipe = self.client.pipeline(transaction=True)
+            pipe.get(self.keys.registry_seq)
+            pipe.zrange(self.keys.registry_order, 0, -1)
+            pipe.hgetall(self.keys.registry)
+            current_seq, order, blobs = pipe.execute()
+            functions: dict[str, Listener] = {}
+            unsigned: set[str] = set()
+            for raw_name in order:
+                name, stored = raw_name.decode(), blobs.get(raw_name)
+                if stored is None:
+                    continue
+                own = self._own.get(name)
+                if own is not None and own[0] == stored:
+                    functions[name] = own[1]
+                    continue
+                if name in self._functions and self._stored_cache.get(name) == stored:
+                    functions[name] = self._functions[name]
+                    continue
+                try:
+                    functions[name] = load_pickled(unseal(stored, self.secret))
+                except SignatureError as exc:
+                    log.error("listener %r skipped: %s", name, exc)
+                    unsigned.add(name)
+                except ListenerError as exc:
+                    log.error("listener %r skipped: %s", name, exc)
+            self._stored_cache = {n.decode(): blobs[n] for n in order if n in blobs}
+            self._functions = functions
+            self._unsigned = unsigned
+            self._loaded_seq = (current_seq or b"0").decode()
+
+    def resolve(self, names: Iterable[str] | None, local: dict[str, Listener]) -> list[tuple[str, Listener]]:
+        """The listeners a job runs: named ones in the job's order, else all of them.
+
+        Raises ListenerError naming the first function this worker lacks.
+        """
+        registered = self._functions
+        if names is None:
+            chosen = list(local.items())
+            chosen += [(n, f) for n, f in registered.items() if n not in local]
+            return chosen
+        chosen = []
+        for name in names:
+            function = local.get(name) or registered.get(name)
+            if function is None:
+                if name in self._unsigned:
+                    raise ListenerError(f"function '{name}' is not signed")
+                raise ListenerError(f"no listener named '{name}'")
+            chosen.append((name, function))
+        return chosen
+
+    def has_any(self, local: dict[str, Listener]) -> bool:
+        return bool(local or self._functions)

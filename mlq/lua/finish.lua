@@ -1,0 +1,39 @@
+-- End one attempt of a job as completed or failed, if that attempt still owns it.
+-- KEYS[1] job hash   KEYS[2] worker's processing list   KEYS[3] running zset
+-- KEYS[4] dead-letter list   KEYS[5] stats hash
+-- ARGV[1] id   ARGV[2] worker id   ARGV[3] attempt   ARGV[4] 'completed' | 'failed'
+-- ARGV[5] now   ARGV[6] namespace events channel   ARGV[7] job channel
+-- ARGV[8] run-time histogram bucket field ('' for none)   ARGV[9] run time seconds
+-- ARGV[10..] record field, msgpack value, ... (result, short_result, error)
+-- Returns 1 when recorded, 0 when this attempt was fenced off (requeued, purged,
+-- or finished by someone else): then nothing changed and no callback is due.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or cmsgpack.unpack(status) ~= 'started' then return 0 end
+if cmsgpack.unpack(redis.call('HGET', KEYS[1], 'worker') or cmsgpack.pack(nil)) ~= ARGV[2] then return 0 end
+if tostring(cmsgpack.unpack(redis.call('HGET', KEYS[1], 'attempt') or cmsgpack.pack(0))) ~= ARGV[3] then return 0 end
+local outcome = ARGV[4]
+local progress = 100
+if outcome == 'failed' then progress = -1 end
+local fields = {
+  'status', cmsgpack.pack(outcome),
+  'progress', cmsgpack.pack(progress),
+  'processing_finished', cmsgpack.pack(tonumber(ARGV[5])),
+  'worker', cmsgpack.pack(nil)}
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('LREM', KEYS[2], 1, ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if outcome == 'failed' then
+  redis.call('RPUSH', KEYS[4], ARGV[1])
+  redis.call('HINCRBY', KEYS[5], 'failed', 1)
+else
+  redis.call('HINCRBY', KEYS[5], 'completed', 1)
+end
+if ARGV[8] ~= '' then
+  redis.call('HINCRBY', KEYS[5], ARGV[8], 1)
+  redis.call('HINCRBYFLOAT', KEYS[5], 'runtime_sum', ARGV[9])
+end
+local event = cmsgpack.pack({ARGV[1], outcome, progress})
+redis.call('PUBLISH', ARGV[6], event)
+redis.call('PUBLISH', ARGV[7], event)
+return 1

@@ -1,0 +1,16 @@
+-- Enqueue one job: take the next id, store its record, push it on its queue.
+-- KEYS[1] counter   KEYS[2] queue list   KEYS[3] queue-names set   KEYS[4] stats hash
+-- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
+-- ARGV[2] queue name   ARGV[3] namespace events channel
+-- ARGV[4..] record field, msgpack value, ... (everything but `id`)
+-- Returns the new job id (integer).
+local id = redis.call('INCR', KEYS[1])
+local job_key = ARGV[1] .. id
+local fields = {'id', cmsgpack.pack(tostring(id))}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', job_key, unpack(fields))
+redis.call('LPUSH', KEYS[2], id)
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('HINCRBY', KEYS[4], 'posted', 1)
+redis.call('PUBLISH', ARGV[3], cmsgpack.pack({tostring(id), 'queued'}))
+return id

@@ -1,0 +1,49 @@
+-- Recover a job held by a worker that died, timed out or was told to stop:
+-- back to the head of its queue with retries + 1, or failed once retries are used up.
+-- Claiming the id out of the worker's processing list is the fence: of two
+-- reapers (or a reaper and a supervisor) only the one whose LREM removed it acts.
+-- KEYS[1] job hash   KEYS[2] worker's processing list   KEYS[3] running zset
+-- KEYS[4] queue list   KEYS[5] dead-letter list   KEYS[6] stats hash
+-- ARGV[1] id   ARGV[2] max retries   ARGV[3] now   ARGV[4] reason
+-- ARGV[5] namespace events channel   ARGV[6] job channel
+-- Returns 0 nothing done, 1 requeued, 2 failed (retries used up), 3 put back
+-- untouched (it had been moved but never started).
+if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[1])
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+status = cmsgpack.unpack(status)
+if status == 'queued' then
+  redis.call('RPUSH', KEYS[4], ARGV[1])
+  return 3
+end
+if status ~= 'started' then return 0 end
+local retries = (cmsgpack.unpack(redis.call('HGET', KEYS[1], 'retries') or cmsgpack.pack(0)) or 0) + 1
+local nil_value = cmsgpack.pack(nil)
+local event
+local code
+if retries >= tonumber(ARGV[2]) then
+  local reason = 'gave up after ' .. retries .. ' attempts'
+  redis.call('HSET', KEYS[1],
+    'status', cmsgpack.pack('failed'), 'progress', cmsgpack.pack(-1),
+    'retries', cmsgpack.pack(retries), 'worker', nil_value,
+    'processing_finished', cmsgpack.pack(tonumber(ARGV[3])),
+    'error', cmsgpack.pack(reason), 'result', cmsgpack.pack(reason),
+    'last_error', cmsgpack.pack(ARGV[4]))
+  redis.call('RPUSH', KEYS[5], ARGV[1])
+  redis.call('HINCRBY', KEYS[6], 'failed', 1)
+  event = cmsgpack.pack({ARGV[1], 'failed', -1})
+  code = 2
+else
+  redis.call('HSET', KEYS[1],
+    'status', cmsgpack.pack('queued'), 'progress', nil_value,
+    'retries', cmsgpack.pack(retries), 'worker', nil_value,
+    'processing_started', nil_value, 'last_error', cmsgpack.pack(ARGV[4]))
+  redis.call('RPUSH', KEYS[4], ARGV[1])
+  redis.call('HINCRBY', KEYS[6], 'requeued', 1)
+  event = cmsgpack.pack({ARGV[1], 'queued'})
+  code = 1
+end
+redis.call('PUBLISH', ARGV[5], event)
+redis.call('PUBLISH', ARGV[6], event)
+return code

@@ -1,0 +1,17 @@
+-- Give a dead letter a fresh start at the tail of its queue.
+-- KEYS[1] dead-letter list   KEYS[2] job hash   KEYS[3] queue list   KEYS[4] stats hash
+-- ARGV[1] id   ARGV[2] namespace events channel   ARGV[3] job channel
+-- Returns 1 requeued, 0 when the id is not a dead letter.
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+local nil_value = cmsgpack.pack(nil)
+redis.call('HSET', KEYS[2],
+  'status', cmsgpack.pack('queued'), 'progress', nil_value, 'result', nil_value,
+  'short_result', nil_value, 'error', nil_value, 'worker', nil_value,
+  'retries', cmsgpack.pack(0), 'processing_started', nil_value,
+  'processing_finished', nil_value, 'last_error', nil_value)
+redis.call('LPUSH', KEYS[3], ARGV[1])
+redis.call('HINCRBY', KEYS[4], 'requeued', 1)
+local event = cmsgpack.pack({ARGV[1], 'queued'})
+redis.call('PUBLISH', ARGV[2], event)
+redis.call('PUBLISH', ARGV[3], event)
+return 1

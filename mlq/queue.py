@@ -1,0 +1,318 @@
+"""The MLQ facade (SPEC §2): what producers, listeners and the server call."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Iterator
+
+import redis
+
+from . import defaults
+from .callbacks import CallbackSender
+from .connection import connect
+from .errors import InvalidMessage, JobFailed, JobNotFound
+from .events import wait_for_terminal, watch
+from .job import FAILED, RUNTIME_BUCKETS, bucket_field, progress_text
+from .keys import DEFAULT_QUEUE, Keys
+from .listeners import Listener, Registry
+from .scripts import Scripts
+from .serialization import pack, pack_fields, record_from_hash, unpack
+
+log = logging.getLogger("mlq")
+
+
+def _check_id(job_id: Any) -> str:
+    text = str(job_id)
+    if not text.isdigit() or not text.isascii() or len(text) > 20:
+        raise JobNotFound(f"no job {text!r}")
+    return str(int(text))
+
+
+class MLQ:
+    """A namespace of jobs in Redis: post, inspect, consume."""
+
+    def __init__(self, q_name: str, redis_host: str = "localhost", redis_port: int = 6379,
+                 redis_db: int = 0, *, redis_url: str | None = None,
+                 client: redis.Redis | None = None, secret: str | bytes | None = None,
+                 concurrency: int = defaults.CONCURRENCY,
+                 heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL,
+                 heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT,
+                 max_retries: int = defaults.MAX_RETRIES,
+                 callback_timeout: float = defaults.CALLBACK_TIMEOUT) -> None:
+        if not isinstance(q_name, str) or not q_name:
+            raise InvalidMessage("the namespace must be a non-empty string")
+        self.namespace = q_name
+        self.client = client or connect(redis_url, redis_host, redis_port, redis_db)
+        self.keys = Keys(q_name)
+        self.scripts = Scripts(self.client, self.keys)
+        self.secret = secret
+        self.registry = Registry(self.client, self.keys, self.scripts, secret)
+        self.callbacks = CallbackSender(timeout=callback_timeout)
+        self.concurrency = concurrency
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.max_retries = max_retries
+        self._consumer: Any = None
+        self._reaper_stop: threading.Event | None = None
+        self._reaper_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- producing ----------------------------------------------------------
+    def post(self, msg: Any, callback: str | None = None, functions: list[str] | None = None,
+             *, timeout: float | None = None, queue: str = DEFAULT_QUEUE) -> str:
+        """Enqueue `msg`; returns the job id (a decimal string)."""
+        return str(self.scripts.post(queue, self._new_record(msg, callback, functions, timeout, queue)))
+
+    def _new_record(self, msg: Any, callback: Any, functions: Any, timeout: Any,
+                    queue: Any) -> list[Any]:
+        if callback is not None and not isinstance(callback, str):
+            raise InvalidMessage("callback must be a URL string")
+        if isinstance(functions, str):
+            functions = [functions]
+        if functions is not None:
+            functions = list(functions)
+            if not all(isinstance(f, str) and f for f in functions):
+                raise InvalidMessage("functions must be a list of function names")
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+                raise InvalidMessage("timeout must be a positive number of seconds")
+            if timeout == float("inf"):
+                raise InvalidMessage("timeout must be finite")
+        if not isinstance(queue, str) or not queue or not queue.isprintable():
+            raise InvalidMessage("queue must be a non-empty name")
+        return pack_fields({
+            "timestamp": time.time(), "worker": None, "processing_started": None,
+            "processing_finished": None, "progress": None, "short_result": None,
+            "result": None, "callback": callback, "retries": 0, "functions": functions,
+            "msg": msg, "status": "queued", "error": None, "timeout": timeout,
+            "queue": queue, "attempt": 0, "last_error": None,
+        })
+
+    # -- reading ------------------------------------------------------------
+    def get_job(self, job_id: str | int) -> dict[str, Any]:
+        """The job's record (SPEC §4); JobNotFound for an unknown id."""
+        key = self.keys.job(_check_id(job_id))
+        raw = self.client.hgetall(key)
+        if not raw:
+            raise JobNotFound(f"no job {str(job_id)!r}")
+        return record_from_hash(raw)
+
+    get_result = get_job
+
+    def get_progress(self, job_id: str | int) -> str:
+        return progress_text(self._field(job_id, "progress"))
+
+    def _field(self, job_id: str | int, name: str) -> Any:
+        job_id = _check_id(job_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(self.keys.job(job_id))
+        pipe.hget(self.keys.job(job_id), name)
+        exists, value = pipe.execute()
+        if not exists:
+            raise JobNotFound(f"no job {job_id!r}")
+        return unpack(value)
+
+    def wait(self, job_id: str | int, timeout: float | None = None) -> dict[str, Any]:
+        """Block (pushed by Redis) until the job completed or failed; its record."""
+        job_id = _check_id(job_id)
+        return wait_for_terminal(self.client, self.keys, job_id,
+                                 lambda: self.get_job(job_id), timeout)
+
+    def block_until_result(self, job_id: str | int, timeout: float | None = None) -> Any:
+        """The job's result once completed; JobFailed if it failed."""
+        record = self.wait(job_id, timeout)
+        if record["status"] == FAILED:
+            raise JobFailed(f"job {record['id']} failed: {record['result']}", record)
+        return record["result"]
+
+    def watch(self, job_id: str | int, keepalive: float = 15.0) -> Iterator[dict[str, Any] | None]:
+        """The job's state now, then each change; None when `keepalive` passes quietly."""
+        job_id = _check_id(job_id)
+        self.get_job(job_id)
+        return watch(self.client, self.keys, job_id, lambda: self.get_job(job_id), keepalive)
+
+    def job_count(self, queue: str = DEFAULT_QUEUE) -> int:
+        """Jobs waiting to be taken."""
+        return int(self.client.llen(self.keys.queue(queue)))
+
+    def queue_names(self) -> list[str]:
+        return sorted(q.decode() for q in self.client.smembers(self.keys.queues)) or [DEFAULT_QUEUE]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and counters shared by every process (for status and metrics)."""
+        queues = self.queue_names()
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.llen(self.keys.queue(queue))
+        pipe.zcard(self.keys.running)
+        pipe.llen(self.keys.dead)
+        pipe.hgetall(self.keys.stats)
+        answers = pipe.execute()
+        waiting = dict(zip(queues, (int(n) for n in answers[:len(queues)])))
+        processing, dead, raw = answers[len(queues):]
+        counters = {k.decode(): v.decode() for k, v in raw.items()}
+        buckets = [(b, int(counters.get(bucket_field(b), 0))) for b in RUNTIME_BUCKETS]
+        return {
+            "waiting": sum(waiting.values()), "waiting_by_queue": waiting,
+            "processing": int(processing), "dead": int(dead),
+            "posted": int(counters.get("posted", 0)),
+            "completed": int(counters.get("completed", 0)),
+            "failed": int(counters.get("failed", 0)),
+            "requeued": int(counters.get("requeued", 0)),
+            "runtime_buckets": buckets,
+            "runtime_sum": float(counters.get("runtime_sum", 0.0)),
+        }
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    # -- listeners ----------------------------------------------------------
+    def create_listener(self, function: Listener | dict | bytes | None = None, *,
+                        concurrency: int | None = None) -> str | None:
+        """Register `function` for the whole namespace and consume in background threads."""
+        name = self.registry.register(function) if function is not None else None
+        with self._lock:
+            if self._consumer is None:
+                from .consumer import ThreadConsumer
+                self._consumer = ThreadConsumer(self, concurrency or self.concurrency)
+                self._consumer.start()
+        return name
+
+    def register_listener(self, function: Listener | dict | bytes) -> str:
+        """Register without consuming here (what POST /consumer does)."""
+        return self.registry.register(function)
+
+    def remove_listener(self, function: Listener | str | dict | bytes) -> bool:
+        return self.registry.unregister(function)
+
+    def listener_names(self) -> list[str]:
+        return self.registry.names()
+
+    def listener_context(self, record: dict[str, Any], worker: Any) -> dict[str, Any]:
+        """The dict a listener gets as args[0] (SPEC §3)."""
+        job_id, attempt = record["id"], record["attempt"]
+        return {
+            "full_message": record,
+            "update_progress": lambda value: worker.update_progress(job_id, attempt, value),
+            "store_data": self.store_data,
+            "fetch_data": self.fetch_data,
+            "post": self.post,
+            "block_until_result": self.block_until_result,
+        }
+
+    # -- data ---------------------------------------------------------------
+    def store_data(self, data: str | bytes, key: str | None = None,
+                   expiry: float | None = None) -> str:
+        if not isinstance(data, (str, bytes, bytearray)):
+            raise InvalidMessage("store_data takes str or bytes")
+        key = key or uuid.uuid4().hex
+        px = None if expiry is None else max(int(expiry * 1000), 1)
+        self.client.set(self.keys.data(key), data, px=px)
+        return key
+
+    def fetch_data(self, key: str) -> bytes | None:
+        return self.client.get(self.keys.data(key))
+
+    # -- recovery and dead letters -------------------------------------------
+    def recover_job(self, job_id: str, worker_id: str, max_retries: int, now: float,
+                    reason: str) -> int:
+        """Take a job back from a worker: 1 requeued, 2 failed, 0/3 nothing to report."""
+        queue = unpack(self.client.hget(self.keys.job(job_id), "queue")) or DEFAULT_QUEUE
+        code = int(self.scripts.requeue(job_id, worker_id, queue, max_retries, now, reason))
+        if code == 2:
+            self._failure_callback(job_id)
+        return code
+
+    def _failure_callback(self, job_id: str) -> None:
+        callback = unpack(self.client.hget(self.keys.job(job_id), "callback"))
+        if callback:
+            self.callbacks.send(callback, False, job_id, None)
+
+    def fail_job(self, job_id: str, worker_id: str, attempt: int, reason: str,
+                 now: float | None = None) -> bool:
+        """Fail a running attempt from outside it (time limit); fenced like a finish."""
+        now = time.time() if now is None else now
+        fields = pack_fields({"result": reason, "short_result": None, "error": reason})
+        done = bool(self.scripts.finish(job_id, worker_id, attempt, FAILED, now, fields))
+        if done:
+            self._failure_callback(job_id)
+        return done
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        ids = [i.decode() for i in self.client.lrange(self.keys.dead, 0, -1)]
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [record_from_hash(raw) for raw in (pipe.execute() if ids else []) if raw]
+
+    def requeue_dead(self, job_id: str | int | None = None) -> int:
+        ids = self._dead_ids(job_id)
+        count = 0
+        for one in ids:
+            queue = unpack(self.client.hget(self.keys.job(one), "queue")) or DEFAULT_QUEUE
+            count += int(self.scripts.requeue_dead(one, queue))
+        if job_id is not None and not count:
+            raise JobNotFound(f"job {job_id!r} is not a dead letter")
+        return count
+
+    def purge_dead(self, job_id: str | int | None = None) -> int:
+        count = sum(int(self.scripts.purge_dead(one)) for one in self._dead_ids(job_id))
+        if job_id is not None and not count:
+            raise JobNotFound(f"job {job_id!r} is not a dead letter")
+        return count
+
+    def _dead_ids(self, job_id: str | int | None) -> list[str]:
+        if job_id is None:
+            return [i.decode() for i in self.client.lrange(self.keys.dead, 0, -1)]
+        return [_check_id(job_id)]
+
+    def clear_all(self) -> int:
+        """Delete every key of this namespace and nothing else; returns how many."""
+        deleted = 0
+        batch: list[bytes] = []
+        for key in self.client.scan_iter(match=self.keys.pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += self.client.delete(*batch)
+                batch = []
+        if batch:
+            deleted += self.client.delete(*batch)
+        return deleted
+
+    # -- reaper and stopping ---------------------------------------------------
+    def create_reaper(self, call_how_often: float = defaults.REAPER_INTERVAL,
+                      job_timeout: float = defaults.REAPER_JOB_TIMEOUT,
+                      max_retries: int = defaults.MAX_RETRIES) -> Any:
+        """Run the reaper (SPEC §6) in a background thread; returns the Reaper."""
+        from .reaper import Reaper
+        reaper = Reaper(self, job_timeout=job_timeout, max_retries=max_retries)
+        with self._lock:
+            if self._reaper_thread is None:
+                self._reaper_stop = threading.Event()
+                self._reaper_thread = threading.Thread(
+                    target=reaper.run, args=(self._reaper_stop, call_how_often),
+                    name="mlq-reaper", daemon=True)
+                self._reaper_thread.start()
+        return reaper
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop consuming: running jobs finish, no new ones are taken. Any thread may call it."""
+        with self._lock:
+            consumer, self._consumer = self._consumer, None
+            reaper_stop, reaper_thread = self._reaper_stop, self._reaper_thread
+            self._reaper_stop = self._reaper_thread = None
+        if reaper_stop is not None:
+            reaper_stop.set()
+        if consumer is not None:
+            consumer.stop(timeout)
+        if reaper_thread is not None and reaper_thread is not threading.current_thread():
+            reaper_thread.join(timeout)
+        self.callbacks.close(wait=True)
+
+    def __repr__(self) -> str:
+        return f"MLQ({self.namespace!r})"
+
+

@@ -1,0 +1,84 @@
+"""The reaper (SPEC §6): recovers jobs of dead workers and jobs past job_timeout.
+
+Safe to run in several processes at once: every recovery claims the id out of
+the worker's processing list in one atomic step, so only one of them acts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import defaults
+from .serialization import unpack
+
+if TYPE_CHECKING:
+    from .queue import MLQ
+
+log = logging.getLogger("mlq.reaper")
+
+
+@dataclass
+class ReapReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+class Reaper:
+    def __init__(self, mlq: MLQ, *, job_timeout: float = defaults.REAPER_JOB_TIMEOUT,
+                 max_retries: int = defaults.MAX_RETRIES) -> None:
+        self.mlq = mlq
+        self.job_timeout = job_timeout
+        self.max_retries = max_retries
+
+    def reap_once(self, now: float | None = None) -> ReapReport:
+        """One sweep at time `now`: dead workers' jobs first, then stalled ones."""
+        now = time.time() if now is None else now
+        report = ReapReport()
+        client, keys = self.mlq.client, self.mlq.keys
+        worker_ids = [w.decode() for w in client.smembers(keys.workers)]
+        pipe = client.pipeline(transaction=False)
+        for worker_id in worker_ids:
+            pipe.exists(keys.heartbeat(worker_id))
+        alive = pipe.execute() if worker_ids else []
+        for worker_id, is_alive in zip(worker_ids, alive):
+            if is_alive:
+                continue
+            for raw_id in client.lrange(keys.processing(worker_id), 0, -1):
+                self._recover(raw_id.decode(), worker_id, now,
+                              f"worker {worker_id} stopped heartbeating", report)
+            self.mlq.scripts.forget_worker(worker_id)
+        for raw_id in client.zrangebyscore(keys.running, "-inf", now - self.job_timeout):
+            job_id = raw_id.decode()
+            worker_raw = client.hget(keys.job(job_id), "worker")
+            worker_id = unpack(worker_raw) if worker_raw else None
+            if not worker_id:
+                client.zrem(keys.running, job_id)  # finished meanwhile or record gone
+                continue
+            # stop it where it runs first, so one attempt runs at a time
+            client.publish(keys.control_channel(worker_id), f"stop {job_id}")
+            self._recover(job_id, worker_id, now,
+                          f"running longer than {self.job_timeout:g} s", report)
+        return report
+
+    def _recover(self, job_id: str, worker_id: str, now: float, reason: str,
+                 report: ReapReport) -> None:
+        code = self.mlq.recover_job(job_id, worker_id, self.max_retries, now, reason)
+        if code == 1:
+            report.requeued.append(job_id)
+            log.warning("job %s requeued: %s", job_id, reason)
+        elif code == 2:
+            report.failed.append(job_id)
+            log.error("job %s failed: %s", job_id, reason)
+
+    def run(self, stop: threading.Event, interval: float = defaults.REAPER_INTERVAL) -> None:
+        """Sweep every `interval` seconds until `stop` is set; survives Redis outages."""
+        while not stop.is_set():
+            try:
+                self.reap_once()
+            except Exception as exc:  # a sweep that failed is simply tried again
+                log.warning("reaper sweep failed: %s", exc)
+            stop.wait(interval)

@@ -1,0 +1,101 @@
+"""The atomic steps: one Lua file each in mlq/lua/, one typed wrapper each.
+
+Each wrapper passes every key through KEYS. The two steps that learn a job id
+inside the script (post, take) get the job key prefix instead and append the
+id; the key is still in the namespace's hash-tag slot.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Sequence
+
+import redis
+
+from .keys import Keys
+
+_SCRIPT_NAMES = (
+    "post", "take", "finish", "progress", "requeue", "requeue_dead",
+    "purge_dead", "forget_worker", "register", "unregister",
+)
+
+
+def _source(name: str) -> str:
+    return resources.files("mlq").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+class Scripts:
+    """The Lua steps of one namespace, bound to one Redis client."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPT_NAMES}
+
+    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
+        return self._scripts[name](keys=list(keys), args=list(args), client=client or self.client)
+
+    def post(self, queue: str, fields: Sequence[Any], client: Any = None) -> Any:
+        k = self.keys
+        return self._run(
+            "post", [k.counter, k.queue(queue), k.queues, k.stats],
+            [k.job_prefix, queue, k.events_channel, *fields], client)
+
+    def take(self, queue: str, worker_id: str, now: float, job_id: str | None = None) -> Any:
+        k = self.keys
+        args = [k.job_prefix, worker_id, repr(now), k.events_channel, k.job_channel("")]
+        if job_id is not None:
+            args.append(job_id)
+        return self._run(
+            "take", [k.queue(queue), k.processing(worker_id), k.running, k.registry_seq], args)
+
+    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,
+               fields: Sequence[Any], bucket: str = "", runtime: float = 0.0) -> int:
+        k = self.keys
+        return self._run(
+            "finish",
+            [k.job(job_id), k.processing(worker_id), k.running, k.dead, k.stats],
+            [job_id, worker_id, attempt, outcome, repr(now), k.events_channel,
+             k.job_channel(job_id), bucket, repr(runtime), *fields])
+
+    def progress(self, job_id: str, worker_id: str, attempt: int, packed_value: bytes,
+                 event: bytes) -> int:
+        k = self.keys
+        return self._run(
+            "progress", [k.job(job_id)],
+            [worker_id, attempt, packed_value, event, k.events_channel, k.job_channel(job_id)])
+
+    def requeue(self, job_id: str, worker_id: str, queue: str, max_retries: int, now: float,
+                reason: str) -> int:
+        k = self.keys
+        return self._run(
+            "requeue",
+            [k.job(job_id), k.processing(worker_id), k.running, k.queue(queue), k.dead, k.stats],
+            [job_id, max_retries, repr(now), reason, k.events_channel, k.job_channel(job_id)])
+
+    def requeue_dead(self, job_id: str, queue: str) -> int:
+        k = self.keys
+        return self._run(
+            "requeue_dead", [k.dead, k.job(job_id), k.queue(queue), k.stats],
+            [job_id, k.events_channel, k.job_channel(job_id)])
+
+    def purge_dead(self, job_id: str) -> int:
+        return self._run("purge_dead", [self.keys.dead, self.keys.job(job_id)], [job_id])
+
+    def forget_worker(self, worker_id: str) -> int:
+        k = self.keys
+        return self._run(
+            "forget_worker", [k.workers, k.heartbeat(worker_id), k.processing(worker_id)],
+            [worker_id])
+
+    def register(self, name: str, blob: bytes) -> int:
+        k = self.keys
+        return self._run(
+            "register", [k.registry, k.registry_order, k.registry_seq],
+            [name, blob, k.registry_channel])
+
+    def unregister(self, name: str) -> int:
+        k = self.keys
+        return self._run(
+            "unregister", [k.registry, k.registry_order, k.registry_seq],
+            [name, k.registry_channel])

@@ -1,0 +1,73 @@
+"""How records, events and functions are turned into bytes and back.
+
+Records are Redis hashes whose values are each msgpack, so a Lua step can
+rewrite one field (status, progress) without touching a large result, and
+bytes stay bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping
+
+import msgpack
+
+from .errors import InvalidMessage
+
+#: The record's keys, in the order users see them (SPEC §4), then our additions.
+RECORD_FIELDS: tuple[str, ...] = (
+    "id", "timestamp", "worker", "processing_started", "processing_finished",
+    "progress", "short_result", "result", "callback", "retries", "functions",
+    "msg", "status", "error",
+    "timeout", "queue", "attempt", "last_error",
+)
+
+
+def pack(value: Any) -> bytes:
+    """msgpack one value; InvalidMessage when msgpack cannot hold it."""
+    try:
+        return msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidMessage(f"cannot be stored as msgpack: {exc}") from exc
+
+
+def unpack(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def pack_fields(fields: Mapping[str, Any]) -> list[bytes | str]:
+    """Flatten {field: value} into the field, packed-value list the Lua steps take."""
+    flat: list[bytes | str] = []
+    for name, value in fields.items():
+        flat.append(name)
+        flat.append(pack(value))
+    return flat
+
+
+def record_from_hash(raw: Mapping[bytes, bytes] | Iterable[bytes]) -> dict[str, Any]:
+    """Decode an HGETALL answer (a dict, or the flat list a Lua step returns)."""
+    if not isinstance(raw, Mapping):
+        items = list(raw)
+        raw = dict(zip(items[0::2], items[1::2]))
+    decoded = {
+        (key.decode() if isinstance(key, bytes) else key): unpack(value)
+        for key, value in raw.items()
+    }
+    record = {name: decoded.pop(name, None) for name in RECORD_FIELDS}
+    if record["retries"] is None:
+        record["retries"] = 0
+    record.update(decoded)
+    return record
+
+
+def decode_event(data: bytes) -> dict[str, Any]:
+    """A published job event: msgpack [id, status, progress?]."""
+    values = list(unpack(data)) + [None, None]
+    return {"id": str(values[0]), "status": values[1], "progress": values[2]}
+
+
+def to_json_text(value: Any) -> str:
+    """The compact JSON text short_result uses for structured outcomes (SPEC §3)."""
+    return json.dumps(value, separators=(",", ":"), default=str)

@@ -1,0 +1,185 @@
+"""One worker: takes a job, runs the listeners, records the outcome.
+
+`step()` is one iteration with an injectable clock, so tests drive it without
+threads; `run()` is the thin loop around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import redis
+
+from . import defaults
+from .errors import InvalidMessage, ListenerError
+from .job import COMPLETED, FAILED, runtime_bucket, split_outcome
+from .keys import DEFAULT_QUEUE
+from .listeners import Listener
+from .serialization import pack, pack_fields, record_from_hash
+
+if TYPE_CHECKING:
+    from .queue import MLQ
+
+log = logging.getLogger("mlq.worker")
+
+#: Redis errors after which a worker waits and reconnects instead of crashing.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+class WorkerHooks:
+    """What a worker tells its supervisor; the in-process default does nothing."""
+
+    def job_started(self, worker_id: str, job_id: str, attempt: int, timeout: float | None) -> None:
+        pass
+
+    def job_ended(self, worker_id: str, job_id: str) -> None:
+        pass
+
+
+class Worker:
+    """Consumes jobs of one namespace under one worker id."""
+
+    def __init__(self, mlq: MLQ, worker_id: str, *,
+                 local_listeners: dict[str, Listener] | None = None,
+                 queues: Sequence[str] = (DEFAULT_QUEUE,),
+                 hooks: WorkerHooks | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.mlq = mlq
+        self.worker_id = worker_id
+        self.local = dict(local_listeners or {})
+        self.queues = tuple(queues)
+        self.hooks = hooks or WorkerHooks()
+        self.clock = clock
+        self.current: tuple[str, int, float, float | None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the loop -----------------------------------------------------------
+    def run(self, stop: threading.Event, block: float = defaults.BLOCK_TIMEOUT) -> None:
+        """Step until `stop` is set; a lost Redis makes it wait and reconnect."""
+        pause, cap = defaults.RECONNECT_BACKOFF
+        delay = pause
+        try:
+            while not stop.is_set():
+                try:
+                    self.step(block)
+                    delay = pause
+                except REDIS_DOWN as exc:
+                    log.warning("worker %s: Redis unavailable (%s); retrying in %.1f s",
+                                self.worker_id, exc, delay)
+                    stop.wait(delay)
+                    delay = min(delay * 2, cap)
+        finally:
+            if self._loop is not None:
+                self._loop.close()
+
+    def step(self, block: float = 0.0) -> bool:
+        """Take one job (waiting up to `block` seconds) and run it; False if none came."""
+        answer = self.take(block)
+        if not answer:
+            return False
+        self.run_job(answer)
+        return True
+
+    def take(self, block: float) -> list[bytes] | None:
+        scripts = self.mlq.scripts
+        for queue in self.queues:
+            answer = scripts.take(queue, self.worker_id, self.clock())
+            if answer:
+                return answer
+        if block <= 0:
+            return None
+        keys = self.mlq.keys
+        # one blocking move into our processing list: a crash right after it loses
+        # nothing, the id waits there for the reaper
+        job_id = self.mlq.client.blmove(
+            keys.queue(self.queues[0]), keys.processing(self.worker_id), block, "RIGHT", "LEFT")
+        if job_id is None:
+            return None
+        return scripts.take(self.queues[0], self.worker_id, self.clock(), job_id.decode()) or None
+
+    # -- one job ------------------------------------------------------------
+    def run_job(self, answer: list[bytes]) -> None:
+        registry = self.mlq.registry
+        registry.refresh(answer[0].decode())
+        record = record_from_hash(answer[1:])
+        job_id, attempt = record["id"], record["attempt"]
+        started = self.clock()
+        self.current = (job_id, attempt, started, record["timeout"])
+        self.hooks.job_started(self.worker_id, job_id, attempt, record["timeout"])
+        log.info("job %s started on %s (attempt %s)", job_id, self.worker_id, attempt)
+        try:
+            outcome, fields, short = self._execute(record)
+            self._finish(record, outcome, fields, short, started)
+        finally:
+            self.current = None
+            self.hooks.job_ended(self.worker_id, job_id)
+
+    def _execute(self, record: dict[str, Any]) -> tuple[str, list[Any], str | None]:
+        try:
+            listeners = self.mlq.registry.resolve(record["functions"], self.local)
+            value = None
+            context = self.mlq.listener_context(record, self)
+            for _name, function in listeners:
+                value = self._call(function, record["msg"], context)
+            result, short = split_outcome(value)
+            fields = pack_fields({"result": result, "short_result": short, "error": None})
+            return COMPLETED, fields, short
+        except ListenerError as exc:
+            reason = str(exc)
+            return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason}), None
+        except InvalidMessage as exc:
+            reason = f"result cannot be stored: {exc}"
+            return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason}), None
+        except Exception as exc:
+            return FAILED, pack_fields({
+                "result": str(exc), "short_result": None, "error": traceback.format_exc()}), None
+
+    def _call(self, function: Listener, msg: Any, context: dict[str, Any]) -> Any:
+        value = function(msg, context)
+        if inspect.isawaitable(value):
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            value = self._loop.run_until_complete(value)
+        return value
+
+    def _finish(self, record: dict[str, Any], outcome: str, fields: list[Any],
+                short: str | None, started: float) -> None:
+        now = self.clock()
+        runtime = max(now - started, 0.0)
+        pause, cap = defaults.RECONNECT_BACKOFF
+        while True:
+            try:
+                done = self.mlq.scripts.finish(
+                    record["id"], self.worker_id, record["attempt"], outcome, now, fields,
+                    runtime_bucket(runtime), runtime)
+                break
+            except REDIS_DOWN as exc:
+                # the outcome is only in this variable: keep trying, the job is not lost
+                # either way (it stays in our processing list for the reaper)
+                log.warning("job %s: cannot record outcome yet (%s)", record["id"], exc)
+                time.sleep(pause)
+                pause = min(pause * 2, cap)
+        if not done:
+            log.warning("job %s attempt %s finished late on %s; outcome dropped",
+                        record["id"], record["attempt"], self.worker_id)
+            return
+        log.info("job %s %s on %s in %.3f s", record["id"], outcome, self.worker_id, runtime)
+        if record["callback"]:
+            self.mlq.callbacks.send(record["callback"], outcome == COMPLETED, record["id"], short)
+
+    # -- listener helpers ---------------------------------------------------
+    def update_progress(self, job_id: str, attempt: int, value: Any) -> bool:
+        try:
+            packed = pack(value)
+            event_value = value
+        except InvalidMessage:
+            packed = pack(str(value))
+            event_value = str(value)
+        event = pack([job_id, "started", event_value])
+        return bool(self.mlq.scripts.progress(job_id, self.worker_id, attempt, packed, event))
