@@ -112,3 +112,7 @@ class Keys:
     def control_channel(self, worker_id: str) -> str:
         """Orders to one worker (e.g. stop the job that timed out)."""
         return f"{self.prefix}control:{worker_id}"
+
+    def control_pattern(self, worker_id_prefix: str) -> str:
+        """PSUBSCRIBE pattern for the control channels of ids starting with the prefix."""
+        return _escape_glob(self.control_channel(worker_id_prefix)) + "*"

@@ -1,0 +1,345 @@
+"""Supervised workers: one process that runs N spawned children and watches them.
+
+The supervisor heartbeats for each child (so a listener holding the GIL for
+minutes does not look dead), kills a child whose job passes its time limit,
+and when a child dies for any reason takes its job back at once: requeued with
+retries + 1, or failed past the retry limit, with the reason recorded. Children
+are started with spawn, never fork, so CUDA and threads are safe in them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any, Sequence
+
+import redis
+
+from . import defaults
+from .heartbeat import beat, new_worker_id, retire
+from .job import signal_reason, time_limit_reason
+from .keys import DEFAULT_QUEUE
+from .listeners import Listener, function_name
+from .queue import MLQ
+from .worker import Worker, WorkerHooks
+
+log = logging.getLogger("mlq.supervisor")
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+#: A child that dies this soon after starting is restarted after a growing pause,
+#: so a listener module that fails to import does not spin the CPU.
+QUICK_DEATH = 2.0
+RESTART_BACKOFF_CAP = 10.0
+
+
+@dataclass
+class ChildConfig:
+    namespace: str
+    redis_url: str
+    worker_id: str
+    imports: tuple[str, ...] = ()
+    secret: str | None = None
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    log_level: int = logging.INFO
+
+
+@dataclass
+class Child:
+    worker_id: str
+    process: Any
+    conn: Connection
+    started: float
+    job: tuple[str, int, float, float | None] | None = None  # id, attempt, start, timeout
+    kill_reason: tuple[str, str, int] | None = None  # reason, job id, attempt
+    took_a_job: bool = False
+
+
+def import_listener(spec: str) -> tuple[str, Listener]:
+    """Load `module:function` (what --import names)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"expected module:function, got {spec!r}")
+    target: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise ValueError(f"{spec} is not callable")
+    return function_name(target), target
+
+
+class _PipeHooks(WorkerHooks):
+    """Tells the supervisor which job the child runs, for time limits and recovery."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def job_started(self, worker_id: str, job_id: str, attempt: int, timeout: float | None) -> None:
+        with self.lock:
+            self.conn.send(("start", job_id, attempt, timeout, time.time()))
+
+    def job_ended(self, worker_id: str, job_id: str) -> None:
+        with self.lock:
+            self.conn.send(("end", job_id))
+
+
+def child_main(config: ChildConfig, conn: Connection) -> None:
+    """Entry point of a spawned child: consume until the supervisor says stop."""
+    # Ctrl-C in a terminal reaches the whole process group; the supervisor decides
+    # how the children stop, so they ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=config.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    local = dict(import_listener(spec) for spec in config.imports)
+    mlq = MLQ(config.namespace, redis_url=config.redis_url, secret=config.secret)
+    stop = threading.Event()
+
+    def listen_for_stop() -> None:
+        try:
+            while conn.recv() != "stop":
+                pass
+        except (EOFError, OSError):
+            pass  # the supervisor is gone: stop too
+        stop.set()
+
+    threading.Thread(target=listen_for_stop, name="mlq-stop-listener", daemon=True).start()
+    worker = Worker(mlq, config.worker_id, local_listeners=local, queues=config.queues,
+                    hooks=_PipeHooks(conn))
+    worker.run(stop)
+    mlq.callbacks.close(wait=True)
+
+
+class Supervisor:
+    def __init__(self, namespace: str, redis_url: str, *, concurrency: int = 1,
+                 imports: Sequence[str] = (), secret: str | None = None,
+                 heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL,
+                 heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT,
+                 max_retries: int = defaults.MAX_RETRIES,
+                 queues: Sequence[str] = (DEFAULT_QUEUE,)) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        for spec in imports:  # fail here, with a clear message, not in every child
+            import_listener(spec)
+        self.namespace = namespace
+        self.redis_url = redis_url
+        self.concurrency = concurrency
+        self.imports = tuple(imports)
+        self.secret = secret
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.max_retries = max_retries
+        self.queues = tuple(queues)
+        self.mlq = MLQ(namespace, redis_url=redis_url, secret=secret,
+                       heartbeat_timeout=heartbeat_timeout)
+        self.supervisor_id = new_worker_id("s")
+        self.children: list[Child] = []
+        self._context = multiprocessing.get_context("spawn")
+        self._stop_level = 0  # 0 running, 1 finish running jobs, 2 stop now
+        self._stop_sent = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._orphans: list[tuple[str, str]] = []  # (worker id, reason) still to recover
+        self._restart_at: list[float] = []
+        self._quick_deaths = 0
+        self._next_beat = 0.0
+        self._serial = 0
+
+    # -- control ------------------------------------------------------------
+    def request_stop(self, immediate: bool = False) -> None:
+        """First call: finish running jobs and stop. immediate=True: kill children now.
+
+        Safe from a signal handler: it only sets a level and writes one byte.
+        """
+        self._stop_level = max(self._stop_level, 2 if immediate else 1)
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass
+
+    # -- main loop ------------------------------------------------------------
+    def run(self) -> None:
+        """Run the children until a stop is requested and they have all ended."""
+        log.info("supervisor %s: %d worker process(es) for namespace %r",
+                 self.supervisor_id, self.concurrency, self.namespace)
+        control = threading.Thread(target=self._control_loop, name="mlq-control", daemon=True)
+        control.start()
+        for _ in range(self.concurrency):
+            self._spawn()
+        try:
+            while self.children or (self._stop_level == 0 and self._restart_at):
+                self._loop_once()
+        finally:
+            self._retry_orphans()
+            self.mlq.callbacks.close(wait=True)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        log.info("supervisor %s stopped", self.supervisor_id)
+
+    def _loop_once(self) -> None:
+        now = time.time()
+        if self._stop_level >= 2:
+            for child in self.children:
+                if child.process.is_alive():
+                    child.process.kill()
+        elif self._stop_level == 1 and not self._stop_sent:
+            self._stop_sent = True
+            for child in self.children:
+                self._send(child, "stop")
+        if self._stop_level == 0:
+            due = [t for t in self._restart_at if t <= now]
+            for t in due:
+                self._restart_at.remove(t)
+                self._spawn()
+        if now >= self._next_beat:
+            self._heartbeat()
+            self._retry_orphans()
+            self._next_beat = now + self.heartbeat_interval
+        self._enforce_time_limits(now)
+        ready = wait([c.conn for c in self.children] + [c.process.sentinel for c in self.children]
+                     + [self._wake_r], timeout=self._wait_time(time.time()))
+        for item in ready:
+            if item == self._wake_r:
+                os.read(self._wake_r, 1024)
+        for child in list(self.children):
+            if child.conn in ready:
+                self._read_messages(child)
+            if child.process.sentinel in ready or not child.process.is_alive():
+                self._reap_child(child)
+
+    def _wait_time(self, now: float) -> float:
+        deadlines = [self._next_beat] + self._restart_at
+        deadlines += [c.job[2] + c.job[3] for c in self.children if c.job and c.job[3]]
+        return max(min(deadlines) - now, 0.0)
+
+    # -- children -------------------------------------------------------------
+    def _spawn(self) -> None:
+        self._serial += 1
+        worker_id = f"{self.supervisor_id}-c{self._serial}"
+        parent_conn, child_conn = self._context.Pipe(duplex=True)
+        config = ChildConfig(self.namespace, self.redis_url, worker_id, self.imports,
+                             self.secret, self.queues, logging.getLogger().getEffectiveLevel())
+        process = self._context.Process(target=child_main, args=(config, child_conn),
+                                        name=f"mlq-worker-{self._serial}", daemon=False)
+        process.start()
+        child_conn.close()
+        child = Child(worker_id, process, parent_conn, time.time())
+        self.children.append(child)
+        log.info("worker %s started (pid %s)", worker_id, process.pid)
+        self._next_beat = 0.0  # announce it at once
+
+    def _send(self, child: Child, message: Any) -> None:
+        try:
+            child.conn.send(message)
+        except (OSError, ValueError):
+            pass  # it died; its sentinel tells us
+
+    def _read_messages(self, child: Child) -> None:
+        try:
+            while child.conn.poll():
+                message = child.conn.recv()
+                if message[0] == "start":
+                    _, job_id, attempt, timeout, started = message
+                    child.job = (job_id, attempt, started, timeout)
+                    child.took_a_job = True
+                elif message[0] == "end":
+                    child.job = None
+        except (EOFError, OSError):
+            pass
+
+    def _enforce_time_limits(self, now: float) -> None:
+        for child in self.children:
+            job = child.job
+            if job and job[3] and now - job[2] > job[3] and child.kill_reason is None:
+                child.kill_reason = (time_limit_reason(job[3]), job[0], job[1])
+                log.error("job %s: %s; killing worker %s", job[0], child.kill_reason[0],
+                          child.worker_id)
+                child.process.kill()
+
+    def _reap_child(self, child: Child) -> None:
+        child.process.join()
+        self._read_messages(child)
+        self.children.remove(child)
+        child.conn.close()
+        code = child.process.exitcode
+        reason = signal_reason(code if code is not None else -9)
+        if child.kill_reason is not None:
+            reason = child.kill_reason[0]
+        if code != 0 or child.kill_reason is not None:
+            log.warning("worker %s ended: %s", child.worker_id, reason)
+        self._recover(child.worker_id, reason, child.kill_reason)
+        if self._stop_level == 0:
+            self._schedule_restart(child)
+
+    def _schedule_restart(self, child: Child) -> None:
+        quick = time.time() - child.started < QUICK_DEATH and not child.took_a_job
+        self._quick_deaths = self._quick_deaths + 1 if quick else 0
+        delay = min(0.25 * 2 ** self._quick_deaths, RESTART_BACKOFF_CAP) if quick else 0.0
+        self._restart_at.append(time.time() + delay)
+
+    def _recover(self, worker_id: str, reason: str,
+                 kill_reason: tuple[str, str, int] | None = None) -> None:
+        try:
+            if kill_reason is not None:
+                self.mlq.fail_job(kill_reason[1], worker_id, kill_reason[2], kill_reason[0])
+            keys = self.mlq.keys
+            for raw_id in self.mlq.client.lrange(keys.processing(worker_id), 0, -1):
+                self.mlq.recover_job(raw_id.decode(), worker_id, self.max_retries,
+                                     time.time(), reason)
+            retire(self.mlq.client, keys, [worker_id])
+        except REDIS_DOWN as exc:
+            log.warning("cannot recover jobs of %s yet: %s", worker_id, exc)
+            self._orphans.append((worker_id, reason))
+
+    def _retry_orphans(self) -> None:
+        orphans, self._orphans = self._orphans, []
+        for worker_id, reason in orphans:
+            self._recover(worker_id, reason)
+
+    def _heartbeat(self) -> None:
+        host = socket.gethostname()
+        workers = {
+            c.worker_id: {"host": host, "pid": c.process.pid, "supervisor": os.getpid(),
+                          "kind": "process", "started": c.started,
+                          "job": c.job[0] if c.job else None}
+            for c in self.children if c.process.is_alive()
+        }
+        if not workers:
+            return
+        try:
+            beat(self.mlq.client, self.mlq.keys, workers, self.heartbeat_timeout)
+        except REDIS_DOWN as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    # -- orders from the reaper -----------------------------------------------
+    def _control_loop(self) -> None:
+        """Kill a child when the reaper says its job ran past job_timeout."""
+        pattern = self.mlq.keys.control_pattern(f"{self.supervisor_id}-c")
+        while self._stop_level < 2:
+            try:
+                pubsub = self.mlq.client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(pattern)
+                while self._stop_level < 2:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message:
+                        self._on_control(message["channel"].decode(), message["data"].decode())
+            except REDIS_DOWN:
+                time.sleep(1.0)
+
+    def _on_control(self, channel: str, order: str) -> None:
+        verb, _, job_id = order.partition(" ")
+        if verb != "stop":
+            return
+        for child in list(self.children):
+            if channel.endswith(child.worker_id) and child.job and child.job[0] == job_id:
+                log.warning("job %s: stopping worker %s at the reaper's request",
+                            job_id, child.worker_id)
+                child.process.kill()
+
