@@ -32,7 +32,8 @@ class ThreadConsumer:
             raise ValueError("concurrency must be at least 1")
         self.mlq = mlq
         self.stop_event = threading.Event()
-        self.workers = [Worker(mlq, new_worker_id(f"t{i}-")) for i in range(concurrency)]
+        self.workers = [Worker(mlq, new_worker_id(f"t{i}-"), local_listeners=mlq.local_listeners)
+                        for i in range(concurrency)]
         self.threads: list[threading.Thread] = []
         self._heartbeat_thread: threading.Thread | None = None
         self._started = time.time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
 from .job import FAILED, RUNTIME_BUCKETS, bucket_field, progress_text
 from .keys import DEFAULT_QUEUE, Keys
-from .listeners import Listener, Registry
+from .listeners import Listener, Registry, function_name
 from .scripts import Scripts
 from .serialization import pack, pack_fields, record_from_hash, unpack
 
@@ -56,6 +57,8 @@ class MLQ:
         self.heartbeat_timeout = heartbeat_timeout
         self.max_retries = max_retries
         self._consumer: Any = None
+        #: listeners only this process runs (create_listener with an unpicklable function)
+        self.local_listeners: dict[str, Listener] = {}
         self._reaper_stop: threading.Event | None = None
         self._reaper_thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -172,8 +175,22 @@ class MLQ:
     # -- listeners ----------------------------------------------------------
     def create_listener(self, function: Listener | dict | bytes | None = None, *,
                         concurrency: int | None = None) -> str | None:
-        """Register `function` for the whole namespace and consume in background threads."""
-        name = self.registry.register(function) if function is not None else None
+        """Register `function` for the whole namespace and consume in background threads.
+
+        A function that cannot be pickled (it holds a lock, a socket...) still runs
+        here, in this process only, with a warning.
+        """
+        name = None
+        if function is not None:
+            try:
+                name = self.registry.register(function)
+            except (TypeError, AttributeError, pickle.PicklingError) as exc:
+                if not callable(function):
+                    raise
+                name = function_name(function)
+                self.local_listeners[name] = function
+                log.warning("listener %r cannot be shared through Redis (%s); it runs in "
+                            "this process only", name, exc)
         with self._lock:
             if self._consumer is None:
                 from .consumer import ThreadConsumer

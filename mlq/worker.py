@@ -52,7 +52,8 @@ class Worker:
                  clock: Callable[[], float] = time.time) -> None:
         self.mlq = mlq
         self.worker_id = worker_id
-        self.local = dict(local_listeners or {})
+        # shared, not copied: create_listener may add to it while we run
+        self.local = local_listeners if local_listeners is not None else {}
         self.queues = tuple(queues)
         self.hooks = hooks or WorkerHooks()
         self.clock = clock

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from mlq import MLQ
 from mlq.embedded import EmbeddedServer
 
 
@@ -27,3 +32,62 @@ def redis_url(redis_server: EmbeddedServer) -> str:
 def namespace() -> str:
     """A namespace no other test uses, so tests never see each other's keys."""
     return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def q(redis_url: str, namespace: str) -> Iterator[MLQ]:
+    """An MLQ on a fresh namespace; consuming threads are stopped after the test."""
+    mlq = MLQ(namespace, redis_url=redis_url, heartbeat_interval=0.2, heartbeat_timeout=2.0)
+    yield mlq
+    mlq.shutdown(timeout=10)
+    mlq.clear_all()
+
+
+class CallbackRecorder:
+    """A real local HTTP server that records the callbacks it receives."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, object]] = []
+        self.status = 200
+        self.delay = 0.0
+        self.arrived = threading.Condition()
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                parts = urlsplit(self.path)
+                with recorder.arrived:
+                    recorder.requests.append({"path": parts.path, "query": parse_qs(parts.query),
+                                              "raw_query": parts.query, "time": time.time()})
+                    recorder.arrived.notify_all()
+                if recorder.delay:
+                    time.sleep(recorder.delay)
+                self.send_response(recorder.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, object]]:
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.requests) >= count, timeout)
+        return list(self.requests)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def callback_server() -> Iterator[CallbackRecorder]:
+    recorder = CallbackRecorder()
+    yield recorder
+    recorder.close()

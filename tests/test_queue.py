@@ -1,0 +1,110 @@
+"""The MLQ facade against a real server: posting, records, data, clearing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from mlq import MLQ, InvalidMessage, JobNotFound, MLQError
+
+
+def test_ids_are_a_counter_from_one(q: MLQ) -> None:
+    assert [q.post(i) for i in range(3)] == ["1", "2", "3"]
+    assert q.job_count() == 3
+
+
+def test_rejected_post_takes_no_id(q: MLQ) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        q.post({"bad": object()})
+    assert isinstance(info.value, ValueError) and isinstance(info.value, MLQError)
+    for bad_option in ({"timeout": -1}, {"timeout": "x"}, {"callback": 5}, {"functions": [1]}):
+        with pytest.raises(InvalidMessage):
+            q.post("m", **bad_option)
+    assert q.post("ok") == "1"
+
+
+def test_record_has_every_field(q: MLQ) -> None:
+    before = time.time()
+    job_id = q.post({"my_data": 1}, callback="http://x/cb", functions=["f"], timeout=30)
+    record = q.get_job(job_id)
+    for key in ("id", "timestamp", "worker", "processing_started", "processing_finished",
+                "progress", "short_result", "result", "callback", "retries", "functions",
+                "msg", "status", "error"):
+        assert key in record
+    assert record["id"] == job_id and record["status"] == "queued"
+    assert record["msg"] == {"my_data": 1} and record["functions"] == ["f"]
+    assert record["callback"] == "http://x/cb" and record["timeout"] == 30
+    assert record["retries"] == 0 and record["progress"] is None and record["worker"] is None
+    assert before <= record["timestamp"] <= time.time()
+    assert q.get_result(job_id) == record
+    assert q.get_progress(job_id) == "[queued; not started]"
+
+
+@pytest.mark.parametrize("msg", [
+    {"a": [1, 2.5, None, True]}, [1, "x"], "text", 42, 4.25, False, None, b"\x00\xffbytes",
+])
+def test_messages_round_trip_with_their_types(q: MLQ, msg: object) -> None:
+    assert q.get_job(q.post(msg))["msg"] == msg
+
+
+@pytest.mark.parametrize("bad_id", ["999", "abc", "-1", "../../etc/passwd", "1" * 30, ""])
+def test_unknown_ids(q: MLQ, bad_id: str) -> None:
+    with pytest.raises(JobNotFound) as info:
+        q.get_job(bad_id)
+    assert isinstance(info.value, KeyError)
+    with pytest.raises(JobNotFound):
+        q.get_progress(bad_id)
+
+
+def test_store_and_fetch_data(q: MLQ) -> None:
+    key = q.store_data(b"\x00binary")
+    assert len(key) == 32 and q.fetch_data(key) == b"\x00binary"
+    assert q.store_data("text", key="mine") == "mine"
+    assert q.fetch_data("mine") == b"text"
+    assert q.fetch_data("missing") is None
+    q.store_data("short-lived", key="brief", expiry=0.05)
+    time.sleep(0.2)
+    assert q.fetch_data("brief") is None
+
+
+def test_clear_all_touches_only_its_namespace(redis_url: str, namespace: str, q: MLQ) -> None:
+    other = MLQ(namespace + "_other", redis_url=redis_url)
+    other.post("keep me")
+    q.post("a")
+    q.store_data("x", key="k")
+    assert q.clear_all() > 0
+    assert q.job_count() == 0 and q.fetch_data("k") is None
+    assert q.post("again") == "1"  # the counter starts over
+    assert other.get_job("1")["msg"] == "keep me"
+    other.clear_all()
+
+
+def test_every_key_carries_the_namespace_hash_tag(q: MLQ, redis_url: str) -> None:
+    def listener(msg: object, *args: object) -> str:
+        return "done"
+
+    q.create_listener(listener)
+    q.store_data("x")
+    q.wait(q.post("a"), timeout=10)
+    client = redis.Redis.from_url(redis_url)
+    tagged = [k for k in client.scan_iter(match=q.keys.pattern)]
+    assert len(tagged) >= 8
+    every = [k.decode() for k in client.scan_iter() if f"{{{q.namespace}}}".encode() in k]
+    assert all(k.startswith(f"mlq:{{{q.namespace}}}:") for k in every)
+
+
+def test_wait_times_out(q: MLQ) -> None:
+    job_id = q.post("never taken")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        q.wait(job_id, timeout=0.3)
+    assert time.monotonic() - started < 2
+
+
+def test_unreachable_redis_raises_connection_error() -> None:
+    from mlq.embedded import free_port
+    mlq = MLQ("x", redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(redis.ConnectionError):
+        mlq.post("m")
