@@ -50,6 +50,7 @@ class ThreadConsumer:
         self._heartbeat_thread = threading.Thread(
             target=self._heartbeat_loop, name="mlq-heartbeat", daemon=True)
         self._heartbeat_thread.start()
+        self.mlq.registry.start_following(self.stop_event)
 
     def _beat(self) -> None:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "kind": "thread",

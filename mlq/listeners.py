@@ -174,5 +174,28 @@ class Registry:
             chosen.append((name, function))
         return chosen
 
-    def has_any(self, local: dict[str, Listener]) -> bool:
-        return bool(local or self._functions)
+    def follow(self, stop: threading.Event) -> None:
+        """Reload as soon as pub/sub announces a change, until `stop` is set.
+
+        Correctness does not depend on it (each take returns the registry's
+        sequence number), but a new function is then unpickled before its first job.
+        """
+        while not stop.is_set():
+            try:
+                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                try:
+                    pubsub.subscribe(self.keys.registry_channel)
+                    self.refresh()
+                    while not stop.is_set():
+                        if pubsub.get_message(timeout=1.0):
+                            self.refresh()
+                finally:
+                    pubsub.close()
+            except (redis.ConnectionError, redis.TimeoutError):
+                stop.wait(1.0)
+
+    def start_following(self, stop: threading.Event) -> threading.Thread:
+        thread = threading.Thread(target=self.follow, args=(stop,), name="mlq-registry",
+                                  daemon=True)
+        thread.start()
+        return thread

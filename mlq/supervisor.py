@@ -111,6 +111,7 @@ def child_main(config: ChildConfig, conn: Connection) -> None:
         stop.set()
 
     threading.Thread(target=listen_for_stop, name="mlq-stop-listener", daemon=True).start()
+    mlq.registry.start_following(stop)
     worker = Worker(mlq, config.worker_id, local_listeners=local, queues=config.queues,
                     hooks=_PipeHooks(conn))
     worker.run(stop)
