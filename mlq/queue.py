@@ -7,7 +7,7 @@ import pickle
 import threading
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import redis
 
@@ -68,6 +68,22 @@ class MLQ:
              *, timeout: float | None = None, queue: str = DEFAULT_QUEUE) -> str:
         """Enqueue `msg`; returns the job id (a decimal string)."""
         return str(self.scripts.post(queue, self._new_record(msg, callback, functions, timeout, queue)))
+
+    def post_many(self, msgs: Iterable[Any], callback: str | None = None,
+                  functions: list[str] | None = None, *, timeout: float | None = None,
+                  queue: str = DEFAULT_QUEUE, chunk_size: int = 500) -> list[str]:
+        """Enqueue many messages, one round trip per chunk; returns their ids in order.
+
+        Every message is checked before anything is sent, so a bad one posts none.
+        """
+        records = [self._new_record(m, callback, functions, timeout, queue) for m in msgs]
+        ids: list[str] = []
+        for start in range(0, len(records), chunk_size):
+            pipe = self.client.pipeline(transaction=False)
+            for fields in records[start:start + chunk_size]:
+                self.scripts.post(queue, fields, client=pipe)
+            ids.extend(str(i) for i in pipe.execute())
+        return ids
 
     def _new_record(self, msg: Any, callback: Any, functions: Any, timeout: Any,
                     queue: Any) -> list[Any]:

@@ -108,3 +108,12 @@ def test_unreachable_redis_raises_connection_error() -> None:
     mlq = MLQ("x", redis_url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(redis.ConnectionError):
         mlq.post("m")
+
+
+def test_post_many_keeps_order_and_checks_first(q: MLQ) -> None:
+    assert q.post_many([{"n": i} for i in range(1200)]) == [str(i) for i in range(1, 1201)]
+    assert q.job_count() == 1200
+    assert q.get_job("1200")["msg"] == {"n": 1199}
+    with pytest.raises(InvalidMessage):
+        q.post_many(["fine", object()])
+    assert q.job_count() == 1200 and q.post("next") == "1201"
