@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +14,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import requests
 
 from . import defaults
+from .errors import InvalidMessage
+from .signing import sign_text
 
 log = logging.getLogger("mlq.callbacks")
 
@@ -28,6 +32,41 @@ def callback_url(url: str, success: bool, job_id: str, short_result: str | None)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
+#: Header carrying the HMAC-SHA256 of the full callback URL when a secret is set.
+SIGNATURE_HEADER = "X-MLQ-Signature"
+
+
+def check_callback_url(url: str) -> None:
+    """InvalidMessage unless `url` is an absolute http(s) URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InvalidMessage(f"callback is not a URL: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidMessage("callback must be an http:// or https:// URL")
+
+
+def refusal(url: str, allow_hosts: frozenset[str] | None, allow_link_local: bool) -> str | None:
+    """Why a callback to `url` must not be sent, or None when it may be.
+
+    Link-local destinations (169.254.0.0/16, where cloud metadata services
+    answer, and fe80::/10) are refused unless allowed, whatever name points there.
+    """
+    host = urlsplit(url).hostname or ""
+    if allow_hosts is not None and host.lower() not in allow_hosts:
+        return f"host {host!r} is not in the callback allowlist"
+    if allow_link_local:
+        return None
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return None  # unresolvable: the attempt itself fails and is retried
+    for address in addresses:
+        if ipaddress.ip_address(address.split("%")[0]).is_link_local:
+            return f"host {host!r} resolves to link-local address {address}"
+    return None
+
+
 class CallbackSender:
     """Sends callbacks from a small thread pool, so a hung endpoint delays no job."""
 
@@ -35,12 +74,18 @@ class CallbackSender:
                  attempts: int = defaults.CALLBACK_ATTEMPTS,
                  backoff: Sequence[float] = defaults.CALLBACK_BACKOFF,
                  threads: int = defaults.CALLBACK_THREADS,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 secret: str | bytes | None = None,
+                 allow_hosts: Sequence[str] | None = None,
+                 allow_link_local: bool = False) -> None:
         self.timeout = timeout
         self.attempts = attempts
         self.backoff = tuple(backoff)
         self._sleep = sleep
         self._threads = threads
+        self.secret = secret
+        self.allow_hosts = None if allow_hosts is None else frozenset(h.lower() for h in allow_hosts)
+        self.allow_link_local = allow_link_local
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -53,11 +98,19 @@ class CallbackSender:
 
     def deliver(self, full_url: str) -> bool:
         """Try one callback up to `attempts` times; True once a 2xx answer came."""
+        why_not = refusal(full_url, self.allow_hosts, self.allow_link_local)
+        if why_not:
+            log.error("callback %s refused: %s", full_url, why_not)
+            return False
+        headers = {}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = "sha256=" + sign_text(self.secret, full_url)
         for attempt in range(self.attempts):
             if attempt:
                 self._sleep(self.backoff[min(attempt - 1, len(self.backoff) - 1)])
             try:
-                response = requests.get(full_url, timeout=self.timeout)
+                response = requests.get(full_url, timeout=self.timeout, headers=headers,
+                                        allow_redirects=False)
                 if 200 <= response.status_code < 300:
                     return True
                 log.warning("callback %s answered %s (attempt %d)", full_url,

@@ -36,3 +36,16 @@ RECONNECT_BACKOFF = (0.1, 5.0)
 
 #: Default lifetime of a signed result link (SPEC §7).
 LINK_TTL = 3600
+
+#: Largest message a post accepts (packed bytes); matches the server's default body limit.
+MAX_MESSAGE_SIZE = 64 * 1024 ** 2
+
+#: Largest result a worker stores; Redis refuses single values over 512 MB, and a
+#: clear failure here beats a protocol error there.
+MAX_RESULT_SIZE = 256 * 1024 ** 2
+
+#: Largest registered function (pickled); listener code is small, a huge pickle is a mistake.
+MAX_FUNCTION_SIZE = 16 * 1024 ** 2
+
+#: Finished records are kept forever unless a TTL (seconds) is set (SPEC §7 "stored indefinitely").
+RESULT_TTL = None

@@ -63,11 +63,13 @@ class Registry:
     """Listener code of one namespace: stored in Redis, cached per process."""
 
     def __init__(self, client: redis.Redis, keys: Keys, scripts: Scripts,
-                 secret: str | bytes | None = None) -> None:
+                 secret: str | bytes | None = None,
+                 max_function_size: int | None = None) -> None:
         self.client = client
         self.keys = keys
         self.scripts = scripts
         self.secret = secret
+        self.max_function_size = max_function_size
         self._lock = threading.Lock()
         self._loaded_seq: str | None = None
         self._functions: dict[str, Listener] = {}
@@ -83,17 +85,24 @@ class Registry:
             function = bytes_from_envelope(function)
         if isinstance(function, (bytes, bytearray)):
             payload = bytes(function)
+            self._check_size(len(payload))
             function = load_pickled(payload)
         else:
             if not callable(function):
                 raise ListenerError(f"not a function: {type(function).__name__}")
             payload = cloudpickle.dumps(function)
+            self._check_size(len(payload))
         name = function_name(function)
         stored = seal(payload, self.secret)
         with self._lock:
             self._own[name] = (stored, function)
         self.scripts.register(name, stored)
         return name
+
+    def _check_size(self, size: int) -> None:
+        if self.max_function_size is not None and size > self.max_function_size:
+            raise ListenerError(f"function of {size} bytes exceeds the limit of "
+                                f"{self.max_function_size} bytes")
 
     def unregister(self, function: Listener | str | dict | bytes) -> bool:
         if isinstance(function, str):

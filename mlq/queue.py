@@ -7,12 +7,12 @@ import pickle
 import threading
 import time
 import uuid
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import redis
 
 from . import defaults
-from .callbacks import CallbackSender
+from .callbacks import CallbackSender, check_callback_url
 from .connection import connect
 from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
@@ -42,7 +42,13 @@ class MLQ:
                  heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL,
                  heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT,
                  max_retries: int = defaults.MAX_RETRIES,
-                 callback_timeout: float = defaults.CALLBACK_TIMEOUT) -> None:
+                 callback_timeout: float = defaults.CALLBACK_TIMEOUT,
+                 callback_allow_hosts: Sequence[str] | None = None,
+                 callback_allow_link_local: bool = False,
+                 max_message_size: int = defaults.MAX_MESSAGE_SIZE,
+                 max_result_size: int = defaults.MAX_RESULT_SIZE,
+                 max_function_size: int = defaults.MAX_FUNCTION_SIZE,
+                 result_ttl: float | None = defaults.RESULT_TTL) -> None:
         if not isinstance(q_name, str) or not q_name:
             raise InvalidMessage("the namespace must be a non-empty string")
         self.namespace = q_name
@@ -50,8 +56,16 @@ class MLQ:
         self.keys = Keys(q_name)
         self.scripts = Scripts(self.client, self.keys)
         self.secret = secret
-        self.registry = Registry(self.client, self.keys, self.scripts, secret)
-        self.callbacks = CallbackSender(timeout=callback_timeout)
+        self.registry = Registry(self.client, self.keys, self.scripts, secret,
+                                 max_function_size=max_function_size)
+        self.callbacks = CallbackSender(timeout=callback_timeout, secret=secret,
+                                        allow_hosts=callback_allow_hosts,
+                                        allow_link_local=callback_allow_link_local)
+        self.max_message_size = max_message_size
+        self.max_result_size = max_result_size
+        if result_ttl is not None and not result_ttl > 0:
+            raise InvalidMessage("result_ttl must be a positive number of seconds")
+        self.result_ttl = result_ttl
         self.concurrency = concurrency
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
@@ -87,8 +101,10 @@ class MLQ:
 
     def _new_record(self, msg: Any, callback: Any, functions: Any, timeout: Any,
                     queue: Any) -> list[Any]:
-        if callback is not None and not isinstance(callback, str):
-            raise InvalidMessage("callback must be a URL string")
+        if callback is not None:
+            if not isinstance(callback, str):
+                raise InvalidMessage("callback must be a URL string")
+            check_callback_url(callback)
         if isinstance(functions, str):
             functions = [functions]
         if functions is not None:
@@ -102,13 +118,18 @@ class MLQ:
                 raise InvalidMessage("timeout must be finite")
         if not isinstance(queue, str) or not queue or not queue.isprintable():
             raise InvalidMessage("queue must be a non-empty name")
-        return pack_fields({
+        packed_msg = pack(msg)
+        if len(packed_msg) > self.max_message_size:
+            raise InvalidMessage(f"message of {len(packed_msg)} bytes exceeds the limit of "
+                                 f"{self.max_message_size} bytes")
+        fields = pack_fields({
             "timestamp": time.time(), "worker": None, "processing_started": None,
             "processing_finished": None, "progress": None, "short_result": None,
             "result": None, "callback": callback, "retries": 0, "functions": functions,
-            "msg": msg, "status": "queued", "error": None, "timeout": timeout,
+            "status": "queued", "error": None, "timeout": timeout,
             "queue": queue, "attempt": 0, "last_error": None,
         })
+        return fields + ["msg", packed_msg]
 
     # -- reading ------------------------------------------------------------
     def get_job(self, job_id: str | int) -> dict[str, Any]:
@@ -269,7 +290,8 @@ class MLQ:
         """Fail a running attempt from outside it (time limit); fenced like a finish."""
         now = time.time() if now is None else now
         fields = pack_fields({"result": reason, "short_result": None, "error": reason})
-        done = bool(self.scripts.finish(job_id, worker_id, attempt, FAILED, now, fields))
+        done = bool(self.scripts.finish(job_id, worker_id, attempt, FAILED, now, fields,
+                                        ttl=self.result_ttl))
         if done:
             self._failure_callback(job_id)
         return done

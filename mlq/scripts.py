@@ -50,13 +50,15 @@ class Scripts:
             "take", [k.queue(queue), k.processing(worker_id), k.running, k.registry_seq], args)
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,
-               fields: Sequence[Any], bucket: str = "", runtime: float = 0.0) -> int:
+               fields: Sequence[Any], bucket: str = "", runtime: float = 0.0,
+               ttl: float | None = None) -> int:
         k = self.keys
         return self._run(
             "finish",
             [k.job(job_id), k.processing(worker_id), k.running, k.dead, k.stats],
             [job_id, worker_id, attempt, outcome, repr(now), k.events_channel,
-             k.job_channel(job_id), bucket, repr(runtime), *fields])
+             k.job_channel(job_id), bucket, repr(runtime),
+             int(ttl * 1000) if ttl else 0, *fields])
 
     def progress(self, job_id: str, worker_id: str, attempt: int, packed_value: bytes,
                  event: bytes) -> int:

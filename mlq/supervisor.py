@@ -49,6 +49,7 @@ class ChildConfig:
     secret: str | None = None
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
     log_level: int = logging.INFO
+    mlq_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,7 +100,8 @@ def child_main(config: ChildConfig, conn: Connection) -> None:
     logging.basicConfig(level=config.log_level,
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     local = dict(import_listener(spec) for spec in config.imports)
-    mlq = MLQ(config.namespace, redis_url=config.redis_url, secret=config.secret)
+    mlq = MLQ(config.namespace, redis_url=config.redis_url, secret=config.secret,
+              **config.mlq_options)
     stop = threading.Event()
 
     def listen_for_stop() -> None:
@@ -124,7 +126,8 @@ class Supervisor:
                  heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL,
                  heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT,
                  max_retries: int = defaults.MAX_RETRIES,
-                 queues: Sequence[str] = (DEFAULT_QUEUE,)) -> None:
+                 queues: Sequence[str] = (DEFAULT_QUEUE,), **mlq_options: Any) -> None:
+        """`mlq_options` are MLQ keyword options (limits, callback policy) for every child."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         for spec in imports:  # fail here, with a clear message, not in every child
@@ -138,8 +141,9 @@ class Supervisor:
         self.heartbeat_timeout = heartbeat_timeout
         self.max_retries = max_retries
         self.queues = tuple(queues)
+        self.mlq_options = dict(mlq_options)
         self.mlq = MLQ(namespace, redis_url=redis_url, secret=secret,
-                       heartbeat_timeout=heartbeat_timeout)
+                       heartbeat_timeout=heartbeat_timeout, **mlq_options)
         self.supervisor_id = new_worker_id("s")
         self.children: list[Child] = []
         self._context = multiprocessing.get_context("spawn")
@@ -226,7 +230,8 @@ class Supervisor:
         worker_id = f"{self.supervisor_id}-c{self._serial}"
         parent_conn, child_conn = self._context.Pipe(duplex=True)
         config = ChildConfig(self.namespace, self.redis_url, worker_id, self.imports,
-                             self.secret, self.queues, logging.getLogger().getEffectiveLevel())
+                             self.secret, self.queues, logging.getLogger().getEffectiveLevel(),
+                             self.mlq_options)
         process = self._context.Process(target=child_main, args=(config, child_conn),
                                         name=f"mlq-worker-{self._serial}", daemon=False)
         process.start()

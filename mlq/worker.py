@@ -32,6 +32,17 @@ log = logging.getLogger("mlq.worker")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
+_warned_without_secret = False
+
+
+def _warn_once_without_secret(secret: object) -> None:
+    global _warned_without_secret
+    if not secret and not _warned_without_secret:
+        _warned_without_secret = True
+        log.warning("no secret set (MLQ_SECRET / --secret): this worker runs any function "
+                    "stored in Redis; anyone who can write to Redis can run code here")
+
+
 class WorkerHooks:
     """What a worker tells its supervisor; the in-process default does nothing."""
 
@@ -59,6 +70,7 @@ class Worker:
         self.clock = clock
         self.current: tuple[str, int, float, float | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        _warn_once_without_secret(mlq.secret)
 
     # -- the loop -----------------------------------------------------------
     def run(self, stop: threading.Event, block: float = defaults.BLOCK_TIMEOUT) -> None:
@@ -130,6 +142,10 @@ class Worker:
                 value = self._call(function, record["msg"], context)
             result, short = split_outcome(value)
             fields = pack_fields({"result": result, "short_result": short, "error": None})
+            size = len(fields[1])
+            if size > self.mlq.max_result_size:
+                raise InvalidMessage(f"result of {size} bytes exceeds the limit of "
+                                     f"{self.mlq.max_result_size} bytes")
             return COMPLETED, fields, short
         except ListenerError as exc:
             reason = str(exc)
@@ -158,7 +174,7 @@ class Worker:
             try:
                 done = self.mlq.scripts.finish(
                     record["id"], self.worker_id, record["attempt"], outcome, now, fields,
-                    runtime_bucket(runtime), runtime)
+                    runtime_bucket(runtime), runtime, self.mlq.result_ttl)
                 break
             except REDIS_DOWN as exc:
                 # the outcome is only in this variable: keep trying, the job is not lost

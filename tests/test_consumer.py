@@ -48,7 +48,7 @@ def test_large_binary_result(q: MLQ) -> None:
     payload = bytes(range(256)) * (20 * 1024 * 1024 // 256)
 
     def big(msg: Any, *args: Any) -> bytes:
-        return payload
+        return bytes(range(256)) * (20 * 1024 * 1024 // 256)
 
     q.create_listener(big)
     record = q.wait(q.post("go"), timeout=30)

@@ -4,7 +4,8 @@
 -- ARGV[1] id   ARGV[2] worker id   ARGV[3] attempt   ARGV[4] 'completed' | 'failed'
 -- ARGV[5] now   ARGV[6] namespace events channel   ARGV[7] job channel
 -- ARGV[8] run-time histogram bucket field ('' for none)   ARGV[9] run time seconds
--- ARGV[10..] record field, msgpack value, ... (result, short_result, error)
+-- ARGV[10] keep the record this many ms (0: forever)
+-- ARGV[11..] record field, msgpack value, ... (result, short_result, error)
 -- Returns 1 when recorded, 0 when this attempt was fenced off (requeued, purged,
 -- or finished by someone else): then nothing changed and no callback is due.
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -19,7 +20,7 @@ local fields = {
   'progress', cmsgpack.pack(progress),
   'processing_finished', cmsgpack.pack(tonumber(ARGV[5])),
   'worker', cmsgpack.pack(nil)}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('LREM', KEYS[2], 1, ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -33,6 +34,7 @@ if ARGV[8] ~= '' then
   redis.call('HINCRBY', KEYS[5], ARGV[8], 1)
   redis.call('HINCRBYFLOAT', KEYS[5], 'runtime_sum', ARGV[9])
 end
+if tonumber(ARGV[10]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
 local event = cmsgpack.pack({ARGV[1], outcome, progress})
 redis.call('PUBLISH', ARGV[6], event)
 redis.call('PUBLISH', ARGV[7], event)
