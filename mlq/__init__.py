@@ -4,11 +4,12 @@ from .errors import (
     ConnectionFailed, InvalidMessage, JobFailed, JobNotFound, ListenerError, MLQError,
     SignatureError,
 )
+from .listeners import listener
 from .queue import MLQ
 
 __version__ = "0.3.0"
 
 __all__ = [
     "MLQ", "MLQError", "InvalidMessage", "JobNotFound", "JobFailed", "ListenerError",
-    "SignatureError", "ConnectionFailed", "__version__",
+    "SignatureError", "ConnectionFailed", "listener", "__version__",
 ]

@@ -72,3 +72,10 @@ def signal_reason(returncode: int) -> str:
 def is_stalled(started: float | None, now: float, job_timeout: float) -> bool:
     """True when a job started at `started` has run longer than `job_timeout` at `now`."""
     return started is not None and now - started > job_timeout
+
+
+def error_kind(exc: BaseException) -> str:
+    """'oom' for out-of-memory failures (MemoryError, CUDA out of memory), else 'error'."""
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return "oom"
+    return "error"

@@ -52,6 +52,60 @@ def load_pickled(payload: bytes) -> Listener:
     return function
 
 
+def listener(function: Listener | None = None, *, setup: Callable[[], Any] | None = None,
+             teardown: Callable[[Any], Any] | None = None) -> Any:
+    """Attach worker-lifetime hooks to a listener (usable as a decorator).
+
+    `setup()` runs once per worker process before the listener's first job (load
+    a model there); its return value is `args[0]['state']` in every call in that
+    process. `teardown(state)` runs when the worker stops. The hooks travel with
+    the function through the registry.
+    """
+    def attach(target: Listener) -> Listener:
+        target.__mlq_setup__ = setup  # type: ignore[attr-defined]
+        target.__mlq_teardown__ = teardown  # type: ignore[attr-defined]
+        return target
+
+    return attach(function) if function is not None else attach
+
+
+class ListenerStates:
+    """The setup() results of one process, each made once, torn down at stop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, tuple[Listener, Any]] = {}
+
+    def state_for(self, name: str, function: Listener) -> Any:
+        setup = getattr(function, "__mlq_setup__", None)
+        if setup is None:
+            return None
+        with self._lock:  # several worker threads: still one setup per process
+            known = self._states.get(name)
+            if known is not None and known[0] is function:
+                return known[1]
+            if known is not None:
+                self._teardown(name, *known)
+            state = setup()
+            self._states[name] = (function, state)
+            return state
+
+    def teardown_all(self) -> None:
+        with self._lock:
+            states, self._states = self._states, {}
+        for name, (function, state) in states.items():
+            self._teardown(name, function, state)
+
+    @staticmethod
+    def _teardown(name: str, function: Listener, state: Any) -> None:
+        teardown = getattr(function, "__mlq_teardown__", None)
+        if teardown is not None:
+            try:
+                teardown(state)
+            except Exception:
+                log.exception("teardown of listener %r failed", name)
+
+
 def function_name(function: Listener) -> str:
     name = getattr(function, "__name__", None)
     if not isinstance(name, str) or not name:

@@ -18,7 +18,7 @@ from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
 from .job import FAILED, RUNTIME_BUCKETS, bucket_field, progress_text
 from .keys import DEFAULT_QUEUE, Keys
-from .listeners import Listener, Registry, function_name
+from .listeners import Listener, ListenerStates, Registry, function_name
 from .scripts import Scripts
 from .serialization import pack, pack_fields, record_from_hash, unpack
 
@@ -73,6 +73,8 @@ class MLQ:
         self._consumer: Any = None
         #: listeners only this process runs (create_listener with an unpicklable function)
         self.local_listeners: dict[str, Listener] = {}
+        #: setup() results of listeners in this process (mlq.listener(setup=...))
+        self.listener_states = ListenerStates()
         self._reaper_stop: threading.Event | None = None
         self._reaper_thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -286,10 +288,11 @@ class MLQ:
             self.callbacks.send(callback, False, job_id, None)
 
     def fail_job(self, job_id: str, worker_id: str, attempt: int, reason: str,
-                 now: float | None = None) -> bool:
-        """Fail a running attempt from outside it (time limit); fenced like a finish."""
+                 now: float | None = None, error_kind: str | None = None) -> bool:
+        """Fail a running attempt from outside it (time limit, OOM); fenced like a finish."""
         now = time.time() if now is None else now
-        fields = pack_fields({"result": reason, "short_result": None, "error": reason})
+        fields = pack_fields({"result": reason, "short_result": None, "error": reason,
+                              "error_kind": error_kind})
         done = bool(self.scripts.finish(job_id, worker_id, attempt, FAILED, now, fields,
                                         ttl=self.result_ttl))
         if done:
@@ -363,6 +366,7 @@ class MLQ:
             reaper_stop.set()
         if consumer is not None:
             consumer.stop(timeout)
+            self.listener_states.teardown_all()
         if reaper_thread is not None and reaper_thread is not threading.current_thread():
             reaper_thread.join(timeout)
         self.callbacks.close(wait=True)

@@ -50,6 +50,7 @@ class ChildConfig:
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
     log_level: int = logging.INFO
     mlq_options: dict[str, Any] = field(default_factory=dict)
+    gpu: str | None = None
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Child:
     job: tuple[str, int, float, float | None] | None = None  # id, attempt, start, timeout
     kill_reason: tuple[str, str, int] | None = None  # reason, job id, attempt
     took_a_job: bool = False
+    gpu: str | None = None
+    error_kind: str | None = None
 
 
 def import_listener(spec: str) -> tuple[str, Listener]:
@@ -74,6 +77,22 @@ def import_listener(spec: str) -> tuple[str, Listener]:
     if not callable(target):
         raise ValueError(f"{spec} is not callable")
     return function_name(target), target
+
+
+OOM_KILLED = "killed by the kernel's OOM killer (out of memory)"
+
+
+def oom_kill_count(path: str = "/sys/fs/cgroup/memory.events") -> int | None:
+    """How many processes the OOM killer ended in this cgroup (v2), or None if unknown."""
+    try:
+        with open(path) as events:
+            for line in events:
+                name, _, value = line.partition(" ")
+                if name == "oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 class _PipeHooks(WorkerHooks):
@@ -97,6 +116,9 @@ def child_main(config: ChildConfig, conn: Connection) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the supervisor decides
     # how the children stop, so they ignore it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if config.gpu is not None:
+        # before any listener module can initialise CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = config.gpu
     logging.basicConfig(level=config.log_level,
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     local = dict(import_listener(spec) for spec in config.imports)
@@ -117,6 +139,7 @@ def child_main(config: ChildConfig, conn: Connection) -> None:
     worker = Worker(mlq, config.worker_id, local_listeners=local, queues=config.queues,
                     hooks=_PipeHooks(conn))
     worker.run(stop)
+    mlq.listener_states.teardown_all()
     mlq.callbacks.close(wait=True)
 
 
@@ -126,8 +149,16 @@ class Supervisor:
                  heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL,
                  heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT,
                  max_retries: int = defaults.MAX_RETRIES,
-                 queues: Sequence[str] = (DEFAULT_QUEUE,), **mlq_options: Any) -> None:
-        """`mlq_options` are MLQ keyword options (limits, callback policy) for every child."""
+                 queues: Sequence[str] = (DEFAULT_QUEUE,), gpus: Sequence[str] | None = None,
+                 oom_retries: int = 0, **mlq_options: Any) -> None:
+        """Run `concurrency` children, or one per GPU id in `gpus` (each sees only its GPU).
+
+        `mlq_options` are MLQ keyword options (limits, callback policy) for every child.
+        A job whose child the kernel's OOM killer ended is failed with error_kind
+        'oom' unless `oom_retries` allows another attempt.
+        """
+        if gpus:
+            concurrency = len(gpus)
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         for spec in imports:  # fail here, with a clear message, not in every child
@@ -141,6 +172,9 @@ class Supervisor:
         self.heartbeat_timeout = heartbeat_timeout
         self.max_retries = max_retries
         self.queues = tuple(queues)
+        self.gpus = [str(g) for g in gpus] if gpus else None
+        self.oom_retries = oom_retries
+        self._oom_kills_seen = oom_kill_count()
         self.mlq_options = dict(mlq_options)
         self.mlq = MLQ(namespace, redis_url=redis_url, secret=secret,
                        heartbeat_timeout=heartbeat_timeout, **mlq_options)
@@ -152,7 +186,7 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._orphans: list[tuple[str, str]] = []  # (worker id, reason) still to recover
-        self._restart_at: list[float] = []
+        self._restart_at: list[tuple[float, str | None]] = []  # (when, GPU id)
         self._quick_deaths = 0
         self._next_beat = 0.0
         self._serial = 0
@@ -176,8 +210,8 @@ class Supervisor:
                  self.supervisor_id, self.concurrency, self.namespace)
         control = threading.Thread(target=self._control_loop, name="mlq-control", daemon=True)
         control.start()
-        for _ in range(self.concurrency):
-            self._spawn()
+        for slot in range(self.concurrency):
+            self._spawn(self.gpus[slot] if self.gpus else None)
         try:
             while self.children or (self._stop_level == 0 and self._restart_at):
                 self._loop_once()
@@ -199,10 +233,10 @@ class Supervisor:
             for child in self.children:
                 self._send(child, "stop")
         if self._stop_level == 0:
-            due = [t for t in self._restart_at if t <= now]
-            for t in due:
-                self._restart_at.remove(t)
-                self._spawn()
+            due = [entry for entry in self._restart_at if entry[0] <= now]
+            for t, gpu in due:
+                self._restart_at.remove((t, gpu))
+                self._spawn(gpu)
         if now >= self._next_beat:
             self._heartbeat()
             self._retry_orphans()
@@ -220,23 +254,23 @@ class Supervisor:
                 self._reap_child(child)
 
     def _wait_time(self, now: float) -> float:
-        deadlines = [self._next_beat] + self._restart_at
+        deadlines = [self._next_beat] + [when for when, _ in self._restart_at]
         deadlines += [c.job[2] + c.job[3] for c in self.children if c.job and c.job[3]]
         return max(min(deadlines) - now, 0.0)
 
     # -- children -------------------------------------------------------------
-    def _spawn(self) -> None:
+    def _spawn(self, gpu: str | None = None) -> None:
         self._serial += 1
         worker_id = f"{self.supervisor_id}-c{self._serial}"
         parent_conn, child_conn = self._context.Pipe(duplex=True)
         config = ChildConfig(self.namespace, self.redis_url, worker_id, self.imports,
                              self.secret, self.queues, logging.getLogger().getEffectiveLevel(),
-                             self.mlq_options)
+                             self.mlq_options, gpu)
         process = self._context.Process(target=child_main, args=(config, child_conn),
                                         name=f"mlq-worker-{self._serial}", daemon=False)
         process.start()
         child_conn.close()
-        child = Child(worker_id, process, parent_conn, time.time())
+        child = Child(worker_id, process, parent_conn, time.time(), gpu=gpu)
         self.children.append(child)
         log.info("worker %s started (pid %s)", worker_id, process.pid)
         self._next_beat = 0.0  # announce it at once
@@ -278,23 +312,46 @@ class Supervisor:
         reason = signal_reason(code if code is not None else -9)
         if child.kill_reason is not None:
             reason = child.kill_reason[0]
+        elif code == -signal.SIGKILL:
+            oom_kills = oom_kill_count()
+            if oom_kills is not None and self._oom_kills_seen is not None \
+                    and oom_kills > self._oom_kills_seen:
+                reason = OOM_KILLED
+            self._oom_kills_seen = oom_kills
+        if reason == OOM_KILLED and child.job is not None:
+            self._apply_oom_policy(child, reason)
         if code != 0 or child.kill_reason is not None:
             log.warning("worker %s ended: %s", child.worker_id, reason)
-        self._recover(child.worker_id, reason, child.kill_reason)
+        self._recover(child.worker_id, reason, child.kill_reason, child.error_kind)
         if self._stop_level == 0:
             self._schedule_restart(child)
+
+    def _apply_oom_policy(self, child: Child, reason: str) -> None:
+        """Fail an OOM-killed job unless oom_retries allows another go: a blind retry
+        of a job that does not fit in memory would only kill the next child too."""
+        assert child.job is not None
+        job_id, attempt = child.job[0], child.job[1]
+        try:
+            retries = self.mlq.get_job(job_id)["retries"]
+        except (*REDIS_DOWN, KeyError):
+            retries = 0
+        if retries >= self.oom_retries:
+            child.kill_reason = (reason, job_id, attempt)
+            child.error_kind = "oom"
 
     def _schedule_restart(self, child: Child) -> None:
         quick = time.time() - child.started < QUICK_DEATH and not child.took_a_job
         self._quick_deaths = self._quick_deaths + 1 if quick else 0
         delay = min(0.25 * 2 ** self._quick_deaths, RESTART_BACKOFF_CAP) if quick else 0.0
-        self._restart_at.append(time.time() + delay)
+        self._restart_at.append((time.time() + delay, child.gpu))
 
     def _recover(self, worker_id: str, reason: str,
-                 kill_reason: tuple[str, str, int] | None = None) -> None:
+                 kill_reason: tuple[str, str, int] | None = None,
+                 error_kind: str | None = None) -> None:
         try:
             if kill_reason is not None:
-                self.mlq.fail_job(kill_reason[1], worker_id, kill_reason[2], kill_reason[0])
+                self.mlq.fail_job(kill_reason[1], worker_id, kill_reason[2], kill_reason[0],
+                                  error_kind=error_kind)
             keys = self.mlq.keys
             for raw_id in self.mlq.client.lrange(keys.processing(worker_id), 0, -1):
                 self.mlq.recover_job(raw_id.decode(), worker_id, self.max_retries,
@@ -314,6 +371,7 @@ class Supervisor:
         workers = {
             c.worker_id: {"host": host, "pid": c.process.pid, "supervisor": os.getpid(),
                           "kind": "process", "started": c.started,
+                          "gpus": [c.gpu] if c.gpu is not None else [],
                           "job": c.job[0] if c.job else None}
             for c in self.children if c.process.is_alive()
         }

@@ -18,7 +18,7 @@ import redis
 
 from . import defaults
 from .errors import InvalidMessage, ListenerError
-from .job import COMPLETED, FAILED, runtime_bucket, split_outcome
+from .job import COMPLETED, FAILED, error_kind, runtime_bucket, split_outcome
 from .keys import DEFAULT_QUEUE
 from .listeners import Listener
 from .serialization import pack, pack_fields, record_from_hash
@@ -138,10 +138,13 @@ class Worker:
             listeners = self.mlq.registry.resolve(record["functions"], self.local)
             value = None
             context = self.mlq.listener_context(record, self)
-            for _name, function in listeners:
+            states = self.mlq.listener_states
+            for name, function in listeners:
+                context["state"] = states.state_for(name, function)
                 value = self._call(function, record["msg"], context)
             result, short = split_outcome(value)
-            fields = pack_fields({"result": result, "short_result": short, "error": None})
+            fields = pack_fields({"result": result, "short_result": short, "error": None,
+                                  "error_kind": None})
             size = len(fields[1])
             if size > self.mlq.max_result_size:
                 raise InvalidMessage(f"result of {size} bytes exceeds the limit of "
@@ -155,7 +158,8 @@ class Worker:
             return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason}), None
         except Exception as exc:
             return FAILED, pack_fields({
-                "result": str(exc), "short_result": None, "error": traceback.format_exc()}), None
+                "result": str(exc), "short_result": None, "error": traceback.format_exc(),
+                "error_kind": error_kind(exc)}), None
 
     def _call(self, function: Listener, msg: Any, context: dict[str, Any]) -> Any:
         value = function(msg, context)

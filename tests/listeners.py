@@ -22,3 +22,37 @@ def sleepy(msg: dict[str, Any], *args: Any) -> dict[str, Any]:
 
 def crash(msg: Any, *args: Any) -> None:
     raise RuntimeError(f"bad input {msg!r}")
+
+
+def _load_model() -> dict[str, Any]:
+    """Stands for an expensive model load; counts how often it runs."""
+    import redis as _redis
+    url = os.environ["MLQ_TEST_REDIS_URL"]
+    _redis.Redis.from_url(url).incr(os.environ["MLQ_TEST_COUNTER"])
+    return {"weights": 3, "pid": os.getpid()}
+
+
+def _unload(state: dict[str, Any]) -> None:
+    import redis as _redis
+    _redis.Redis.from_url(os.environ["MLQ_TEST_REDIS_URL"]).incr(
+        os.environ["MLQ_TEST_COUNTER"] + ":teardown")
+
+
+def predict(msg: int, *args: Any) -> int:
+    return msg * args[0]["state"]["weights"]
+
+
+def which_gpu(msg: Any, *args: Any) -> str:
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "")
+
+
+def hog(msg: Any, *args: Any) -> None:
+    time.sleep(30)
+
+
+def _attach_hooks() -> None:
+    from mlq import listener
+    listener(predict, setup=_load_model, teardown=_unload)
+
+
+_attach_hooks()
