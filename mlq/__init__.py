@@ -5,11 +5,12 @@ from .errors import (
     SignatureError,
 )
 from .listeners import listener
+from .notebook import Job, RemoteError
 from .queue import MLQ
 
 __version__ = "0.3.0"
 
 __all__ = [
     "MLQ", "MLQError", "InvalidMessage", "JobNotFound", "JobFailed", "ListenerError",
-    "SignatureError", "ConnectionFailed", "listener", "__version__",
+    "SignatureError", "ConnectionFailed", "listener", "Job", "RemoteError", "__version__",
 ]

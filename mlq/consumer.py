@@ -36,6 +36,7 @@ class ThreadConsumer:
                         for i in range(concurrency)]
         self.threads: list[threading.Thread] = []
         self._heartbeat_thread: threading.Thread | None = None
+        self._registry_thread: threading.Thread | None = None
         self._started = time.time()
 
     def start(self) -> None:
@@ -50,7 +51,7 @@ class ThreadConsumer:
         self._heartbeat_thread = threading.Thread(
             target=self._heartbeat_loop, name="mlq-heartbeat", daemon=True)
         self._heartbeat_thread.start()
-        self.mlq.registry.start_following(self.stop_event)
+        self._registry_thread = self.mlq.registry.start_following(self.stop_event)
 
     def _beat(self) -> None:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "kind": "thread",
@@ -90,8 +91,8 @@ class ThreadConsumer:
     def stop(self, timeout: float | None = None) -> None:
         self.stop_event.set()
         current = threading.current_thread()
-        for thread in self.threads:
-            if thread is not current:
+        for thread in [*self.threads, self._heartbeat_thread, self._registry_thread]:
+            if thread is not None and thread is not current:
                 thread.join(timeout)
         try:
             retire(self.mlq.client, self.mlq.keys,

@@ -254,7 +254,10 @@ class Registry:
                             self.refresh()
                 finally:
                     pubsub.close()
-            except (redis.ConnectionError, redis.TimeoutError):
+            except Exception as exc:  # a closed client or a lost Redis
+                if stop.is_set():
+                    return
+                log.debug("registry follower: %s; resubscribing", exc)
                 stop.wait(1.0)
 
     def start_following(self, stop: threading.Event) -> threading.Thread:

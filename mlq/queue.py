@@ -7,7 +7,7 @@ import pickle
 import threading
 import time
 import uuid
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import redis
 
@@ -18,6 +18,7 @@ from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
 from .job import FAILED, RUNTIME_BUCKETS, bucket_field, progress_text
 from .keys import DEFAULT_QUEUE, Keys
+from .notebook import Job, submit_many
 from .listeners import Listener, ListenerStates, Registry, function_name
 from .scripts import Scripts
 from .serialization import pack, pack_fields, record_from_hash, unpack
@@ -85,14 +86,39 @@ class MLQ:
         """Enqueue `msg`; returns the job id (a decimal string)."""
         return str(self.scripts.post(queue, self._new_record(msg, callback, functions, timeout, queue)))
 
+    def submit(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+        """Run `function(*args, **kwargs)` on a worker; the function travels with the job."""
+        return submit_many(self, function, [(args, kwargs)])[0]
+
+    def map(self, function: Callable[..., Any], items: Iterable[Any],
+            timeout: float | None = None) -> list[Any]:
+        """`[function(item) for item in items]`, run on the workers; results in order."""
+        jobs = submit_many(self, function, [((item,), {}) for item in items])
+        return [job.result(timeout) for job in jobs]
+
+    def job(self, job_id: str | int) -> Job:
+        """A handle on an existing job."""
+        job_id = _check_id(job_id)
+        self.get_job(job_id)
+        return Job(self, job_id)
+
+    def cancel(self, job_id: str | int) -> bool:
+        """Cancel a queued job, or stop a running one; False once it has finished."""
+        job_id = _check_id(job_id)
+        queue = self._field(job_id, "queue") or DEFAULT_QUEUE
+        return int(self.scripts.cancel(job_id, queue, time.time())) > 0
+
     def post_many(self, msgs: Iterable[Any], callback: str | None = None,
                   functions: list[str] | None = None, *, timeout: float | None = None,
-                  queue: str = DEFAULT_QUEUE, chunk_size: int = 500) -> list[str]:
+                  queue: str = DEFAULT_QUEUE, chunk_size: int = 500,
+                  extra: dict[str, Any] | None = None) -> list[str]:
         """Enqueue many messages, one round trip per chunk; returns their ids in order.
 
         Every message is checked before anything is sent, so a bad one posts none.
         """
         records = [self._new_record(m, callback, functions, timeout, queue) for m in msgs]
+        if extra:
+            records = [fields + pack_fields(extra) for fields in records]
         ids: list[str] = []
         for start in range(0, len(records), chunk_size):
             pipe = self.client.pipeline(transaction=False)

@@ -16,7 +16,7 @@ from .keys import Keys
 
 _SCRIPT_NAMES = (
     "post", "take", "finish", "progress", "requeue", "requeue_dead",
-    "purge_dead", "forget_worker", "register", "unregister",
+    "purge_dead", "forget_worker", "register", "unregister", "cancel",
 )
 
 
@@ -101,3 +101,9 @@ class Scripts:
         return self._run(
             "unregister", [k.registry, k.registry_order, k.registry_seq],
             [name, k.registry_channel])
+
+    def cancel(self, job_id: str, queue: str, now: float) -> int:
+        k = self.keys
+        return self._run(
+            "cancel", [k.job(job_id), k.queue(queue), k.stats],
+            [job_id, repr(now), k.events_channel, k.job_channel(job_id), k.control_channel("")])

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import redis
 
 from . import defaults
-from .errors import InvalidMessage, ListenerError
-from .job import COMPLETED, FAILED, error_kind, runtime_bucket, split_outcome
+from .errors import InvalidMessage, ListenerError, SignatureError
+from .job import COMPLETED, FAILED, error_kind, runtime_bucket, short_text, split_outcome
 from .keys import DEFAULT_QUEUE
 from .listeners import Listener
+from .notebook import CALL_FIELD, pack_value, run_call
 from .serialization import pack, pack_fields, record_from_hash
 
 if TYPE_CHECKING:
@@ -134,6 +135,8 @@ class Worker:
             self.hooks.job_ended(self.worker_id, job_id)
 
     def _execute(self, record: dict[str, Any]) -> tuple[str, list[Any], str | None]:
+        if record.get(CALL_FIELD):
+            return self._execute_call(record)
         try:
             listeners = self.mlq.registry.resolve(record["functions"], self.local)
             value = None
@@ -161,12 +164,40 @@ class Worker:
                 "result": str(exc), "short_result": None, "error": traceback.format_exc(),
                 "error_kind": error_kind(exc)}), None
 
+    def _execute_call(self, record: dict[str, Any]) -> tuple[str, list[Any], str | None]:
+        """A job that carries its own function (MLQ.submit)."""
+        secret = self.mlq.secret
+        try:
+            value = run_call(record["msg"], secret)
+            if inspect.isawaitable(value):
+                value = self._await(value)
+        except SignatureError as exc:
+            reason = f"job code is not signed: {exc}"
+            log.error("job %s refused: %s", record["id"], reason)
+            return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason,
+                                        "error_kind": "error"}), None
+        except Exception as exc:
+            return FAILED, pack_fields({
+                "result": str(exc), "short_result": None, "error": traceback.format_exc(),
+                "error_kind": error_kind(exc), "exception": pack_value(exc, secret)}), None
+        short = short_text(value) if not isinstance(value, (list, dict, tuple)) else None
+        sealed = pack_value(value, secret)
+        if sealed is None:
+            reason = f"result of type {type(value).__name__} cannot be pickled"
+            return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason,
+                                        "error_kind": "error"}), None
+        return COMPLETED, pack_fields({"result": sealed, "short_result": short, "error": None,
+                                       "error_kind": None}), short
+
+    def _await(self, awaitable: Any) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(awaitable)
+
     def _call(self, function: Listener, msg: Any, context: dict[str, Any]) -> Any:
         value = function(msg, context)
         if inspect.isawaitable(value):
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-            value = self._loop.run_until_complete(value)
+            value = self._await(value)
         return value
 
     def _finish(self, record: dict[str, Any], outcome: str, fields: list[Any],

@@ -56,3 +56,9 @@ def _attach_hooks() -> None:
 
 
 _attach_hooks()
+
+
+def slow_call(seconds: float) -> str:
+    """A submitted function's body in a spawned child (tests of cancel)."""
+    time.sleep(seconds)
+    return "finished"

@@ -7,7 +7,7 @@
 -- ARGV[1] id   ARGV[2] max retries   ARGV[3] now   ARGV[4] reason
 -- ARGV[5] namespace events channel   ARGV[6] job channel
 -- Returns 0 nothing done, 1 requeued, 2 failed (retries used up), 3 put back
--- untouched (it had been moved but never started).
+-- untouched (it had been moved but never started), 4 failed as cancelled.
 if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[3], ARGV[1])
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -22,6 +22,20 @@ local retries = (cmsgpack.unpack(redis.call('HGET', KEYS[1], 'retries') or cmsgp
 local nil_value = cmsgpack.pack(nil)
 local event
 local code
+local cancelled = redis.call('HGET', KEYS[1], 'cancel_requested')
+if cancelled then
+  -- stopped because the user cancelled it: never run again
+  redis.call('HSET', KEYS[1],
+    'status', cmsgpack.pack('failed'), 'progress', cmsgpack.pack(-1), 'worker', nil_value,
+    'processing_finished', cmsgpack.pack(tonumber(ARGV[3])),
+    'error', cmsgpack.pack('cancelled'), 'result', cmsgpack.pack('cancelled'),
+    'error_kind', cmsgpack.pack('cancelled'))
+  redis.call('HINCRBY', KEYS[6], 'failed', 1)
+  event = cmsgpack.pack({ARGV[1], 'failed', -1})
+  redis.call('PUBLISH', ARGV[5], event)
+  redis.call('PUBLISH', ARGV[6], event)
+  return 4
+end
 if retries >= tonumber(ARGV[2]) then
   local reason = 'gave up after ' .. retries .. ' attempts'
   redis.call('HSET', KEYS[1],

@@ -1,0 +1,1 @@
+"""The `controller` command line and the HTTP server of MLQ."""

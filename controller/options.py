@@ -1,0 +1,192 @@
+"""Options shared by the `controller` commands, and the one place that opens MLQ.
+
+Every command takes the same connection options from `connection_options`
+(rq's idea: one decorator rather than a copy per command), and every option
+with an underscore also answers to its dashed spelling (`--server_port` and
+`--server-port`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+import redis
+
+from mlq import defaults
+from mlq.queue import MLQ
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Where a command keeps its ConnectionSettings, so the group's error handler
+#: can say which Redis it could not reach.
+META_KEY = "mlq.connection"
+
+
+class CliError(click.ClickException):
+    """An expected failure: one line on stderr and an exit code (2 unless told)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def option(name: str, *more: str, **kwargs: Any) -> Callable[[F], F]:
+    """click.option for `--name` that also accepts the dashed spelling of `name`."""
+    decls = [f"--{name}"]
+    if "_" in name:
+        decls.append(f"--{name.replace('_', '-')}")
+    return click.option(*decls, *more, name, **kwargs)
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: `1048576`, or with a K/M/G suffix in powers of 1024 (`64M`)."""
+
+    name = "size"
+    _UNITS: ClassVar[dict[str, int]] = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+    _PATTERN: ClassVar[re.Pattern[str]] = re.compile(r"^\s*(\d+)\s*([KMG]?)(?:I?B)?\s*$",
+                                                     re.IGNORECASE)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = self._PATTERN.match(str(value))
+        if not match:
+            self.fail(f"{value!r} is not a size (examples: 1048576, 512K, 64M, 1G)", param, ctx)
+        return int(match.group(1)) * self._UNITS[match.group(2).upper()]
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Which Redis and namespace a command works on, as the user gave them."""
+
+    namespace: str
+    url: str | None = None
+    host: str | None = None
+    port: int | None = None
+    db: int = 0
+
+    @property
+    def named(self) -> bool:
+        """True when the user named a Redis (URL, host or port), see SPEC §1."""
+        return bool(self.url or self.host or self.port)
+
+    @property
+    def redis_url(self) -> str:
+        """One URL for the named server (the supervisor's children take a URL)."""
+        if self.url:
+            return self.url
+        host = self.host or "localhost"
+        if ":" in host:  # an IPv6 literal needs brackets in a URL
+            host = f"[{host}]"
+        return f"redis://{host}:{self.port or 6379}/{self.db}"
+
+    @property
+    def display(self) -> str:
+        """The URL with any password masked, for messages and logs."""
+        parts = urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        netloc = f"{parts.username or ''}:***@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def with_url(self, url: str) -> ConnectionSettings:
+        """The same namespace on another server (the embedded one)."""
+        return replace(self, url=url, host=None, port=None, db=0)
+
+
+def connection_options(function: F) -> F:
+    """Add --redis_host/--redis_port/--redis_db/--redis_url/--namespace to a command.
+
+    The command receives them as one `conn: ConnectionSettings` argument.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, redis_host: str | None, redis_port: int | None, redis_db: int,
+                redis_url: str | None, namespace: str, **kwargs: Any) -> Any:
+        conn = ConnectionSettings(namespace, redis_url or None, redis_host, redis_port, redis_db)
+        click.get_current_context().meta[META_KEY] = conn
+        return function(*args, conn=conn, **kwargs)
+
+    decorators = [
+        option("redis_host", default=None, metavar="HOST",
+               help="Redis host  [default: localhost]"),
+        option("redis_port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
+               help="Redis port  [default: 6379]"),
+        option("redis_db", type=click.IntRange(min=0), default=0, show_default=True,
+               help="Redis database number."),
+        option("redis_url", envvar="MLQ_REDIS_URL", default=None, metavar="URL",
+               help="Redis URL, e.g. redis://:password@host:6379/0 (wins over host/port) "
+                    "[env: MLQ_REDIS_URL]"),
+        option("namespace", envvar="MLQ_NAMESPACE", default=defaults.NAMESPACE,
+               show_default=True, help="Namespace of the queue [env: MLQ_NAMESPACE]"),
+    ]
+    for decorate in reversed(decorators):
+        wrapper = decorate(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def open_mlq(conn: ConnectionSettings, **kwargs: Any) -> MLQ:
+    """An MLQ on `conn`, checked with a PING; CliError (exit 2) when unreachable."""
+    try:
+        mlq = MLQ(conn.namespace, conn.host or "localhost", conn.port or 6379, conn.db,
+                  redis_url=conn.url, **kwargs)
+    except ValueError as exc:  # a malformed URL, an empty namespace
+        raise click.UsageError(str(exc)) from exc
+    try:
+        mlq.ping()
+    except redis.RedisError as exc:
+        raise CliError(unreachable_message(conn, exc)) from exc
+    return mlq
+
+
+def unreachable_message(conn: ConnectionSettings | None, exc: BaseException) -> str:
+    """One line saying which Redis failed and why."""
+    where = f" at {conn.display}" if conn else ""
+    return f"cannot reach Redis{where}: {exc}"
+
+
+# -- options that several commands share ----------------------------------------------
+secret_option = option(
+    "secret", envvar="MLQ_SECRET", default=None,
+    help="Shared secret: run only listener code signed with it [env: MLQ_SECRET]")
+token_option = option(
+    "token", envvar="MLQ_TOKEN", default=None,
+    help="API token the HTTP server requires as 'Authorization: Bearer ...' [env: MLQ_TOKEN]")
+insecure_option = option(
+    "insecure", is_flag=True, help="Allow a non-loopback --server_address without a token.")
+max_body_option = option(
+    "max_body", type=ByteSize(), default="64M", show_default=True,
+    help="Largest request body the HTTP server accepts (bytes, or K/M/G).")
+server_address_option = option(
+    "server_address", default="127.0.0.1", show_default=True, help="Address the HTTP server binds.")
+server_port_option = option(
+    "server_port", type=click.IntRange(0, 65535), default=5000, show_default=True,
+    help="Port the HTTP server listens on.")
+data_dir_option = option(
+    "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Data directory of the embedded Redis, used when no Redis is named and none "
+         "answers on 127.0.0.1:6379  [default: ~/.local/share/mlq]")
+heartbeat_timeout_option = option(
+    "heartbeat_timeout", type=click.FloatRange(min=0, min_open=True),
+    default=defaults.HEARTBEAT_TIMEOUT, show_default=True,
+    help="Seconds without a heartbeat after which a worker is dead.")
+reaper_interval_option = option(
+    "reaper_interval", type=click.FloatRange(min=0, min_open=True),
+    default=defaults.REAPER_INTERVAL, show_default=True, help="Seconds between reaper sweeps.")
+reaper_timeout_option = option(
+    "reaper_timeout", type=click.FloatRange(min=0, min_open=True),
+    default=defaults.REAPER_JOB_TIMEOUT, show_default=True,
+    help="A job started longer ago than this many seconds is taken back.")
+reaper_retries_option = option(
+    "reaper_retries", type=click.IntRange(min=1), default=defaults.MAX_RETRIES,
+    show_default=True, help="Attempts before a recovered job is failed.")

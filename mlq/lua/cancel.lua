@@ -1,0 +1,29 @@
+-- Cancel a job: a queued one is taken out of its queue and never runs; a running
+-- one is flagged and its worker told to stop (its recovery then fails it).
+-- KEYS[1] job hash   KEYS[2] queue list   KEYS[3] stats hash
+-- ARGV[1] id   ARGV[2] now   ARGV[3] namespace events channel   ARGV[4] job channel
+-- ARGV[5] control channel prefix (the worker id is appended)
+-- Returns 1 cancelled while queued, 2 stop requested while running, 0 already finished.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+status = cmsgpack.unpack(status)
+if status == 'queued' then
+  if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
+  redis.call('HSET', KEYS[1],
+    'status', cmsgpack.pack('failed'), 'progress', cmsgpack.pack(-1),
+    'error', cmsgpack.pack('cancelled'), 'result', cmsgpack.pack('cancelled'),
+    'error_kind', cmsgpack.pack('cancelled'),
+    'processing_finished', cmsgpack.pack(tonumber(ARGV[2])))
+  redis.call('HINCRBY', KEYS[3], 'failed', 1)
+  local event = cmsgpack.pack({ARGV[1], 'failed', -1})
+  redis.call('PUBLISH', ARGV[3], event)
+  redis.call('PUBLISH', ARGV[4], event)
+  return 1
+end
+if status == 'started' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', cmsgpack.pack(true))
+  local worker = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'worker'))
+  if worker then redis.call('PUBLISH', ARGV[5] .. worker, 'stop ' .. ARGV[1]) end
+  return 2
+end
+return 0

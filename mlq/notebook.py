@@ -1,0 +1,127 @@
+"""Running a function itself on a worker, from a notebook: submit, map, Job handles.
+
+The function travels by value (cloudpickle), signed when a secret is set, so
+workers on other machines need none of the notebook's code. Its result and
+exception come back pickled the same way, so any Python object works.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import cloudpickle
+
+from .errors import JobFailed, SignatureError
+from .job import FAILED, TERMINAL
+from .signing import seal, unseal
+
+if TYPE_CHECKING:
+    from .queue import MLQ
+
+#: Record field marking a job that carries its own code.
+CALL_FIELD = "call"
+
+
+class RemoteError(JobFailed):
+    """A submitted function raised; the message carries the remote traceback."""
+
+
+def pack_call(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+              secret: str | bytes | None) -> bytes:
+    return seal(cloudpickle.dumps((function, args, kwargs)), secret)
+
+
+def run_call(sealed: bytes, secret: str | bytes | None) -> Any:
+    """Run a submitted call on a worker (SignatureError when not signed as required)."""
+    function, args, kwargs = cloudpickle.loads(unseal(sealed, secret))
+    return function(*args, **kwargs)
+
+
+def pack_value(value: Any, secret: str | bytes | None) -> bytes | None:
+    try:
+        return seal(cloudpickle.dumps(value), secret)
+    except Exception:  # some exceptions and objects cannot be pickled
+        return None
+
+
+class Job:
+    """A handle on one job: status, progress, result, cancel, wait."""
+
+    def __init__(self, mlq: MLQ, job_id: str) -> None:
+        self.mlq = mlq
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.status}>"
+
+    @property
+    def status(self) -> str:
+        return self.mlq.get_job(self.id)["status"]
+
+    @property
+    def progress(self) -> Any:
+        return self.mlq.get_job(self.id)["progress"]
+
+    def cancel(self) -> bool:
+        """A queued job never runs; a running one is stopped (supervised workers).
+
+        True when the job was cancelled or asked to stop; False once it had finished.
+        """
+        return self.mlq.cancel(self.id)
+
+    def wait(self, timeout: float | None = None, progress: bool = False) -> dict[str, Any]:
+        """Block until the job ends and return its record; `progress` shows a tqdm bar."""
+        if not progress:
+            return self.mlq.wait(self.id, timeout)
+        from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with tqdm(total=100, desc=f"job {self.id}", unit="%") as bar:
+            for event in self.mlq.watch(self.id, keepalive=1.0):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"job {self.id} not finished within {timeout} s")
+                if event is None:
+                    continue
+                value = event["progress"]
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                    bar.n = min(float(value), 100.0)
+                bar.set_postfix_str(event["status"])
+                bar.refresh()
+                if event["status"] in TERMINAL:
+                    break
+        return self.mlq.get_job(self.id)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The function's return value; re-raises its exception if it failed."""
+        record = self.mlq.wait(self.id, timeout)
+        secret = self.mlq.secret
+        if record["status"] == FAILED:
+            exception = _unpickle(record.get("exception"), secret)
+            message = f"job {self.id} failed: {record['error']}"
+            if isinstance(exception, BaseException):
+                if hasattr(exception, "add_note"):
+                    exception.add_note(f"remote traceback:\n{record['error']}")
+                raise exception
+            raise RemoteError(message, record)
+        if record.get(CALL_FIELD) and isinstance(record["result"], bytes):
+            return _unpickle(record["result"], secret)
+        return record["result"]
+
+
+def _unpickle(sealed: bytes | None, secret: str | bytes | None) -> Any:
+    if not sealed:
+        return None
+    try:
+        return cloudpickle.loads(unseal(sealed, secret))
+    except SignatureError:
+        raise
+    except Exception:
+        return None
+
+
+def submit_many(mlq: MLQ, function: Callable[..., Any],
+                calls: Iterable[tuple[tuple[Any, ...], dict[str, Any]]],
+                **options: Any) -> list[Job]:
+    sealed = [pack_call(function, args, kwargs, mlq.secret) for args, kwargs in calls]
+    ids = mlq.post_many(sealed, extra={CALL_FIELD: True}, **options)
+    return [Job(mlq, job_id) for job_id in ids]

@@ -1,0 +1,168 @@
+"""The long-running commands as real subprocesses: consumer, server, reaper, embedded Redis."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from mlq.embedded import free_port, port_open
+from mlq.queue import MLQ
+
+from .conftest import Running, base_env, run_controller
+
+pytestmark = pytest.mark.timeout(90)
+
+Spawn = Callable[..., Running]
+DOUBLE = ("--import", "tests.cli.listeners:double")
+NAP = ("--import", "tests.cli.listeners:nap")
+
+_gate = threading.Event()
+
+
+def stuck(msg: Any, context: dict[str, Any]) -> str:
+    """Holds its job until the test opens the gate (a job that runs too long)."""
+    _gate.wait(30)
+    return "released"
+
+
+@pytest.fixture
+def gate(queue: MLQ) -> Iterator[threading.Event]:
+    """Depends on `queue`, so it is opened before the queue's consumer is shut down."""
+    _gate.clear()
+    yield _gate
+    _gate.set()
+
+
+def connection(redis_url: str, namespace: str) -> tuple[str, ...]:
+    return ("--redis_url", redis_url, "--namespace", namespace)
+
+
+def test_consumer_runs_imported_listeners_and_stops_on_sigterm(
+        spawn: Spawn, redis_url: str, namespace: str, queue: MLQ) -> None:
+    worker = spawn("consumer", *DOUBLE, "--concurrency", "2", *connection(redis_url, namespace))
+    ids = [queue.post(n) for n in range(4)]
+    assert [queue.wait(i, timeout=30)["result"] for i in ids] == [0, 2, 4, 6]
+    assert worker.stop(signal.SIGTERM, timeout=15) == 0
+    assert "SIGTERM" in worker.output and "Traceback" not in worker.output
+
+
+def wait_until_started(queue: MLQ, job_id: str) -> None:
+    events = queue.watch(job_id)
+    try:
+        assert next(e for e in events if e and e["status"] != "queued")["status"] == "started"
+    finally:
+        events.close()  # type: ignore[attr-defined]
+
+
+def test_first_signal_lets_the_running_job_finish(
+        spawn: Spawn, redis_url: str, namespace: str, queue: MLQ) -> None:
+    worker = spawn("consumer", *NAP, *connection(redis_url, namespace))
+    job_id = queue.post(1.5)
+    wait_until_started(queue, job_id)
+    assert worker.stop(signal.SIGTERM, timeout=20) == 0
+    record = queue.get_job(job_id)
+    assert (record["status"], record["result"]) == ("completed", "slept 1.5")
+
+
+def test_second_signal_stops_at_once_and_the_job_is_not_lost(
+        spawn: Spawn, redis_url: str, namespace: str, queue: MLQ) -> None:
+    worker = spawn("consumer", *NAP, *connection(redis_url, namespace))
+    job_id = queue.post(60)
+    wait_until_started(queue, job_id)
+    worker.process.send_signal(signal.SIGINT)
+    worker.wait_for("send it again to stop now")
+    assert worker.stop(signal.SIGINT, timeout=10) == 0
+    record = queue.get_job(job_id)
+    assert record["status"] in ("queued", "failed") and record["retries"] == 1, record
+
+
+def test_consumer_with_server_and_reaper_stops_all_together(
+        spawn: Spawn, redis_url: str, namespace: str, queue: MLQ) -> None:
+    port = free_port()
+    worker = spawn("consumer", *DOUBLE, "--server", "--server_port", str(port),
+                   "--reaper", "--reaper-interval", "0.5", *connection(redis_url, namespace))
+    worker.wait_for("reaper: sweeping every 0.5 s")
+    worker.wait_for_port(port)
+    health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    assert (health.status_code, health.text) == (200, "ok")
+    posted = requests.post(f"http://127.0.0.1:{port}/jobs", json={"msg": 21}, timeout=5)
+    assert queue.wait(posted.text.strip(), timeout=30)["result"] == 42
+    assert worker.stop(signal.SIGTERM, timeout=20) == 0
+    assert not port_open("127.0.0.1", port)  # the server process went with it
+    assert "Traceback" not in worker.output
+
+
+def test_consumer_stops_when_its_server_cannot_start(
+        spawn: Spawn, redis_url: str, namespace: str) -> None:
+    worker = spawn("consumer", *DOUBLE, "--server", "--server_address", "0.0.0.0",
+                   *connection(redis_url, namespace))
+    assert worker.process.wait(30) == 2
+    assert "refusing to listen on '0.0.0.0'" in worker.output
+
+
+def test_consumer_with_a_bad_import_is_a_usage_error(redis_url: str, namespace: str) -> None:
+    done = run_controller("consumer", "--import", "tests.cli.nosuch:f",
+                          *connection(redis_url, namespace))
+    assert "--import" in done.assert_one_line_error()
+
+
+def test_embedded_redis_when_none_is_named(spawn: Spawn, tmp_path: Path, namespace: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    taken = port_open("127.0.0.1", 6379)
+    worker = spawn("consumer", *DOUBLE, "--namespace", namespace, env=base_env(HOME=str(home)))
+    data_dir = home / ".local" / "share" / "mlq"
+    if taken:  # someone's Redis is there: the consumer must use it, not start one
+        worker.wait_for("worker process(es)")
+    else:
+        line = worker.wait_for("embedded server")
+        assert str(data_dir) in line
+        assert data_dir.is_dir()
+    queue = MLQ(namespace, "127.0.0.1", 6379)
+    try:
+        assert queue.wait(queue.post(21), timeout=30)["result"] == 42
+        queue.clear_all()
+    finally:
+        queue.client.close()
+    assert worker.stop(signal.SIGINT, timeout=20) == 0
+    assert worker.output.count("embedded server") == (0 if taken else 1)
+    assert port_open("127.0.0.1", 6379) == taken  # ours stopped with the consumer
+
+
+def test_server_alone(spawn: Spawn, redis_url: str, namespace: str, queue: MLQ) -> None:
+    port = free_port()
+    server = spawn("server", "--server-port", str(port), "--max-body", "1K",
+                   *connection(redis_url, namespace))
+    server.wait_for_port(port)
+    queue.post("waiting")
+    assert requests.get(f"http://127.0.0.1:{port}/jobs/count", timeout=5).text == "1"
+    too_big = requests.post(f"http://127.0.0.1:{port}/jobs", json={"msg": "x" * 2000}, timeout=5)
+    assert too_big.status_code == 413
+    assert server.stop(signal.SIGTERM, timeout=15) == 0
+    assert not port_open("127.0.0.1", port)
+    assert "MonkeyPatchWarning" not in server.output  # gevent patched before any import
+
+
+def test_server_refuses_a_public_address_without_a_token(redis_url: str) -> None:
+    done = run_controller("server", "--server_address", "0.0.0.0", "--redis_url", redis_url)
+    assert "without an API token" in done.assert_one_line_error()
+
+
+def test_reaper_alone_recovers_a_job_that_runs_too_long(
+        spawn: Spawn, redis_url: str, namespace: str, queue: MLQ,
+        gate: threading.Event) -> None:
+    queue.create_listener(stuck)
+    job_id = queue.post("hold")
+    wait_until_started(queue, job_id)
+    reaper = spawn("reaper", "--reaper_interval", "0.2", "--reaper_timeout", "0.5",
+                   "--reaper_retries", "1", *connection(redis_url, namespace))
+    record = queue.wait(job_id, timeout=30)
+    assert record["status"] == "failed"
+    assert record["error"] == "gave up after 1 attempts"
+    assert reaper.stop(signal.SIGTERM, timeout=10) == 0
