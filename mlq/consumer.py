@@ -91,7 +91,8 @@ class ThreadConsumer:
     def stop(self, timeout: float | None = None) -> None:
         self.stop_event.set()
         current = threading.current_thread()
-        for thread in [*self.threads, self._heartbeat_thread, self._registry_thread]:
+        # the registry follower is a daemon that leaves quietly within a second
+        for thread in [*self.threads, self._heartbeat_thread]:
             if thread is not None and thread is not current:
                 thread.join(timeout)
         try:
