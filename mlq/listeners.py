@@ -53,17 +53,29 @@ def load_pickled(payload: bytes) -> Listener:
 
 
 def listener(function: Listener | None = None, *, setup: Callable[[], Any] | None = None,
-             teardown: Callable[[Any], Any] | None = None) -> Any:
-    """Attach worker-lifetime hooks to a listener (usable as a decorator).
+             teardown: Callable[[Any], Any] | None = None, batch_size: int | None = None,
+             batch_wait: float = 0.0) -> Any:
+    """Attach worker-lifetime hooks or batching to a listener (usable as a decorator).
+
+    With `batch_size`, the listener is called with a list of up to that many
+    messages (waiting up to `batch_wait` seconds to fill it) and returns a list
+    of outcomes, one per message; an exception instance in that list fails only
+    its own job. `args[0]['jobs']` holds each job's usual context.
 
     `setup()` runs once per worker process before the listener's first job (load
     a model there); its return value is `args[0]['state']` in every call in that
     process. `teardown(state)` runs when the worker stops. The hooks travel with
     the function through the registry.
     """
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ListenerError("batch_size must be a positive integer")
+    if batch_wait < 0:
+        raise ListenerError("batch_wait must not be negative")
+
     def attach(target: Listener) -> Listener:
         target.__mlq_setup__ = setup  # type: ignore[attr-defined]
         target.__mlq_teardown__ = teardown  # type: ignore[attr-defined]
+        target.__mlq_batch__ = (batch_size, batch_wait) if batch_size else None  # type: ignore[attr-defined]
         return target
 
     return attach(function) if function is not None else attach
@@ -236,6 +248,10 @@ class Registry:
                 raise ListenerError(f"no listener named '{name}'")
             chosen.append((name, function))
         return chosen
+
+    def functions(self) -> dict[str, Listener]:
+        """The registered listeners this process has loaded."""
+        return self._functions
 
     def follow(self, stop: threading.Event) -> None:
         """Reload as soon as pub/sub announces a change, until `stop` is set.

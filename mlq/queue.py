@@ -19,7 +19,7 @@ from .events import wait_for_terminal, watch
 from .job import FAILED, RUNTIME_BUCKETS, bucket_field, progress_text
 from .keys import DEFAULT_QUEUE, Keys
 from .notebook import Job, submit_many
-from .listeners import Listener, ListenerStates, Registry, function_name
+from .listeners import Listener, ListenerStates, Registry, function_name, listener
 from .scripts import Scripts
 from .serialization import pack, pack_fields, record_from_hash, unpack
 
@@ -239,13 +239,16 @@ class MLQ:
 
     # -- listeners ----------------------------------------------------------
     def create_listener(self, function: Listener | dict | bytes | None = None, *,
-                        concurrency: int | None = None) -> str | None:
+                        concurrency: int | None = None, batch_size: int | None = None,
+                        batch_wait: float = 0.0) -> str | None:
         """Register `function` for the whole namespace and consume in background threads.
 
         A function that cannot be pickled (it holds a lock, a socket...) still runs
         here, in this process only, with a warning.
         """
         name = None
+        if batch_size is not None and callable(function):
+            function = listener(function, batch_size=batch_size, batch_wait=batch_wait)
         if function is not None:
             try:
                 name = self.registry.register(function)

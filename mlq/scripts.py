@@ -41,11 +41,11 @@ class Scripts:
             "post", [k.counter, k.queue(queue), k.queues, k.stats],
             [k.job_prefix, queue, k.events_channel, *fields], client)
 
-    def take(self, queue: str, worker_id: str, now: float, job_id: str | None = None) -> Any:
+    def take(self, queue: str, worker_id: str, now: float, job_id: str | None = None,
+             count: int = 1) -> Any:
         k = self.keys
-        args = [k.job_prefix, worker_id, repr(now), k.events_channel, k.job_channel("")]
-        if job_id is not None:
-            args.append(job_id)
+        args = [k.job_prefix, worker_id, repr(now), k.events_channel, k.job_channel(""),
+                job_id or "", count]
         return self._run(
             "take", [k.queue(queue), k.processing(worker_id), k.running, k.registry_seq], args)
 

@@ -93,19 +93,27 @@ class Worker:
                 self._loop.close()
 
     def step(self, block: float = 0.0) -> bool:
-        """Take one job (waiting up to `block` seconds) and run it; False if none came."""
-        answer = self.take(block)
-        if not answer:
+        """Take a job, or a batch for a batching listener (waiting up to `block`
+        seconds), and run it; False if none came."""
+        records = self.take(block, self._batch_settings()[0])
+        if not records:
             return False
-        self.run_job(answer)
+        # settings again: the take may have loaded a new registry
+        size, wait = self._batch_settings()
+        if size > 1 and wait > 0 and len(records) < size:
+            records += self._fill_batch(size - len(records), wait)
+        singles = self._run_batches(records) if size > 1 else records
+        for record in singles:
+            self.run_job(record)
         return True
 
-    def take(self, block: float) -> list[bytes] | None:
+    def take(self, block: float, count: int = 1) -> list[dict[str, Any]] | None:
+        """Start up to `count` jobs; with nothing queued, block up to `block` seconds."""
         scripts = self.mlq.scripts
         for queue in self.queues:
-            answer = scripts.take(queue, self.worker_id, self.clock())
+            answer = scripts.take(queue, self.worker_id, self.clock(), count=count)
             if answer:
-                return answer
+                return self._decode(answer)
         if block <= 0:
             return None
         keys = self.mlq.keys
@@ -115,13 +123,120 @@ class Worker:
             keys.queue(self.queues[0]), keys.processing(self.worker_id), block, "RIGHT", "LEFT")
         if job_id is None:
             return None
-        return scripts.take(self.queues[0], self.worker_id, self.clock(), job_id.decode()) or None
+        answer = scripts.take(self.queues[0], self.worker_id, self.clock(), job_id.decode(),
+                              count=count)
+        return self._decode(answer) if answer else None
+
+    def _decode(self, answer: list[Any]) -> list[dict[str, Any]]:
+        self.mlq.registry.refresh(answer[0].decode())
+        return [record_from_hash(flat) for flat in answer[1:]]
+
+    def _fill_batch(self, missing: int, wait: float) -> list[dict[str, Any]]:
+        """Keep taking for up to `wait` seconds while a batch is short."""
+        deadline = time.monotonic() + wait
+        records: list[dict[str, Any]] = []
+        while missing > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            more = self.take(max(remaining, 0.001), missing)
+            if more:
+                records += more
+                missing -= len(more)
+        return records
+
+    def _batch_settings(self) -> tuple[int, float]:
+        """(largest batch_size, its batch_wait) among this worker's listeners."""
+        size, wait = 1, 0.0
+        for function in [*self.local.values(), *self.mlq.registry.functions().values()]:
+            batch = getattr(function, "__mlq_batch__", None)
+            if batch and batch[0] > size:
+                size, wait = batch
+        return size, wait
+
+    # -- batches ------------------------------------------------------------
+    def _run_batches(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run the records whose only listener batches; return the others."""
+        groups: dict[str, tuple[Listener, list[dict[str, Any]]]] = {}
+        singles = []
+        for record in records:
+            try:
+                chosen = self.mlq.registry.resolve(record["functions"], self.local)
+            except ListenerError:
+                chosen = []
+            if len(chosen) == 1 and getattr(chosen[0][1], "__mlq_batch__", None):
+                name, function = chosen[0]
+                groups.setdefault(name, (function, []))[1].append(record)
+            else:
+                singles.append(record)
+        for name, (function, batch) in groups.items():
+            self._run_batch(name, function, batch)
+        return singles
+
+    def _run_batch(self, name: str, function: Listener, records: list[dict[str, Any]]) -> None:
+        started = self.clock()
+        first = records[0]
+        self.current = (first["id"], first["attempt"], started, first["timeout"])
+        for record in records:
+            self.hooks.job_started(self.worker_id, record["id"], record["attempt"],
+                                   record["timeout"])
+        log.info("batch of %d jobs (%s) started on %s", len(records),
+                 ",".join(r["id"] for r in records), self.worker_id)
+        try:
+            results = self._execute_batch(name, function, records)
+            for record, (outcome, fields, short) in zip(records, results):
+                self._finish(record, outcome, fields, short, started)
+        finally:
+            self.current = None
+            for record in records:
+                self.hooks.job_ended(self.worker_id, record["id"])
+
+    def _execute_batch(self, name: str, function: Listener, records: list[dict[str, Any]]
+                       ) -> list[tuple[str, list[Any], str | None]]:
+        contexts = [self.mlq.listener_context(record, self) for record in records]
+        context = {
+            "jobs": contexts,
+            "full_messages": records,
+            "state": None,
+        }
+        try:
+            context["state"] = self.mlq.listener_states.state_for(name, function)
+            outcomes = self._call(function, [r["msg"] for r in records], context)
+            if not isinstance(outcomes, (list, tuple)) or len(outcomes) != len(records):
+                raise ListenerError(f"batch listener {name!r} must return a list of "
+                                    f"{len(records)} outcomes, one per message")
+        except Exception as exc:
+            failed = self._failure(exc)
+            return [failed for _ in records]
+        return [self._failure(o) if isinstance(o, BaseException) else self._success(o)
+                for o in outcomes]
+
+    def _success(self, value: Any) -> tuple[str, list[Any], str | None]:
+        try:
+            result, short = split_outcome(value)
+            fields = pack_fields({"result": result, "short_result": short, "error": None,
+                                  "error_kind": None})
+            size = len(fields[1])
+            if size > self.mlq.max_result_size:
+                raise InvalidMessage(f"result of {size} bytes exceeds the limit of "
+                                     f"{self.mlq.max_result_size} bytes")
+            return COMPLETED, fields, short
+        except InvalidMessage as exc:
+            reason = f"result cannot be stored: {exc}"
+            return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason,
+                                        "error_kind": "error"}), None
+
+    @staticmethod
+    def _failure(exc: BaseException) -> tuple[str, list[Any], str | None]:
+        if isinstance(exc, ListenerError):
+            text = str(exc)
+        else:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return FAILED, pack_fields({"result": str(exc), "short_result": None, "error": text,
+                                    "error_kind": error_kind(exc)}), None
 
     # -- one job ------------------------------------------------------------
-    def run_job(self, answer: list[bytes]) -> None:
-        registry = self.mlq.registry
-        registry.refresh(answer[0].decode())
-        record = record_from_hash(answer[1:])
+    def run_job(self, record: dict[str, Any]) -> None:
         job_id, attempt = record["id"], record["attempt"]
         started = self.clock()
         self.current = (job_id, attempt, started, record["timeout"])
@@ -145,24 +260,9 @@ class Worker:
             for name, function in listeners:
                 context["state"] = states.state_for(name, function)
                 value = self._call(function, record["msg"], context)
-            result, short = split_outcome(value)
-            fields = pack_fields({"result": result, "short_result": short, "error": None,
-                                  "error_kind": None})
-            size = len(fields[1])
-            if size > self.mlq.max_result_size:
-                raise InvalidMessage(f"result of {size} bytes exceeds the limit of "
-                                     f"{self.mlq.max_result_size} bytes")
-            return COMPLETED, fields, short
-        except ListenerError as exc:
-            reason = str(exc)
-            return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason}), None
-        except InvalidMessage as exc:
-            reason = f"result cannot be stored: {exc}"
-            return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason}), None
         except Exception as exc:
-            return FAILED, pack_fields({
-                "result": str(exc), "short_result": None, "error": traceback.format_exc(),
-                "error_kind": error_kind(exc)}), None
+            return self._failure(exc)
+        return self._success(value)
 
     def _execute_call(self, record: dict[str, Any]) -> tuple[str, list[Any], str | None]:
         """A job that carries its own function (MLQ.submit)."""

@@ -11,10 +11,9 @@ from mlq.worker import Worker
 
 
 def _take(q: MLQ, worker: Worker) -> dict[str, Any]:
-    answer = worker.take(0)
-    assert answer
-    from mlq.serialization import record_from_hash
-    return record_from_hash(answer[1:])
+    records = worker.take(0)
+    assert records and len(records) == 1
+    return records[0]
 
 
 def test_take_moves_into_processing_and_finish_is_fenced(q: MLQ) -> None:
