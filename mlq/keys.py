@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 DEFAULT_QUEUE = "default"
 
+#: Priority levels a job may have; higher runs first. Each level of a queue is a
+#: list of its own, so taking stays O(1) and FIFO holds within a level.
+PRIORITIES = range(0, 10)
+
 
 def _escape_glob(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
@@ -42,8 +46,19 @@ class Keys:
     def job(self, job_id: str | int) -> str:
         return f"{self.job_prefix}{job_id}"
 
-    def queue(self, name: str = DEFAULT_QUEUE) -> str:
-        return f"{self.prefix}queue:{name}"
+    def queue(self, name: str = DEFAULT_QUEUE, priority: int = 0) -> str:
+        """The list of a queue's jobs at one priority level (0, the default, has the plain name)."""
+        base = f"{self.prefix}queue:{name}"
+        return base if priority == 0 else f"{base}:p{priority}"
+
+    def lanes(self, name: str = DEFAULT_QUEUE) -> list[str]:
+        """A queue's lists, highest priority first: the order a worker takes from them."""
+        return [self.queue(name, p) for p in reversed(PRIORITIES)]
+
+    def wake(self, name: str = DEFAULT_QUEUE) -> str:
+        """Tokens pushed with each job; idle workers block on them (BLPOP), then take
+        the job in one atomic step from whichever list holds it."""
+        return f"{self.prefix}wake:{name}"
 
     @property
     def queues(self) -> str:

@@ -17,7 +17,7 @@ from .connection import connect
 from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
 from .job import FAILED, RUNTIME_BUCKETS, bucket_field, progress_text
-from .keys import DEFAULT_QUEUE, Keys
+from .keys import DEFAULT_QUEUE, PRIORITIES, Keys
 from .notebook import Job, submit_many
 from .listeners import Listener, ListenerStates, Registry, function_name, listener
 from .scripts import Scripts
@@ -82,9 +82,15 @@ class MLQ:
 
     # -- producing ----------------------------------------------------------
     def post(self, msg: Any, callback: str | None = None, functions: list[str] | None = None,
-             *, timeout: float | None = None, queue: str = DEFAULT_QUEUE) -> str:
-        """Enqueue `msg`; returns the job id (a decimal string)."""
-        return str(self.scripts.post(queue, self._new_record(msg, callback, functions, timeout, queue)))
+             *, timeout: float | None = None, queue: str = DEFAULT_QUEUE,
+             priority: int = 0) -> str:
+        """Enqueue `msg`; returns the job id (a decimal string).
+
+        `queue` names the queue (workers choose theirs); `priority` 0–9, higher
+        first, FIFO within a priority.
+        """
+        fields = self._new_record(msg, callback, functions, timeout, queue, priority)
+        return str(self.scripts.post(queue, fields, priority=priority))
 
     def submit(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
         """Run `function(*args, **kwargs)` on a worker; the function travels with the job."""
@@ -105,30 +111,32 @@ class MLQ:
     def cancel(self, job_id: str | int) -> bool:
         """Cancel a queued job, or stop a running one; False once it has finished."""
         job_id = _check_id(job_id)
-        queue = self._field(job_id, "queue") or DEFAULT_QUEUE
-        return int(self.scripts.cancel(job_id, queue, time.time())) > 0
+        self._field(job_id, "status")  # JobNotFound for an unknown id
+        queue, priority = self._placement(job_id)
+        return int(self.scripts.cancel(job_id, queue, time.time(), priority)) > 0
 
     def post_many(self, msgs: Iterable[Any], callback: str | None = None,
                   functions: list[str] | None = None, *, timeout: float | None = None,
-                  queue: str = DEFAULT_QUEUE, chunk_size: int = 500,
+                  queue: str = DEFAULT_QUEUE, priority: int = 0, chunk_size: int = 500,
                   extra: dict[str, Any] | None = None) -> list[str]:
         """Enqueue many messages, one round trip per chunk; returns their ids in order.
 
         Every message is checked before anything is sent, so a bad one posts none.
         """
-        records = [self._new_record(m, callback, functions, timeout, queue) for m in msgs]
+        records = [self._new_record(m, callback, functions, timeout, queue, priority)
+                   for m in msgs]
         if extra:
             records = [fields + pack_fields(extra) for fields in records]
         ids: list[str] = []
         for start in range(0, len(records), chunk_size):
             pipe = self.client.pipeline(transaction=False)
             for fields in records[start:start + chunk_size]:
-                self.scripts.post(queue, fields, client=pipe)
+                self.scripts.post(queue, fields, client=pipe, priority=priority)
             ids.extend(str(i) for i in pipe.execute())
         return ids
 
     def _new_record(self, msg: Any, callback: Any, functions: Any, timeout: Any,
-                    queue: Any) -> list[Any]:
+                    queue: Any, priority: Any = 0) -> list[Any]:
         if callback is not None:
             if not isinstance(callback, str):
                 raise InvalidMessage("callback must be a URL string")
@@ -144,8 +152,10 @@ class MLQ:
                 raise InvalidMessage("timeout must be a positive number of seconds")
             if timeout == float("inf"):
                 raise InvalidMessage("timeout must be finite")
-        if not isinstance(queue, str) or not queue or not queue.isprintable():
+        if not isinstance(queue, str) or not queue or not queue.isprintable() or len(queue) > 200:
             raise InvalidMessage("queue must be a non-empty name")
+        if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
+            raise InvalidMessage(f"priority must be an integer from {PRIORITIES[0]} to {PRIORITIES[-1]}")
         packed_msg = pack(msg)
         if len(packed_msg) > self.max_message_size:
             raise InvalidMessage(f"message of {len(packed_msg)} bytes exceeds the limit of "
@@ -155,7 +165,7 @@ class MLQ:
             "processing_finished": None, "progress": None, "short_result": None,
             "result": None, "callback": callback, "retries": 0, "functions": functions,
             "status": "queued", "error": None, "timeout": timeout,
-            "queue": queue, "attempt": 0, "last_error": None,
+            "queue": queue, "priority": priority, "attempt": 0, "last_error": None,
         })
         return fields + ["msg", packed_msg]
 
@@ -204,7 +214,10 @@ class MLQ:
 
     def job_count(self, queue: str = DEFAULT_QUEUE) -> int:
         """Jobs waiting to be taken."""
-        return int(self.client.llen(self.keys.queue(queue)))
+        pipe = self.client.pipeline(transaction=False)
+        for lane in self.keys.lanes(queue):
+            pipe.llen(lane)
+        return sum(int(n) for n in pipe.execute())
 
     def queue_names(self) -> list[str]:
         return sorted(q.decode() for q in self.client.smembers(self.keys.queues)) or [DEFAULT_QUEUE]
@@ -213,14 +226,17 @@ class MLQ:
         """Counts and counters shared by every process (for status and metrics)."""
         queues = self.queue_names()
         pipe = self.client.pipeline(transaction=False)
+        levels = len(PRIORITIES)
         for queue in queues:
-            pipe.llen(self.keys.queue(queue))
+            for lane in self.keys.lanes(queue):
+                pipe.llen(lane)
         pipe.zcard(self.keys.running)
         pipe.llen(self.keys.dead)
         pipe.hgetall(self.keys.stats)
         answers = pipe.execute()
-        waiting = dict(zip(queues, (int(n) for n in answers[:len(queues)])))
-        processing, dead, raw = answers[len(queues):]
+        waiting = {queue: sum(int(n) for n in answers[i * levels:(i + 1) * levels])
+                   for i, queue in enumerate(queues)}
+        processing, dead, raw = answers[len(queues) * levels:]
         counters = {k.decode(): v.decode() for k, v in raw.items()}
         buckets = [(b, int(counters.get(bucket_field(b), 0))) for b in RUNTIME_BUCKETS]
         return {
@@ -305,8 +321,9 @@ class MLQ:
     def recover_job(self, job_id: str, worker_id: str, max_retries: int, now: float,
                     reason: str) -> int:
         """Take a job back from a worker: 1 requeued, 2 failed, 0/3 nothing to report."""
-        queue = unpack(self.client.hget(self.keys.job(job_id), "queue")) or DEFAULT_QUEUE
-        code = int(self.scripts.requeue(job_id, worker_id, queue, max_retries, now, reason))
+        queue, priority = self._placement(job_id)
+        code = int(self.scripts.requeue(job_id, worker_id, queue, max_retries, now, reason,
+                                        priority))
         if code == 2:
             self._failure_callback(job_id)
         return code
@@ -328,6 +345,11 @@ class MLQ:
             self._failure_callback(job_id)
         return done
 
+    def _placement(self, job_id: str) -> tuple[str, int]:
+        """The queue and priority a job belongs to (its list when it goes back)."""
+        queue, priority = self.client.hmget(self.keys.job(job_id), ["queue", "priority"])
+        return unpack(queue) or DEFAULT_QUEUE, unpack(priority) or 0
+
     def dead_letters(self) -> list[dict[str, Any]]:
         ids = [i.decode() for i in self.client.lrange(self.keys.dead, 0, -1)]
         pipe = self.client.pipeline(transaction=False)
@@ -339,8 +361,7 @@ class MLQ:
         ids = self._dead_ids(job_id)
         count = 0
         for one in ids:
-            queue = unpack(self.client.hget(self.keys.job(one), "queue")) or DEFAULT_QUEUE
-            count += int(self.scripts.requeue_dead(one, queue))
+            count += int(self.scripts.requeue_dead(one, *self._placement(one)))
         if job_id is not None and not count:
             raise JobNotFound(f"job {job_id!r} is not a dead letter")
         return count

@@ -35,19 +35,22 @@ class Scripts:
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
         return self._scripts[name](keys=list(keys), args=list(args), client=client or self.client)
 
-    def post(self, queue: str, fields: Sequence[Any], client: Any = None) -> Any:
+    def post(self, queue: str, fields: Sequence[Any], client: Any = None,
+             priority: int = 0) -> Any:
         k = self.keys
         return self._run(
-            "post", [k.counter, k.queue(queue), k.queues, k.stats],
+            "post", [k.counter, k.queue(queue, priority), k.queues, k.stats, k.wake(queue)],
             [k.job_prefix, queue, k.events_channel, *fields], client)
 
-    def take(self, queue: str, worker_id: str, now: float, job_id: str | None = None,
-             count: int = 1) -> Any:
+    def take(self, queues: str | Sequence[str], worker_id: str, now: float,
+             job_id: str | None = None, count: int = 1) -> Any:
         k = self.keys
+        names = [queues] if isinstance(queues, str) else list(queues)
+        lanes = [lane for name in names for lane in k.lanes(name)]
         args = [k.job_prefix, worker_id, repr(now), k.events_channel, k.job_channel(""),
                 job_id or "", count]
         return self._run(
-            "take", [k.queue(queue), k.processing(worker_id), k.running, k.registry_seq], args)
+            "take", [k.processing(worker_id), k.running, k.registry_seq, *lanes], args)
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,
                fields: Sequence[Any], bucket: str = "", runtime: float = 0.0,
@@ -68,17 +71,19 @@ class Scripts:
             [worker_id, attempt, packed_value, event, k.events_channel, k.job_channel(job_id)])
 
     def requeue(self, job_id: str, worker_id: str, queue: str, max_retries: int, now: float,
-                reason: str) -> int:
+                reason: str, priority: int = 0) -> int:
         k = self.keys
         return self._run(
             "requeue",
-            [k.job(job_id), k.processing(worker_id), k.running, k.queue(queue), k.dead, k.stats],
+            [k.job(job_id), k.processing(worker_id), k.running, k.queue(queue, priority),
+             k.dead, k.stats, k.wake(queue)],
             [job_id, max_retries, repr(now), reason, k.events_channel, k.job_channel(job_id)])
 
-    def requeue_dead(self, job_id: str, queue: str) -> int:
+    def requeue_dead(self, job_id: str, queue: str, priority: int = 0) -> int:
         k = self.keys
         return self._run(
-            "requeue_dead", [k.dead, k.job(job_id), k.queue(queue), k.stats],
+            "requeue_dead",
+            [k.dead, k.job(job_id), k.queue(queue, priority), k.stats, k.wake(queue)],
             [job_id, k.events_channel, k.job_channel(job_id)])
 
     def purge_dead(self, job_id: str) -> int:
@@ -102,8 +107,8 @@ class Scripts:
             "unregister", [k.registry, k.registry_order, k.registry_seq],
             [name, k.registry_channel])
 
-    def cancel(self, job_id: str, queue: str, now: float) -> int:
+    def cancel(self, job_id: str, queue: str, now: float, priority: int = 0) -> int:
         k = self.keys
         return self._run(
-            "cancel", [k.job(job_id), k.queue(queue), k.stats],
+            "cancel", [k.job(job_id), k.queue(queue, priority), k.stats],
             [job_id, repr(now), k.events_channel, k.job_channel(job_id), k.control_channel("")])

@@ -110,21 +110,18 @@ class Worker:
     def take(self, block: float, count: int = 1) -> list[dict[str, Any]] | None:
         """Start up to `count` jobs; with nothing queued, block up to `block` seconds."""
         scripts = self.mlq.scripts
-        for queue in self.queues:
-            answer = scripts.take(queue, self.worker_id, self.clock(), count=count)
-            if answer:
-                return self._decode(answer)
+        answer = scripts.take(self.queues, self.worker_id, self.clock(), count=count)
+        if answer:
+            return self._decode(answer)
         if block <= 0:
             return None
-        keys = self.mlq.keys
-        # one blocking move into our processing list: a crash right after it loses
-        # nothing, the id waits there for the reaper
-        job_id = self.mlq.client.blmove(
-            keys.queue(self.queues[0]), keys.processing(self.worker_id), block, "RIGHT", "LEFT")
-        if job_id is None:
+        # Nothing queued: block until a post pushes a wake token (no polling), then
+        # take in one atomic step. The token is only a hint: the job itself moves
+        # from its queue straight into our processing list, so a crash at any
+        # instant loses nothing.
+        if self.mlq.client.blpop([self.mlq.keys.wake(q) for q in self.queues], block) is None:
             return None
-        answer = scripts.take(self.queues[0], self.worker_id, self.clock(), job_id.decode(),
-                              count=count)
+        answer = scripts.take(self.queues, self.worker_id, self.clock(), count=count)
         return self._decode(answer) if answer else None
 
     def _decode(self, answer: list[Any]) -> list[dict[str, Any]]:

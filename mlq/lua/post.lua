@@ -1,5 +1,6 @@
 -- Enqueue one job: take the next id, store its record, push it on its queue.
--- KEYS[1] counter   KEYS[2] queue list   KEYS[3] queue-names set   KEYS[4] stats hash
+-- KEYS[1] counter   KEYS[2] queue list (of the job's priority)   KEYS[3] queue-names set
+-- KEYS[4] stats hash   KEYS[5] the queue's wake list
 -- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
 -- ARGV[2] queue name   ARGV[3] namespace events channel
 -- ARGV[4..] record field, msgpack value, ... (everything but `id`)
@@ -11,6 +12,9 @@ for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job_key, unpack(fields))
 redis.call('LPUSH', KEYS[2], id)
 redis.call('SADD', KEYS[3], ARGV[2])
+-- wake one idle worker; a few dozen tokens wake every worker a burst needs
+redis.call('LPUSH', KEYS[5], 1)
+redis.call('LTRIM', KEYS[5], 0, 63)
 redis.call('HINCRBY', KEYS[4], 'posted', 1)
 redis.call('PUBLISH', ARGV[3], cmsgpack.pack({tostring(id), 'queued'}))
 return id

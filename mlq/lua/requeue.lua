@@ -3,7 +3,8 @@
 -- Claiming the id out of the worker's processing list is the fence: of two
 -- reapers (or a reaper and a supervisor) only the one whose LREM removed it acts.
 -- KEYS[1] job hash   KEYS[2] worker's processing list   KEYS[3] running zset
--- KEYS[4] queue list   KEYS[5] dead-letter list   KEYS[6] stats hash
+-- KEYS[4] queue list (of the job's priority)   KEYS[5] dead-letter list   KEYS[6] stats hash
+-- KEYS[7] the queue's wake list
 -- ARGV[1] id   ARGV[2] max retries   ARGV[3] now   ARGV[4] reason
 -- ARGV[5] namespace events channel   ARGV[6] job channel
 -- Returns 0 nothing done, 1 requeued, 2 failed (retries used up), 3 put back
@@ -15,6 +16,8 @@ if not status then return 0 end
 status = cmsgpack.unpack(status)
 if status == 'queued' then
   redis.call('RPUSH', KEYS[4], ARGV[1])
+  redis.call('LPUSH', KEYS[7], 1)
+  redis.call('LTRIM', KEYS[7], 0, 63)
   return 3
 end
 if status ~= 'started' then return 0 end
@@ -54,6 +57,8 @@ else
     'retries', cmsgpack.pack(retries), 'worker', nil_value,
     'processing_started', nil_value, 'last_error', cmsgpack.pack(ARGV[4]))
   redis.call('RPUSH', KEYS[4], ARGV[1])
+  redis.call('LPUSH', KEYS[7], 1)
+  redis.call('LTRIM', KEYS[7], 0, 63)
   redis.call('HINCRBY', KEYS[6], 'requeued', 1)
   event = cmsgpack.pack({ARGV[1], 'queued'})
   code = 1

@@ -1,9 +1,10 @@
--- Start up to `count` jobs on a worker. Without ARGV[6], the oldest ids of the
--- queue are moved into the worker's processing list here (the non-blocking fast
--- path); with it, that id was already moved there by the worker's BLMOVE, and up
--- to count - 1 more are moved here. A batch is therefore one atomic step.
--- KEYS[1] queue list   KEYS[2] worker's processing list   KEYS[3] running zset
--- KEYS[4] registry sequence (returned so the worker notices new listeners at no cost)
+-- Start up to `count` jobs on a worker: each is moved from the first non-empty
+-- queue list (queues in the worker's order of preference, highest priority
+-- first) into the worker's processing list. With ARGV[6], that id was already
+-- moved there and up to count - 1 more are taken. A batch is one atomic step.
+-- KEYS[1] worker's processing list   KEYS[2] running zset
+-- KEYS[3] registry sequence (returned so the worker notices new listeners at no cost)
+-- KEYS[4..] queue lists, in the order to take from
 -- ARGV[1] job key prefix   ARGV[2] worker id   ARGV[3] now (epoch seconds)
 -- ARGV[4] namespace events channel   ARGV[5] job channel prefix
 -- ARGV[6] id already moved ('' for none)   ARGV[7] count (default 1)
@@ -12,14 +13,14 @@
 -- gone or not queued).
 local now = tonumber(ARGV[3])
 local count = tonumber(ARGV[7] or '1')
-local answer = {redis.call('GET', KEYS[4]) or '0'}
+local answer = {redis.call('GET', KEYS[3]) or '0'}
 
 local function start(id)
   local job_key = ARGV[1] .. id
   local status = redis.call('HGET', job_key, 'status')
   if not status or cmsgpack.unpack(status) ~= 'queued' then
     -- purged, cancelled or cleared while queued: drop the stray id, nothing to run
-    redis.call('LREM', KEYS[2], 1, id)
+    redis.call('LREM', KEYS[1], 1, id)
     return
   end
   local attempt_raw = redis.call('HGET', job_key, 'attempt')
@@ -32,7 +33,7 @@ local function start(id)
     'processing_finished', cmsgpack.pack(nil),
     'progress', cmsgpack.pack(0),
     'attempt', cmsgpack.pack(attempt))
-  redis.call('ZADD', KEYS[3], now, id)
+  redis.call('ZADD', KEYS[2], now, id)
   local event = cmsgpack.pack({id, 'started', 0})
   redis.call('PUBLISH', ARGV[4], event)
   redis.call('PUBLISH', ARGV[5] .. id, event)
@@ -44,10 +45,15 @@ if given and given ~= '' then
   start(given)
   count = count - 1
 end
-for _ = 1, count do
-  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
-  if not id then break end
-  start(id)
+local lane = 4
+while count > 0 and lane <= #KEYS do
+  local id = redis.call('LMOVE', KEYS[lane], KEYS[1], 'RIGHT', 'LEFT')
+  if id then
+    start(id)
+    count = count - 1
+  else
+    lane = lane + 1
+  end
 end
 if #answer == 1 then return false end
 return answer

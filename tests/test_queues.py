@@ -1,0 +1,70 @@
+"""Named queues and priorities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mlq import MLQ, InvalidMessage
+from mlq.worker import Worker
+
+
+def _taken(worker: Worker) -> list[Any]:
+    order = []
+    while records := worker.take(0):
+        order += [r["msg"] for r in records]
+    return order
+
+
+def test_priorities_then_fifo_within_a_priority(q: MLQ) -> None:
+    for msg, priority in [("a", 0), ("b", 5), ("c", 0), ("d", 9), ("e", 5), ("f", 9)]:
+        q.post(msg, priority=priority)
+    assert q.job_count() == 6
+    assert _taken(Worker(q, "w")) == ["d", "f", "b", "e", "a", "c"]
+
+
+def test_workers_take_their_queues_in_order_of_preference(q: MLQ) -> None:
+    q.post("cpu-1")
+    q.post("gpu-1", queue="gpu")
+    q.post("other", queue="other")
+    q.post("gpu-2", queue="gpu", priority=3)
+    assert q.job_count("gpu") == 2 and q.job_count() == 1
+    assert _taken(Worker(q, "w", queues=("gpu", "default"))) == ["gpu-2", "gpu-1", "cpu-1"]
+    assert q.job_count("other") == 1
+    assert q.stats()["waiting_by_queue"] == {"default": 0, "gpu": 0, "other": 1}
+
+
+def test_bad_priority_or_queue_is_refused(q: MLQ) -> None:
+    for options in ({"priority": 10}, {"priority": -1}, {"priority": "high"},
+                    {"priority": True}, {"queue": ""}, {"queue": 5}):
+        with pytest.raises(InvalidMessage):
+            q.post("m", **options)
+    assert q.post("ok") == "1"
+
+
+def test_requeued_and_dead_jobs_go_back_to_their_own_queue(q: MLQ) -> None:
+    def fail_once(msg: Any, *args: Any) -> str:
+        if args[0]["full_message"]["retries"] == 0 and not getattr(fail_once, "done", False):
+            fail_once.done = True  # type: ignore[attr-defined]
+            raise RuntimeError("first time")
+        return "ok"
+
+    job_id = q.post("x", queue="gpu", priority=7)
+    worker = Worker(q, "w", queues=("gpu",), local_listeners={"fail_once": fail_once})
+    assert worker.step(0)
+    assert q.get_job(job_id)["status"] == "failed"
+    q.requeue_dead(job_id)
+    assert q.client.llen(q.keys.queue("gpu", 7)) == 1
+    assert worker.step(0) and q.get_job(job_id)["result"] == "ok"
+
+
+def test_a_blocked_worker_wakes_for_any_of_its_queues(q: MLQ) -> None:
+    import threading
+    worker = Worker(q, "w", queues=("gpu", "default"))
+    got: list[Any] = []
+    thread = threading.Thread(target=lambda: got.append(worker.take(5)))
+    thread.start()
+    q.post("late", queue="gpu", priority=2)
+    thread.join(10)
+    assert got and got[0] and got[0][0]["msg"] == "late"
