@@ -35,7 +35,7 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
                 wait = min(wait, deadline - time.monotonic())
                 if wait <= 0:
                     raise TimeoutError(f"job {job_id} not finished within {timeout} s")
-            message = pubsub.get_message(timeout=wait)
+            message = _next_message(pubsub, wait)
             if message is None or decode_event(message["data"])["status"] in TERMINAL:
                 record = read_record()
         return record
@@ -58,7 +58,7 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
         last = {"id": str(job_id), "status": record["status"], "progress": record["progress"]}
         yield dict(last)
         while last["status"] not in TERMINAL:
-            message = pubsub.get_message(timeout=keepalive)
+            message = _next_message(pubsub, keepalive)
             if message is None:
                 # nothing pushed: confirm from the record, in case a reconnect dropped an event
                 record = read_record()
@@ -75,3 +75,16 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
                 yield dict(event)
     finally:
         pubsub.close()
+
+
+def _next_message(pubsub: redis.client.PubSub, timeout: float) -> dict[str, Any] | None:
+    """The next published message within `timeout`, or None once it has passed.
+
+    get_message returns None early for the subscribe confirmation it swallows;
+    that is not a quiet period, so keep waiting out the rest of the time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        message = pubsub.get_message(timeout=max(deadline - time.monotonic(), 0.0))
+        if message is not None or time.monotonic() >= deadline:
+            return message

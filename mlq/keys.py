@@ -55,6 +55,22 @@ class Keys:
         """A queue's lists, highest priority first: the order a worker takes from them."""
         return [self.queue(name, p) for p in reversed(PRIORITIES)]
 
+    def owned(self, name: str, owner: str) -> str:
+        """The list of one owner's jobs in a queue (fair sharing between owners)."""
+        return f"{self.owned_prefix(name)}{owner}"
+
+    def owned_prefix(self, name: str) -> str:
+        return f"{self.prefix}owned:{name}:"
+
+    def owners(self, name: str = DEFAULT_QUEUE) -> str:
+        """Ring (list) of the owners with jobs waiting in a queue; rotated to share fairly."""
+        return f"{self.prefix}owners:{name}"
+
+    @property
+    def owner_running(self) -> str:
+        """Hash: owner -> jobs of that owner running now (for the per-owner limit)."""
+        return self.prefix + "owner_running"
+
     def wake(self, name: str = DEFAULT_QUEUE) -> str:
         """Tokens pushed with each job; idle workers block on them (BLPOP), then take
         the job in one atomic step from whichever list holds it."""

@@ -49,7 +49,9 @@ class MLQ:
                  max_message_size: int = defaults.MAX_MESSAGE_SIZE,
                  max_result_size: int = defaults.MAX_RESULT_SIZE,
                  max_function_size: int = defaults.MAX_FUNCTION_SIZE,
-                 result_ttl: float | None = defaults.RESULT_TTL) -> None:
+                 result_ttl: float | None = defaults.RESULT_TTL,
+                 queues: Sequence[str] = (DEFAULT_QUEUE,), fair: bool = False,
+                 max_running_per_owner: int = 0) -> None:
         if not isinstance(q_name, str) or not q_name:
             raise InvalidMessage("the namespace must be a non-empty string")
         self.namespace = q_name
@@ -67,6 +69,11 @@ class MLQ:
         if result_ttl is not None and not result_ttl > 0:
             raise InvalidMessage("result_ttl must be a positive number of seconds")
         self.result_ttl = result_ttl
+        #: what this object's workers consume: queues in order of preference, and
+        #: whether owners' jobs are shared round-robin (with a per-owner limit)
+        self.queues = tuple(queues)
+        self.fair = fair
+        self.max_running_per_owner = max_running_per_owner
         self.concurrency = concurrency
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
@@ -83,14 +90,15 @@ class MLQ:
     # -- producing ----------------------------------------------------------
     def post(self, msg: Any, callback: str | None = None, functions: list[str] | None = None,
              *, timeout: float | None = None, queue: str = DEFAULT_QUEUE,
-             priority: int = 0) -> str:
+             priority: int = 0, owner: str | None = None) -> str:
         """Enqueue `msg`; returns the job id (a decimal string).
 
         `queue` names the queue (workers choose theirs); `priority` 0–9, higher
-        first, FIFO within a priority.
+        first, FIFO within a priority. `owner` (a user or team) shares a busy
+        queue fairly: workers started with fair=True take owners' jobs round-robin.
         """
-        fields = self._new_record(msg, callback, functions, timeout, queue, priority)
-        return str(self.scripts.post(queue, fields, priority=priority))
+        fields = self._new_record(msg, callback, functions, timeout, queue, priority, owner)
+        return str(self.scripts.post(queue, fields, priority=priority, owner=owner))
 
     def submit(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
         """Run `function(*args, **kwargs)` on a worker; the function travels with the job."""
@@ -112,18 +120,18 @@ class MLQ:
         """Cancel a queued job, or stop a running one; False once it has finished."""
         job_id = _check_id(job_id)
         self._field(job_id, "status")  # JobNotFound for an unknown id
-        queue, priority = self._placement(job_id)
-        return int(self.scripts.cancel(job_id, queue, time.time(), priority)) > 0
+        queue, priority, owner = self._placement(job_id)
+        return int(self.scripts.cancel(job_id, queue, time.time(), priority, owner)) > 0
 
     def post_many(self, msgs: Iterable[Any], callback: str | None = None,
                   functions: list[str] | None = None, *, timeout: float | None = None,
-                  queue: str = DEFAULT_QUEUE, priority: int = 0, chunk_size: int = 500,
-                  extra: dict[str, Any] | None = None) -> list[str]:
+                  queue: str = DEFAULT_QUEUE, priority: int = 0, owner: str | None = None,
+                  chunk_size: int = 500, extra: dict[str, Any] | None = None) -> list[str]:
         """Enqueue many messages, one round trip per chunk; returns their ids in order.
 
         Every message is checked before anything is sent, so a bad one posts none.
         """
-        records = [self._new_record(m, callback, functions, timeout, queue, priority)
+        records = [self._new_record(m, callback, functions, timeout, queue, priority, owner)
                    for m in msgs]
         if extra:
             records = [fields + pack_fields(extra) for fields in records]
@@ -131,12 +139,12 @@ class MLQ:
         for start in range(0, len(records), chunk_size):
             pipe = self.client.pipeline(transaction=False)
             for fields in records[start:start + chunk_size]:
-                self.scripts.post(queue, fields, client=pipe, priority=priority)
+                self.scripts.post(queue, fields, client=pipe, priority=priority, owner=owner)
             ids.extend(str(i) for i in pipe.execute())
         return ids
 
     def _new_record(self, msg: Any, callback: Any, functions: Any, timeout: Any,
-                    queue: Any, priority: Any = 0) -> list[Any]:
+                    queue: Any, priority: Any = 0, owner: Any = None) -> list[Any]:
         if callback is not None:
             if not isinstance(callback, str):
                 raise InvalidMessage("callback must be a URL string")
@@ -156,6 +164,12 @@ class MLQ:
             raise InvalidMessage("queue must be a non-empty name")
         if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
             raise InvalidMessage(f"priority must be an integer from {PRIORITIES[0]} to {PRIORITIES[-1]}")
+        if owner is not None:
+            if not isinstance(owner, str) or not owner or not owner.isprintable() or len(owner) > 200:
+                raise InvalidMessage("owner must be a non-empty name")
+            if priority:
+                raise InvalidMessage("a job with an owner takes its turn among owners; "
+                                     "it cannot also have a priority")
         packed_msg = pack(msg)
         if len(packed_msg) > self.max_message_size:
             raise InvalidMessage(f"message of {len(packed_msg)} bytes exceeds the limit of "
@@ -165,7 +179,8 @@ class MLQ:
             "processing_finished": None, "progress": None, "short_result": None,
             "result": None, "callback": callback, "retries": 0, "functions": functions,
             "status": "queued", "error": None, "timeout": timeout,
-            "queue": queue, "priority": priority, "attempt": 0, "last_error": None,
+            "queue": queue, "priority": priority, "owner": owner, "attempt": 0,
+            "last_error": None,
         })
         return fields + ["msg", packed_msg]
 
@@ -214,8 +229,9 @@ class MLQ:
 
     def job_count(self, queue: str = DEFAULT_QUEUE) -> int:
         """Jobs waiting to be taken."""
+        owners = [o.decode() for o in self.client.lrange(self.keys.owners(queue), 0, -1)]
         pipe = self.client.pipeline(transaction=False)
-        for lane in self.keys.lanes(queue):
+        for lane in self.keys.lanes(queue) + [self.keys.owned(queue, o) for o in owners]:
             pipe.llen(lane)
         return sum(int(n) for n in pipe.execute())
 
@@ -226,17 +242,11 @@ class MLQ:
         """Counts and counters shared by every process (for status and metrics)."""
         queues = self.queue_names()
         pipe = self.client.pipeline(transaction=False)
-        levels = len(PRIORITIES)
-        for queue in queues:
-            for lane in self.keys.lanes(queue):
-                pipe.llen(lane)
         pipe.zcard(self.keys.running)
         pipe.llen(self.keys.dead)
         pipe.hgetall(self.keys.stats)
-        answers = pipe.execute()
-        waiting = {queue: sum(int(n) for n in answers[i * levels:(i + 1) * levels])
-                   for i, queue in enumerate(queues)}
-        processing, dead, raw = answers[len(queues) * levels:]
+        processing, dead, raw = pipe.execute()
+        waiting = {queue: self.job_count(queue) for queue in queues}
         counters = {k.decode(): v.decode() for k, v in raw.items()}
         buckets = [(b, int(counters.get(bucket_field(b), 0))) for b in RUNTIME_BUCKETS]
         return {
@@ -321,9 +331,9 @@ class MLQ:
     def recover_job(self, job_id: str, worker_id: str, max_retries: int, now: float,
                     reason: str) -> int:
         """Take a job back from a worker: 1 requeued, 2 failed, 0/3 nothing to report."""
-        queue, priority = self._placement(job_id)
+        queue, priority, owner = self._placement(job_id)
         code = int(self.scripts.requeue(job_id, worker_id, queue, max_retries, now, reason,
-                                        priority))
+                                        priority, owner))
         if code == 2:
             self._failure_callback(job_id)
         return code
@@ -345,10 +355,11 @@ class MLQ:
             self._failure_callback(job_id)
         return done
 
-    def _placement(self, job_id: str) -> tuple[str, int]:
-        """The queue and priority a job belongs to (its list when it goes back)."""
-        queue, priority = self.client.hmget(self.keys.job(job_id), ["queue", "priority"])
-        return unpack(queue) or DEFAULT_QUEUE, unpack(priority) or 0
+    def _placement(self, job_id: str) -> tuple[str, int, str | None]:
+        """The queue, priority and owner of a job: where it waits when it goes back."""
+        queue, priority, owner = self.client.hmget(self.keys.job(job_id),
+                                                   ["queue", "priority", "owner"])
+        return unpack(queue) or DEFAULT_QUEUE, unpack(priority) or 0, unpack(owner)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         ids = [i.decode() for i in self.client.lrange(self.keys.dead, 0, -1)]

@@ -35,22 +35,32 @@ class Scripts:
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
         return self._scripts[name](keys=list(keys), args=list(args), client=client or self.client)
 
+    def lane(self, queue: str, priority: int = 0, owner: str | None = None) -> str:
+        """The list a job waits in: its owner's list, or its queue's list at its priority."""
+        return self.keys.owned(queue, owner) if owner else self.keys.queue(queue, priority)
+
     def post(self, queue: str, fields: Sequence[Any], client: Any = None,
-             priority: int = 0) -> Any:
+             priority: int = 0, owner: str | None = None) -> Any:
         k = self.keys
         return self._run(
-            "post", [k.counter, k.queue(queue, priority), k.queues, k.stats, k.wake(queue)],
-            [k.job_prefix, queue, k.events_channel, *fields], client)
+            "post",
+            [k.counter, self.lane(queue, priority, owner), k.queues, k.stats, k.wake(queue),
+             k.owners(queue)],
+            [k.job_prefix, queue, k.events_channel, owner or "", *fields], client)
 
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
-             job_id: str | None = None, count: int = 1) -> Any:
+             job_id: str | None = None, count: int = 1, fair: bool = False,
+             max_running_per_owner: int = 0) -> Any:
         k = self.keys
         names = [queues] if isinstance(queues, str) else list(queues)
         lanes = [lane for name in names for lane in k.lanes(name)]
         args = [k.job_prefix, worker_id, repr(now), k.events_channel, k.job_channel(""),
-                job_id or "", count]
+                job_id or "", count, "1" if fair else "0", max_running_per_owner, len(lanes),
+                *[k.owned_prefix(name) for name in names]]
         return self._run(
-            "take", [k.processing(worker_id), k.running, k.registry_seq, *lanes], args)
+            "take",
+            [k.processing(worker_id), k.running, k.registry_seq, k.owner_running, *lanes,
+             *[k.owners(name) for name in names]], args)
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,
                fields: Sequence[Any], bucket: str = "", runtime: float = 0.0,
@@ -58,7 +68,8 @@ class Scripts:
         k = self.keys
         return self._run(
             "finish",
-            [k.job(job_id), k.processing(worker_id), k.running, k.dead, k.stats],
+            [k.job(job_id), k.processing(worker_id), k.running, k.dead, k.stats,
+             k.owner_running],
             [job_id, worker_id, attempt, outcome, repr(now), k.events_channel,
              k.job_channel(job_id), bucket, repr(runtime),
              int(ttl * 1000) if ttl else 0, *fields])
@@ -71,19 +82,21 @@ class Scripts:
             [worker_id, attempt, packed_value, event, k.events_channel, k.job_channel(job_id)])
 
     def requeue(self, job_id: str, worker_id: str, queue: str, max_retries: int, now: float,
-                reason: str, priority: int = 0) -> int:
+                reason: str, priority: int = 0, owner: str | None = None) -> int:
         k = self.keys
         return self._run(
             "requeue",
-            [k.job(job_id), k.processing(worker_id), k.running, k.queue(queue, priority),
-             k.dead, k.stats, k.wake(queue)],
+            [k.job(job_id), k.processing(worker_id), k.running, self.lane(queue, priority, owner),
+             k.dead, k.stats, k.wake(queue), k.owner_running, k.owners(queue)],
             [job_id, max_retries, repr(now), reason, k.events_channel, k.job_channel(job_id)])
 
-    def requeue_dead(self, job_id: str, queue: str, priority: int = 0) -> int:
+    def requeue_dead(self, job_id: str, queue: str, priority: int = 0,
+                     owner: str | None = None) -> int:
         k = self.keys
         return self._run(
             "requeue_dead",
-            [k.dead, k.job(job_id), k.queue(queue, priority), k.stats, k.wake(queue)],
+            [k.dead, k.job(job_id), self.lane(queue, priority, owner), k.stats, k.wake(queue),
+             k.owners(queue)],
             [job_id, k.events_channel, k.job_channel(job_id)])
 
     def purge_dead(self, job_id: str) -> int:
@@ -107,8 +120,9 @@ class Scripts:
             "unregister", [k.registry, k.registry_order, k.registry_seq],
             [name, k.registry_channel])
 
-    def cancel(self, job_id: str, queue: str, now: float, priority: int = 0) -> int:
+    def cancel(self, job_id: str, queue: str, now: float, priority: int = 0,
+               owner: str | None = None) -> int:
         k = self.keys
         return self._run(
-            "cancel", [k.job(job_id), k.queue(queue, priority), k.stats],
+            "cancel", [k.job(job_id), self.lane(queue, priority, owner), k.stats],
             [job_id, repr(now), k.events_channel, k.job_channel(job_id), k.control_channel("")])

@@ -19,7 +19,7 @@ RECORD_FIELDS: tuple[str, ...] = (
     "id", "timestamp", "worker", "processing_started", "processing_finished",
     "progress", "short_result", "result", "callback", "retries", "functions",
     "msg", "status", "error",
-    "timeout", "queue", "priority", "attempt", "last_error", "error_kind",
+    "timeout", "queue", "priority", "owner", "attempt", "last_error", "error_kind",
 )
 
 

@@ -150,7 +150,8 @@ class Supervisor:
                  heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT,
                  max_retries: int = defaults.MAX_RETRIES,
                  queues: Sequence[str] = (DEFAULT_QUEUE,), gpus: Sequence[str] | None = None,
-                 oom_retries: int = 0, **mlq_options: Any) -> None:
+                 oom_retries: int = 0, fair: bool = False, max_running_per_owner: int = 0,
+                 **mlq_options: Any) -> None:
         """Run `concurrency` children, or one per GPU id in `gpus` (each sees only its GPU).
 
         `mlq_options` are MLQ keyword options (limits, callback policy) for every child.
@@ -175,7 +176,8 @@ class Supervisor:
         self.gpus = [str(g) for g in gpus] if gpus else None
         self.oom_retries = oom_retries
         self._oom_kills_seen = oom_kill_count()
-        self.mlq_options = dict(mlq_options)
+        self.mlq_options = dict(mlq_options, fair=fair,
+                                max_running_per_owner=max_running_per_owner)
         self.mlq = MLQ(namespace, redis_url=redis_url, secret=secret,
                        heartbeat_timeout=heartbeat_timeout, **mlq_options)
         self.supervisor_id = new_worker_id("s")

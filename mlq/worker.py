@@ -19,7 +19,6 @@ import redis
 from . import defaults
 from .errors import InvalidMessage, ListenerError, SignatureError
 from .job import COMPLETED, FAILED, error_kind, runtime_bucket, short_text, split_outcome
-from .keys import DEFAULT_QUEUE
 from .listeners import Listener
 from .notebook import CALL_FIELD, pack_value, run_call
 from .serialization import pack, pack_fields, record_from_hash
@@ -59,15 +58,19 @@ class Worker:
 
     def __init__(self, mlq: MLQ, worker_id: str, *,
                  local_listeners: dict[str, Listener] | None = None,
-                 queues: Sequence[str] = (DEFAULT_QUEUE,),
+                 queues: Sequence[str] | None = None,
                  hooks: WorkerHooks | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 fair: bool | None = None, max_running_per_owner: int | None = None) -> None:
         self.mlq = mlq
         self.worker_id = worker_id
         # shared, not copied: create_listener may add to it while we run
         self.local = local_listeners if local_listeners is not None else {}
-        self.queues = tuple(queues)
+        self.queues = tuple(queues or mlq.queues)
         self.hooks = hooks or WorkerHooks()
+        self.fair = mlq.fair if fair is None else fair
+        self.max_running_per_owner = (mlq.max_running_per_owner if max_running_per_owner is None
+                                      else max_running_per_owner)
         self.clock = clock
         self.current: tuple[str, int, float, float | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -109,8 +112,7 @@ class Worker:
 
     def take(self, block: float, count: int = 1) -> list[dict[str, Any]] | None:
         """Start up to `count` jobs; with nothing queued, block up to `block` seconds."""
-        scripts = self.mlq.scripts
-        answer = scripts.take(self.queues, self.worker_id, self.clock(), count=count)
+        answer = self._take_now(count)
         if answer:
             return self._decode(answer)
         if block <= 0:
@@ -121,8 +123,13 @@ class Worker:
         # instant loses nothing.
         if self.mlq.client.blpop([self.mlq.keys.wake(q) for q in self.queues], block) is None:
             return None
-        answer = scripts.take(self.queues, self.worker_id, self.clock(), count=count)
+        answer = self._take_now(count)
         return self._decode(answer) if answer else None
+
+    def _take_now(self, count: int) -> Any:
+        return self.mlq.scripts.take(self.queues, self.worker_id, self.clock(), count=count,
+                                     fair=self.fair,
+                                     max_running_per_owner=self.max_running_per_owner)
 
     def _decode(self, answer: list[Any]) -> list[dict[str, Any]]:
         self.mlq.registry.refresh(answer[0].decode())

@@ -68,3 +68,41 @@ def test_a_blocked_worker_wakes_for_any_of_its_queues(q: MLQ) -> None:
     q.post("late", queue="gpu", priority=2)
     thread.join(10)
     assert got and got[0] and got[0][0]["msg"] == "late"
+
+
+def test_fair_share_between_owners(q: MLQ) -> None:
+    q.post_many([f"alice-{n}" for n in range(1000)], owner="alice")
+    q.post("bob-0", owner="bob")
+    q.post("bob-1", owner="bob")
+    assert q.job_count() == 1002
+    fair = Worker(q, "w", fair=True)
+    first = [r["msg"] for _ in range(4) for r in fair.take(0) or []]
+    assert first == ["alice-0", "bob-0", "alice-1", "bob-1"]  # bob is not starved
+    assert q.get_job("1001")["owner"] == "bob"
+
+
+def test_limit_of_running_jobs_per_owner(q: MLQ) -> None:
+    q.post_many(["a1", "a2", "a3"], owner="alice")
+    q.post("b1", owner="bob")
+    worker = Worker(q, "w", fair=True, max_running_per_owner=1)
+    taken = [r for _ in range(3) for r in worker.take(0) or []]
+    assert [r["msg"] for r in taken] == ["a1", "b1"]  # alice's others wait for a1
+    q.scripts.finish(taken[0]["id"], "w", 1, "completed", 0.0, [])
+    assert [r["msg"] for r in worker.take(0)] == ["a2"]
+
+
+def test_owners_jobs_run_with_in_process_workers(redis_url: str, namespace: str) -> None:
+    q = MLQ(namespace, redis_url=redis_url, fair=True, concurrency=2)
+    try:
+        def echo(msg: str, *args: Any) -> str:
+            return msg
+
+        q.create_listener(echo)
+        ids = q.post_many([f"m{n}" for n in range(10)], owner="carol") + [q.post("x", owner="dan")]
+        assert [q.wait(i, 10)["result"] for i in ids] == [f"m{n}" for n in range(10)] + ["x"]
+        assert q.client.hgetall(q.keys.owner_running) == {}
+        with pytest.raises(InvalidMessage):
+            q.post("m", owner="carol", priority=3)
+    finally:
+        q.shutdown(10)
+        q.clear_all()

@@ -1,16 +1,20 @@
 -- Enqueue one job: take the next id, store its record, push it on its queue.
 -- KEYS[1] counter   KEYS[2] queue list (of the job's priority)   KEYS[3] queue-names set
--- KEYS[4] stats hash   KEYS[5] the queue's wake list
+-- KEYS[4] stats hash   KEYS[5] the queue's wake list   KEYS[6] the queue's owner ring
+-- (an owned job's list is its owner's list in that queue)
 -- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
--- ARGV[2] queue name   ARGV[3] namespace events channel
--- ARGV[4..] record field, msgpack value, ... (everything but `id`)
+-- ARGV[2] queue name   ARGV[3] namespace events channel   ARGV[4] owner ('' for none)
+-- ARGV[5..] record field, msgpack value, ... (everything but `id`)
 -- Returns the new job id (integer).
 local id = redis.call('INCR', KEYS[1])
 local job_key = ARGV[1] .. id
 local fields = {'id', cmsgpack.pack(tostring(id))}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job_key, unpack(fields))
 redis.call('LPUSH', KEYS[2], id)
+if ARGV[4] ~= '' and not redis.call('LPOS', KEYS[6], ARGV[4]) then
+  redis.call('RPUSH', KEYS[6], ARGV[4])
+end
 redis.call('SADD', KEYS[3], ARGV[2])
 -- wake one idle worker; a few dozen tokens wake every worker a burst needs
 redis.call('LPUSH', KEYS[5], 1)

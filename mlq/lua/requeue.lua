@@ -4,7 +4,8 @@
 -- reapers (or a reaper and a supervisor) only the one whose LREM removed it acts.
 -- KEYS[1] job hash   KEYS[2] worker's processing list   KEYS[3] running zset
 -- KEYS[4] queue list (of the job's priority)   KEYS[5] dead-letter list   KEYS[6] stats hash
--- KEYS[7] the queue's wake list
+-- KEYS[7] the queue's wake list   KEYS[8] owner -> running count hash
+-- KEYS[9] the queue's owner ring (an owned job goes back to its owner's list, KEYS[4])
 -- ARGV[1] id   ARGV[2] max retries   ARGV[3] now   ARGV[4] reason
 -- ARGV[5] namespace events channel   ARGV[6] job channel
 -- Returns 0 nothing done, 1 requeued, 2 failed (retries used up), 3 put back
@@ -16,11 +17,17 @@ if not status then return 0 end
 status = cmsgpack.unpack(status)
 if status == 'queued' then
   redis.call('RPUSH', KEYS[4], ARGV[1])
+  local queued_owner = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'owner') or cmsgpack.pack(nil))
+  if queued_owner and not redis.call('LPOS', KEYS[9], queued_owner) then
+    redis.call('LPUSH', KEYS[9], queued_owner)
+  end
   redis.call('LPUSH', KEYS[7], 1)
   redis.call('LTRIM', KEYS[7], 0, 63)
   return 3
 end
 if status ~= 'started' then return 0 end
+local owner = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'owner') or cmsgpack.pack(nil))
+if owner and redis.call('HINCRBY', KEYS[8], owner, -1) <= 0 then redis.call('HDEL', KEYS[8], owner) end
 local retries = (cmsgpack.unpack(redis.call('HGET', KEYS[1], 'retries') or cmsgpack.pack(0)) or 0) + 1
 local nil_value = cmsgpack.pack(nil)
 local event
@@ -57,6 +64,7 @@ else
     'retries', cmsgpack.pack(retries), 'worker', nil_value,
     'processing_started', nil_value, 'last_error', cmsgpack.pack(ARGV[4]))
   redis.call('RPUSH', KEYS[4], ARGV[1])
+  if owner and not redis.call('LPOS', KEYS[9], owner) then redis.call('LPUSH', KEYS[9], owner) end
   redis.call('LPUSH', KEYS[7], 1)
   redis.call('LTRIM', KEYS[7], 0, 63)
   redis.call('HINCRBY', KEYS[6], 'requeued', 1)

@@ -2,18 +2,28 @@
 -- queue list (queues in the worker's order of preference, highest priority
 -- first) into the worker's processing list. With ARGV[6], that id was already
 -- moved there and up to count - 1 more are taken. A batch is one atomic step.
+-- After the plain lists come the owners' lists of each queue: the owner ring is
+-- walked from its head, or rotated one step per take when sharing fairly, and an
+-- owner at the per-owner limit of running jobs is passed over.
 -- KEYS[1] worker's processing list   KEYS[2] running zset
 -- KEYS[3] registry sequence (returned so the worker notices new listeners at no cost)
--- KEYS[4..] queue lists, in the order to take from
+-- KEYS[4] owner -> running count hash
+-- KEYS[5 .. 4+ARGV[10]] plain queue lists, in the order to take from
+-- KEYS[5+ARGV[10] ..] owner rings, one per queue, in the same order as ARGV[11..]
 -- ARGV[1] job key prefix   ARGV[2] worker id   ARGV[3] now (epoch seconds)
 -- ARGV[4] namespace events channel   ARGV[5] job channel prefix
--- ARGV[6] id already moved ('' for none)   ARGV[7] count (default 1)
+-- ARGV[6] id already moved ('' for none)   ARGV[7] count
+-- ARGV[8] '1' to share fairly between owners   ARGV[9] per-owner running limit (0: none)
+-- ARGV[10] number of plain lists   ARGV[11..] each queue's owner list prefix
 -- Returns {registry sequence, {field, value, ...}, ...}: one flat record per started
 -- job, or false when nothing was started (empty queue, or ids whose records are
 -- gone or not queued).
 local now = tonumber(ARGV[3])
 local count = tonumber(ARGV[7] or '1')
 local answer = {redis.call('GET', KEYS[3]) or '0'}
+local fair = ARGV[8] == '1'
+local limit = tonumber(ARGV[9] or '0')
+local plain = tonumber(ARGV[10] or '0')
 
 local function start(id)
   local job_key = ARGV[1] .. id
@@ -34,6 +44,11 @@ local function start(id)
     'progress', cmsgpack.pack(0),
     'attempt', cmsgpack.pack(attempt))
   redis.call('ZADD', KEYS[2], now, id)
+  local owner = redis.call('HGET', job_key, 'owner')
+  if owner then
+    owner = cmsgpack.unpack(owner)
+    if owner then redis.call('HINCRBY', KEYS[4], owner, 1) end
+  end
   local event = cmsgpack.pack({id, 'started', 0})
   redis.call('PUBLISH', ARGV[4], event)
   redis.call('PUBLISH', ARGV[5] .. id, event)
@@ -45,8 +60,8 @@ if given and given ~= '' then
   start(given)
   count = count - 1
 end
-local lane = 4
-while count > 0 and lane <= #KEYS do
+local lane = 5
+while count > 0 and lane <= 4 + plain do
   local id = redis.call('LMOVE', KEYS[lane], KEYS[1], 'RIGHT', 'LEFT')
   if id then
     start(id)
@@ -54,6 +69,41 @@ while count > 0 and lane <= #KEYS do
   else
     lane = lane + 1
   end
+end
+
+local function take_owned(ring, prefix)
+  local tries = redis.call('LLEN', ring)
+  local index = 0
+  while count > 0 and tries > 0 do
+    tries = tries - 1
+    local owner
+    if fair then
+      owner = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+    else
+      owner = redis.call('LINDEX', ring, index)
+      index = index + 1
+    end
+    if not owner then return end
+    local list = prefix .. owner
+    local running = tonumber(redis.call('HGET', KEYS[4], owner) or '0')
+    if limit == 0 or running < limit then
+      local id = redis.call('LMOVE', list, KEYS[1], 'RIGHT', 'LEFT')
+      if id then
+        start(id)
+        count = count - 1
+        if fair then tries = redis.call('LLEN', ring) end
+      end
+    end
+    if redis.call('LLEN', list) == 0 then
+      redis.call('LREM', ring, 0, owner)
+      if not fair then index = index - 1 end
+    end
+  end
+end
+
+for i = 1, #KEYS - 4 - plain do
+  if count <= 0 then break end
+  take_owned(KEYS[4 + plain + i], ARGV[10 + i])
 end
 if #answer == 1 then return false end
 return answer

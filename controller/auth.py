@@ -1,0 +1,97 @@
+"""Bearer-token checks and signed result links (SPEC §7, §9).
+
+The check runs in `before_request`, after routing but before any view, so a
+request without credentials is refused before its body is read, parsed or
+(for POST /consumer) unpickled.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from flask import Flask, request
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
+
+from mlq.signing import sign_text, verify_text
+
+from .app import ServerState, current_state
+
+#: Endpoints anyone may call: a load balancer's health probe has no token.
+PUBLIC_ENDPOINTS = frozenset({"ops.healthz"})
+#: Endpoints a signed link opens (a browser following a link sends no header).
+RESULT_ENDPOINTS = frozenset({"jobs.result", "jobs.result_ext"})
+#: Longest link lifetime we sign: a year; beyond that a link is a second password.
+MAX_LINK_TTL = 366 * 24 * 3600
+_SIG_LENGTH = 64  # hex SHA-256
+
+
+def install(app: Flask) -> None:
+    """Check credentials before every request of `app`."""
+    app.before_request(check_request)
+
+
+def check_request() -> None:
+    """Raise 401 unless the request carries what its endpoint needs."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    state = current_state()
+    if _bearer_ok(state):
+        return
+    if request.endpoint in RESULT_ENDPOINTS and _has_link_params():
+        # a link is checked even without a token, so an expired link never
+        # looks valid to the person who shared it
+        if not _link_ok(state):
+            raise _unauthorized("invalid or expired link")
+        return
+    if state.token is not None:
+        raise _unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)")
+
+
+def _unauthorized(message: str) -> Unauthorized:
+    return Unauthorized(message, www_authenticate=WWWAuthenticate("bearer", {"realm": "mlq"}))
+
+
+def _bearer_ok(state: ServerState) -> bool:
+    if state.token is None:
+        return False
+    auth = request.authorization
+    if auth is None or auth.type != "bearer" or not auth.token:
+        return False
+    return hmac.compare_digest(auth.token.encode(), state.token.encode())
+
+
+def _has_link_params() -> bool:
+    return "sig" in request.args or "expires" in request.args
+
+
+def canonical_id(job_id: str) -> str | None:
+    """The id as the library stores it ("007" is job 7); None when not a job id."""
+    if not (job_id.isascii() and job_id.isdigit()) or len(job_id) > 20:
+        return None
+    return str(int(job_id))
+
+
+def _link_text(job_id: str, expires: int) -> str:
+    return f"result:{job_id}:{expires}"
+
+
+def sign_link(state: ServerState, job_id: str, expires: int) -> str:
+    """The `sig` of a result link for `job_id` valid until `expires` (epoch seconds)."""
+    return sign_text(state.link_key, _link_text(job_id, expires))
+
+
+def _link_ok(state: ServerState) -> bool:
+    expires_text = request.args.get("expires", "")
+    signature = request.args.get("sig", "")
+    job_id = canonical_id(str((request.view_args or {}).get("job_id", "")))
+    # shape checks first: compare_digest refuses non-ASCII text with a TypeError
+    if job_id is None or not (expires_text.isascii() and expires_text.isdigit()):
+        return False
+    if len(expires_text) > 12 or len(signature) != _SIG_LENGTH or not signature.isascii():
+        return False
+    expires = int(expires_text)
+    if expires < time.time():
+        return False
+    return verify_text(state.link_key, _link_text(job_id, expires), signature)

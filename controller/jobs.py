@@ -1,0 +1,250 @@
+"""Routes under /jobs: post, inspect, fetch results, follow events, sign links (SPEC §7)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mimetypes
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, abort, request, stream_with_context, url_for
+
+from mlq import defaults
+from mlq.job import COMPLETED, FAILED
+
+from .app import (
+    REDIS_DOWN,
+    current_state,
+    error_response,
+    json_response,
+    jsonable,
+    read_body,
+    text_response,
+)
+from .auth import MAX_LINK_TTL, canonical_id, sign_link
+
+log = logging.getLogger("mlq.http")
+
+bp = Blueprint("jobs", __name__)
+
+#: Keys a POST /jobs body may carry; anything else is refused (400) so that a
+#: typo such as "callbak" is reported instead of silently dropped.
+POST_FIELDS = ("msg", "callback", "functions", "timeout", "queue", "priority", "owner")
+NO_RESULT = "[no result]"
+
+#: Our own table, not the process-wide one: the system's mime.types must not
+#: change what a URL serves, and audio/image types browsers need are added.
+MIME = mimetypes.MimeTypes()
+for _type, _ext in (("audio/mpeg", ".mp3"), ("audio/wav", ".wav"), ("audio/flac", ".flac"),
+                    ("image/webp", ".webp"), ("audio/ogg", ".ogg"), ("audio/mp4", ".m4a"),
+                    ("image/avif", ".avif"), ("video/webm", ".webm"), ("audio/opus", ".opus"),
+                    ("application/xhtml+xml", ".xhtml"), ("text/javascript", ".mjs")):
+    MIME.add_type(_type, _ext)
+
+#: Types a browser would run or render as a page: served as downloads, so a
+#: listener's output can never script this origin.
+_ACTIVE_TYPE = re.compile(r"html|xml|javascript|ecmascript|^text/xsl$")
+_SAFE_EXT = re.compile(r"[^A-Za-z0-9._-]")
+
+
+# -- posting ----------------------------------------------------------------------
+def read_json_body() -> Any:
+    """The request body parsed as JSON whatever its Content-Type; 400 when it is not JSON."""
+    raw = read_body()
+    if not raw.strip():
+        abort(400, description="empty body: expected a JSON object")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        abort(400, description=f"body is not valid JSON: {exc}")
+
+
+@bp.post("/jobs")
+def post_job() -> Response:
+    """Enqueue ``{"msg": ..., options}``; answers the id as text or JSON."""
+    body = read_json_body()
+    if not isinstance(body, dict):
+        abort(400, description='body must be a JSON object like {"msg": ...}')
+    if "msg" not in body:
+        abort(400, description='missing "msg"')
+    unknown = sorted(set(body) - set(POST_FIELDS))
+    if unknown:
+        abort(400, description=f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(POST_FIELDS)}")
+    functions = body.get("functions")
+    if isinstance(functions, str):
+        functions = [functions]
+    if functions is not None and not isinstance(functions, list):
+        # an object would pass as the list of its keys
+        abort(400, description="functions must be a list of function names")
+    options = {k: body[k] for k in ("timeout", "queue", "priority", "owner")
+               if body.get(k) is not None}
+    # the library checks the values (callback URL, timeout, queue name): InvalidMessage -> 400
+    job_id = current_state().mlq.post(body["msg"], body.get("callback"), functions, **options)
+    if _prefers_json():
+        return json_response({"job_id": job_id})
+    return text_response(job_id)
+
+
+def _prefers_json() -> bool:
+    best = request.accept_mimetypes.best_match(["text/plain", "application/json"])
+    return best == "application/json"
+
+
+# -- reading --------------------------------------------------------------------
+@bp.get("/jobs/count")
+def count() -> Response:
+    """Jobs waiting in a queue (``?queue=``, default the default queue), as text."""
+    queue = request.args.get("queue") or "default"
+    return text_response(str(current_state().mlq.job_count(queue)))
+
+
+@bp.get("/jobs/<job_id>")
+def record(job_id: str) -> Response:
+    """The job's record; bytes anywhere in it appear as ``{"base64": ...}``."""
+    return json_response(current_state().mlq.get_job(job_id))
+
+
+@bp.get("/jobs/<job_id>/progress")
+def progress(job_id: str) -> Response:
+    """The progress text of SPEC §2 ('[started]', '50', '[completed]' ...)."""
+    return text_response(current_state().mlq.get_progress(job_id))
+
+
+@bp.get("/jobs/<job_id>/short_result")
+def short_result(job_id: str) -> Response:
+    """200 the short result once completed; 202 before; 422 when failed."""
+    job = current_state().mlq.get_job(job_id)
+    if job["status"] == COMPLETED:
+        return text_response(job["short_result"] or "")
+    if job["status"] == FAILED:
+        return _failed(job)
+    return text_response(NO_RESULT, 202)
+
+
+def _failed(job: dict[str, Any]) -> Response:
+    return error_response(str(job.get("error") or job.get("result") or "job failed"), 422)
+
+
+# -- results --------------------------------------------------------------------
+@bp.get("/jobs/<job_id>/result")
+def result(job_id: str) -> Response:
+    """The raw result: bytes as they are, str as UTF-8, other values as JSON."""
+    return _serve_result(job_id, None)
+
+
+@bp.get("/jobs/<job_id>/result.<ext>")
+def result_ext(job_id: str, ext: str) -> Response:
+    """The raw result with the Content-Type of the extension (result.png, result.mp3 ...)."""
+    return _serve_result(job_id, ext)
+
+
+def _serve_result(job_id: str, ext: str | None) -> Response:
+    job = current_state().mlq.get_job(job_id)
+    if job["status"] == FAILED:
+        return _failed(job)
+    if job["status"] != COMPLETED:
+        response = text_response(NO_RESULT, 202)
+        response.headers["Retry-After"] = "1"
+        return response
+    body, content_type = result_body(job["result"], ext)
+    response = Response(body, content_type=content_type)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "private, no-cache"  # a requeued job gets a new result
+    if _ACTIVE_TYPE.search(content_type.split(";")[0].strip().lower()):
+        name = _SAFE_EXT.sub("_", f"result-{job['id']}.{ext or 'bin'}")
+        response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.set_etag(_etag(job, content_type))
+    if isinstance(job.get("processing_finished"), (int, float)):
+        response.last_modified = job["processing_finished"]
+    # Range (206/416) and If-None-Match / If-Modified-Since (304), by werkzeug
+    response.make_conditional(request, accept_ranges=True, complete_length=len(body))
+    return response
+
+
+def result_body(value: Any, ext: str | None) -> tuple[bytes, str]:
+    """The bytes of a result and their Content-Type (the extension's type wins)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        body, default = bytes(value), "application/octet-stream"
+    elif isinstance(value, str):
+        body, default = value.encode("utf-8", "replace"), "text/plain; charset=utf-8"
+    else:
+        body, default = json.dumps(jsonable(value)).encode(), "application/json"
+    mime, encoding = MIME.guess_type(f"result.{ext}") if ext else (None, None)
+    if encoding is not None:
+        # result.tar.gz: the bytes are the archive; a Content-Encoding would make
+        # the browser unpack it on the fly
+        mime = "application/octet-stream"
+    if mime is None:
+        return body, default
+    if mime.startswith("text/") and isinstance(value, str):
+        mime += "; charset=utf-8"
+    return body, mime
+
+
+def _etag(job: dict[str, Any], content_type: str) -> str:
+    # One result per attempt: id, attempt and finish time name it without hashing
+    # tens of megabytes; the type is in because each extension is its own representation.
+    key = f"{job['id']}|{job.get('attempt')}|{job.get('processing_finished')!r}|{content_type}"
+    return hashlib.blake2s(key.encode(), digest_size=12).hexdigest()
+
+
+# -- events ---------------------------------------------------------------------
+@bp.get("/jobs/<job_id>/events")
+def events(job_id: str) -> Response:
+    """Server-sent events: the state now, each change, closed after the terminal state."""
+    state = current_state()
+    watch = state.mlq.watch(job_id, keepalive=state.sse_keepalive)  # 404 here, before streaming
+    response = Response(stream_with_context(_sse(watch, job_id)), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx must not hold events back
+    return response
+
+
+def _sse(watch: Iterator[dict[str, Any] | None], job_id: str) -> Iterator[str]:
+    """Format the watch as SSE. Each stream is one greenlet under gevent, idle in pub/sub."""
+    try:
+        for event in watch:
+            if event is None:
+                yield ": keep-alive\n\n"
+                continue
+            data = json.dumps(jsonable({"id": event["id"], "status": event["status"],
+                                        "progress": event["progress"]}))
+            yield f"event: {_one_line(event['status'])}\ndata: {data}\n\n"
+    except REDIS_DOWN as exc:
+        # headers are gone already: the error can only be an event
+        log.warning("event stream of job %s ended: %s", job_id, exc)
+        yield f"event: error\ndata: {json.dumps({'error': f'Redis unavailable: {exc}'})}\n\n"
+    finally:
+        close = getattr(watch, "close", None)
+        if close is not None:
+            close()  # unsubscribes at once when the client went away
+
+
+def _one_line(text: Any) -> str:
+    return str(text).replace("\r", " ").replace("\n", " ")
+
+
+# -- links ----------------------------------------------------------------------
+@bp.get("/jobs/<job_id>/link")
+def link(job_id: str) -> Response:
+    """A signed result URL that works without the token until it expires (``?ttl=`` s)."""
+    state = current_state()
+    state.mlq.get_progress(job_id)  # 404 for an unknown job, reading one field only
+    ttl = _ttl(request.args.get("ttl"))
+    expires = int(time.time()) + ttl
+    canonical = canonical_id(job_id) or job_id
+    url = url_for("jobs.result", job_id=canonical, expires=expires,
+                  sig=sign_link(state, canonical, expires))
+    return json_response({"url": url, "expires": expires})
+
+
+def _ttl(text: str | None) -> int:
+    if text is None or text == "":
+        return int(defaults.LINK_TTL)
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_LINK_TTL:
+        abort(400, description=f"ttl must be a whole number of seconds from 1 to {MAX_LINK_TTL}")
+    return int(text)

@@ -1,0 +1,214 @@
+"""The OpenAPI 3.1 document of the HTTP server (GET /openapi.json).
+
+Kept as data next to the routes; tests/http checks that every rule and method
+of the app's url_map appears here and that the document validates.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from mlq import __version__
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True,
+           "description": "The decimal job id returned by POST /jobs.",
+           "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+#: Result routes open with the token or with a signed link (GET /jobs/{id}/link).
+_RESULT_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"signedLink": []}, {}]
+
+
+def _text(description: str, example: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if example is not None:
+        schema["examples"] = [example]
+    return {"description": description, "content": {"text/plain": {"schema": schema}}}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(description, _ERROR)
+
+
+def _count(key: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {key: {"type": "integer"}}, "required": [key]}
+
+
+def _op(summary: str, responses: dict[str, Any], *, params: list[Any] | None = None,
+        body: dict[str, Any] | None = None, security: list[Any] | None = None,
+        job: bool = False) -> dict[str, Any]:
+    """One operation; every one may also answer 401 (token) and 503 (Redis down)."""
+    operation: dict[str, Any] = {"summary": summary}
+    parameters = ([_JOB_ID] if job else []) + (params or [])
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = body
+    all_responses = dict(responses)
+    if job:
+        all_responses.setdefault("404", _error("No such job."))
+    if security != []:
+        all_responses.setdefault("401", _error("Missing or wrong bearer token."))
+    all_responses.setdefault("503", _error("Redis is unreachable."))
+    operation["responses"] = all_responses
+    if security is not None:
+        operation["security"] = security
+    return operation
+
+
+_POST_BODY = {
+    "required": True,
+    "description": "JSON, whatever the Content-Type (none, form-encoded and JSON all work).",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobPost"}}},
+}
+_ENVELOPE = {
+    "required": True,
+    "description": "jsonpickle.encode(cloudpickle.dumps(f)); read with the json module only.",
+    "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"py/b64": {"type": "string"}},
+        "required": ["py/b64"], "additionalProperties": False}}},
+}
+_BOOL_TEXT = _text("True or False.", "True")
+_RESULT_RESPONSES = {
+    "200": {"description": "The raw result: bytes as stored, str as UTF-8, others as JSON.",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+    "202": _text("Not finished yet.", "[no result]"),
+    "206": {"description": "The requested byte range.",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+    "304": {"description": "Not modified (If-None-Match / If-Modified-Since)."},
+    "401": _error("No valid token, or an invalid or expired signed link."),
+    "416": _error("Range not satisfiable."),
+    "422": _error("The job failed; the error says why."),
+}
+
+
+def _paths() -> dict[str, Any]:
+    result_op = _op("The job's result", _RESULT_RESPONSES, job=True, security=_RESULT_SECURITY)
+    result_ext_op = _op("The job's result, typed by the extension (result.png, result.mp3 ...)",
+                        _RESULT_RESPONSES, job=True, security=_RESULT_SECURITY,
+                        params=[{"name": "ext", "in": "path", "required": True,
+                                 "schema": {"type": "string"}}])
+    return {
+        "/healthz": {"get": _op("Liveness and Redis reachability", {
+            "200": _text("Redis answers.", "ok"), "503": _error("Redis is unreachable.")},
+            security=[])},
+        "/jobs": {"post": _op("Enqueue a job", {
+            "200": {"description": "The job id (text), or JSON when Accept prefers it.",
+                    "content": {"text/plain": {"schema": {"type": "string"}},
+                                "application/json": {"schema": {
+                                    "type": "object", "properties": {"job_id": {"type": "string"}},
+                                    "required": ["job_id"]}}}},
+            "400": _error("Not a JSON object, no msg, unknown field or invalid option."),
+            "413": _error("Body over the size limit.")}, body=_POST_BODY)},
+        "/jobs/count": {"get": _op("Jobs waiting", {"200": _text("The number.", "3")}, params=[
+            {"name": "queue", "in": "query", "schema": {"type": "string", "default": "default"}}])},
+        "/jobs/{job_id}": {"get": _op("The job's record", {
+            "200": _json("The record (bytes as {\"base64\": ...}).",
+                         {"$ref": "#/components/schemas/Job"})}, job=True)},
+        "/jobs/{job_id}/progress": {"get": _op("The job's progress text", {
+            "200": _text("[queued; not started], [started], a value, [completed] or [failed].",
+                         "50")}, job=True)},
+        "/jobs/{job_id}/short_result": {"get": _op("The job's short result", {
+            "200": _text("The short result (empty when None)."),
+            "202": _text("Not finished yet.", "[no result]"),
+            "422": _error("The job failed.")}, job=True)},
+        "/jobs/{job_id}/result": {"get": result_op},
+        "/jobs/{job_id}/result.{ext}": {"get": result_ext_op},
+        "/jobs/{job_id}/events": {"get": _op("Server-sent events of the job's state", {
+            "200": {"description": "event: <status>, data: {id, status, progress}; "
+                                   "closed after completed or failed.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}, job=True)},
+        "/jobs/{job_id}/link": {"get": _op("A signed result link", {
+            "200": _json("The link.", {"type": "object", "properties": {
+                "url": {"type": "string"}, "expires": {"type": "integer"}},
+                "required": ["url", "expires"]}),
+            "400": _error("Bad ttl.")}, job=True, params=[
+            {"name": "ttl", "in": "query", "description": "Lifetime in seconds.",
+             "schema": {"type": "integer", "minimum": 1, "default": 3600}}])},
+        "/consumer": {
+            "get": _op("Registered listener names", {
+                "200": _json("Names in registration order.",
+                             {"type": "array", "items": {"type": "string"}})}),
+            "post": _op("Register a listener function for every worker", {
+                "200": _BOOL_TEXT, "400": _error("Not the expected envelope, or not a function."),
+                "413": _error("Body over the size limit.")}, body=_ENVELOPE),
+            "delete": _op("Unregister a listener function", {
+                "200": _BOOL_TEXT, "400": _error("Not the expected envelope.")},
+                body={**_ENVELOPE, "required": False}, params=[
+                {"name": "name", "in": "query", "description": "Unregister by name instead.",
+                 "schema": {"type": "string"}}]),
+        },
+        "/deadletter": {
+            "get": _op("Dead letters, oldest first", {"200": _json("Records.", {
+                "type": "array", "items": {"$ref": "#/components/schemas/Job"}})}),
+            "delete": _op("Purge every dead letter", {"200": _json("How many.", _count("purged"))}),
+        },
+        "/deadletter/requeue": {"post": _op("Requeue every dead letter", {
+            "200": _json("How many.", _count("requeued"))})},
+        "/deadletter/{job_id}/requeue": {"post": _op("Requeue one dead letter", {
+            "200": _json("How many.", _count("requeued"))}, job=True)},
+        "/deadletter/{job_id}": {"delete": _op("Purge one dead letter", {
+            "200": _json("How many.", _count("purged"))}, job=True)},
+        "/metrics": {"get": _op("Prometheus metrics", {
+            "200": {"description": "Text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}})},
+        "/openapi.json": {"get": _op("This document", {
+            "200": _json("OpenAPI 3.1.", {"type": "object"})})},
+    }
+
+
+_ANY = {"description": "Any msgpack-able value: object, array, string, number, bool, null."}
+_JOB_FIELDS = {
+    "id": {"type": "string"}, "timestamp": {"type": "number"},
+    "worker": {"type": ["string", "null"]},
+    "processing_started": {"type": ["number", "null"]},
+    "processing_finished": {"type": ["number", "null"]},
+    "progress": _ANY, "short_result": {"type": ["string", "null"]}, "result": _ANY,
+    "callback": {"type": ["string", "null"]}, "retries": {"type": "integer"},
+    "functions": {"type": ["array", "null"], "items": {"type": "string"}},
+    "msg": _ANY, "status": {"enum": ["queued", "started", "completed", "failed"]},
+    "error": {"type": ["string", "null"]},
+}
+_COMPONENTS = {
+    "securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "Required on every route but /healthz when the server has a token."},
+        "signedLink": {"type": "apiKey", "in": "query", "name": "sig",
+                       "description": "With `expires`, from GET /jobs/{job_id}/link."},
+    },
+    "schemas": {
+        "Error": {"type": "object", "properties": {"error": {"type": "string"}},
+                  "required": ["error"]},
+        "Job": {"type": "object", "properties": _JOB_FIELDS, "required": list(_JOB_FIELDS)},
+        "JobPost": {"type": "object", "required": ["msg"], "additionalProperties": False,
+                    "properties": {
+                        "msg": _ANY,
+                        "callback": {"type": "string", "format": "uri",
+                                     "description": "GET with success, job_id, short_result."},
+                        "functions": {"type": "array", "items": {"type": "string"}},
+                        "timeout": {"type": "number", "exclusiveMinimum": 0},
+                        "queue": {"type": "string", "default": "default"},
+                        "priority": {"type": "integer", "minimum": 0, "maximum": 9, "default": 0,
+                                     "description": "Higher runs first; FIFO within a level."},
+                        "owner": {"type": "string",
+                                  "description": "Who the job is for; fair workers share "
+                                                 "round-robin between owners."}}},
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """A fresh copy of the OpenAPI 3.1 document (callers may change it)."""
+    return copy.deepcopy({
+        "openapi": "3.1.0",
+        "info": {"title": "MLQ", "version": __version__,
+                 "description": "Job queue for slow machine-learning work: post jobs, "
+                                "follow them, fetch results, manage listeners."},
+        "paths": _paths(),
+        "components": _COMPONENTS,
+        "security": [{"bearer": []}, {}],
+    })
