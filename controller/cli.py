@@ -26,10 +26,12 @@ import redis
 from mlq import defaults
 from mlq.embedded import EmbeddedServer, port_open
 from mlq.errors import ConnectionFailed, JobNotFound, MLQError
+from mlq.keys import DEFAULT_QUEUE
 from mlq.queue import MLQ
 
 from . import commands_jobs
 from .options import (
+    ByteSize,
     META_KEY,
     CliError,
     ConnectionSettings,
@@ -256,6 +258,27 @@ class ReaperThread:
 @heartbeat_timeout_option
 @secret_option
 @data_dir_option
+@option("queues", default=DEFAULT_QUEUE, show_default=True, metavar="A,B",
+        help="Queues to take jobs from, in order of preference.")
+@option("gpus", default=None, metavar="0,1|all",
+        help="One worker process per GPU, each seeing only its own (CUDA_VISIBLE_DEVICES).")
+@option("fair", is_flag=True, help="Share jobs round-robin between their owners.")
+@option("max_running_per_owner", type=click.IntRange(min=0), default=0, show_default=True,
+        help="With owners: at most this many running jobs per owner (0: no limit).")
+@option("oom_retries", type=click.IntRange(min=0), default=0, show_default=True,
+        help="Attempts again after a job ran out of memory (OOM killer).")
+@option("max_message_size", type=ByteSize(), default=str(defaults.MAX_MESSAGE_SIZE),
+        help="Largest message a listener may post (K/M/G suffixes).")
+@option("max_result_size", type=ByteSize(), default=str(defaults.MAX_RESULT_SIZE),
+        help="Largest result stored; a bigger one fails its job clearly.")
+@option("max_function_size", type=ByteSize(), default=str(defaults.MAX_FUNCTION_SIZE),
+        help="Largest listener function that may be registered.")
+@option("result_ttl", type=click.FloatRange(min=0, min_open=True), default=None,
+        help="Delete finished records after this many seconds (default: keep).")
+@option("callback_allow", multiple=True, metavar="HOST",
+        help="Send callbacks only to these hosts (repeatable).")
+@option("callback_allow_link_local", is_flag=True,
+        help="Allow callbacks to link-local addresses (169.254.0.0/16, cloud metadata).")
 @connection_options
 def consumer(conn: ConnectionSettings, **settings: Any) -> None:
     """Run worker processes that consume jobs; optionally the HTTP server and the reaper.
@@ -270,6 +293,7 @@ def consumer(conn: ConnectionSettings, **settings: Any) -> None:
       controller consumer --import my_listeners:translate --concurrency 4
       controller consumer --server --server_port 8000 --reaper
       MLQ_REDIS_URL=redis://redis:6379/0 controller consumer --server
+      controller consumer --queues gpu,default --gpus all --fair
     """
     setup_logging()
     if settings["imports"] and os.getcwd() not in sys.path:
@@ -312,14 +336,50 @@ def make_supervisor(conn: ConnectionSettings, settings: dict[str, Any]) -> Any:
     from mlq.supervisor import Supervisor
 
     try:
+        gpus = parse_gpus(settings["gpus"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gpus") from exc
+    queues = [q.strip() for q in settings["queues"].split(",") if q.strip()]
+    if not queues:
+        raise click.BadParameter("name at least one queue", param_hint="--queues")
+    try:
         return Supervisor(conn.namespace, conn.redis_url,
                           concurrency=settings["concurrency"], imports=settings["imports"],
                           secret=settings["secret"],
                           heartbeat_interval=settings["heartbeat_interval"],
                           heartbeat_timeout=settings["heartbeat_timeout"],
-                          max_retries=settings["reaper_retries"])
+                          max_retries=settings["reaper_retries"],
+                          queues=queues, gpus=gpus, fair=settings["fair"],
+                          max_running_per_owner=settings["max_running_per_owner"],
+                          oom_retries=settings["oom_retries"],
+                          max_message_size=settings["max_message_size"],
+                          max_result_size=settings["max_result_size"],
+                          max_function_size=settings["max_function_size"],
+                          result_ttl=settings["result_ttl"],
+                          callback_allow_hosts=list(settings["callback_allow"]) or None,
+                          callback_allow_link_local=settings["callback_allow_link_local"])
     except (ImportError, AttributeError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--import") from exc
+
+
+def parse_gpus(spec: str | None) -> list[str] | None:
+    """`0,1` as given; `all` from nvidia-smi; None when no GPUs are asked for."""
+    if not spec:
+        return None
+    if spec.strip().lower() != "all":
+        gpus = [g.strip() for g in spec.split(",") if g.strip()]
+        if not gpus:
+            raise ValueError("name GPU ids like 0,1 or all")
+        return gpus
+    try:
+        found = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ValueError(f"--gpus all needs nvidia-smi, which failed: {exc}") from exc
+    gpus = [line.strip() for line in found.stdout.splitlines() if line.strip()]
+    if not gpus:
+        raise ValueError("nvidia-smi lists no GPUs")
+    return gpus
 
 
 # -- server -----------------------------------------------------------------------------

@@ -86,12 +86,17 @@ def fail_job_exit(record: dict[str, Any]) -> None:
         help="Run only these listeners, in this order; repeat or separate with commas.")
 @option("timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
         help="Time limit of the job in seconds.")
+@option("queue", default="default", show_default=True, help="Queue to post to.")
+@option("priority", type=click.IntRange(0, 9), default=0, show_default=True,
+        help="0-9; higher runs first.")
+@option("owner", default=None, help="Who the job is for (fair sharing between owners).")
 @option("wait", is_flag=True, help="Show a progress bar until the job ends, then its short result.")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="With --wait: write the full result to this file.")
 @connection_options
 def post(conn: ConnectionSettings, msg: str, callback: str | None, functions: tuple[str, ...],
-         timeout: float | None, wait: bool, output: Path | None) -> None:
+         timeout: float | None, queue: str, priority: int, owner: str | None, wait: bool,
+         output: Path | None) -> None:
     """Enqueue a job and print its id.
 
     MSG is parsed as JSON when it is valid JSON, else sent as a string. With
@@ -103,12 +108,14 @@ def post(conn: ConnectionSettings, msg: str, callback: str | None, functions: tu
     Examples:
       controller post '{"text": "hello"}'
       controller post hello --functions clean,translate --timeout 60
+      controller post '{"prompt": "a cat"}' --queue gpu --priority 5 --owner alice
       controller post '{"url": "https://example.com/a.jpg"}' --wait -o out.png
     """
     if output is not None and not wait:
         raise click.UsageError("-o/--output needs --wait (or use: controller result ID -o FILE)")
     mlq = open_mlq(conn)
-    job_id = mlq.post(parse_message(msg), callback, split_functions(functions), timeout=timeout)
+    job_id = mlq.post(parse_message(msg), callback, split_functions(functions), timeout=timeout,
+                      queue=queue, priority=priority, owner=owner)
     click.echo(job_id)
     if not wait:
         return

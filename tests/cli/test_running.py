@@ -166,3 +166,24 @@ def test_reaper_alone_recovers_a_job_that_runs_too_long(
     assert record["status"] == "failed"
     assert record["error"] == "gave up after 1 attempts"
     assert reaper.stop(signal.SIGTERM, timeout=10) == 0
+
+
+def test_consumer_queues_gpus_and_post_options(spawn: Spawn, redis_url: str, namespace: str,
+                                               queue: MLQ, cli: Any) -> None:
+    worker = spawn("consumer", "--import", "tests.listeners:which_gpu", "--gpus", "3,5",
+                   "--queues", "gpu", "--fair", "--max-running-per-owner", "2",
+                   *connection(redis_url, namespace))
+    posted = cli("post", '"x"', "--queue", "gpu", "--priority", "4")
+    assert posted.rc == 0, posted.err
+    owned = cli("post", '"y"', "--queue", "gpu", "--owner", "alice")
+    seen = {queue.wait(posted.out.strip(), 30)["result"], queue.wait(owned.out.strip(), 30)["result"]}
+    ids = [queue.post(n, queue="gpu") for n in range(10)]
+    seen |= {queue.wait(i, 30)["result"] for i in ids}
+    assert seen == {"3", "5"}
+    assert queue.get_job(posted.out.strip())["priority"] == 4
+    assert queue.get_job(owned.out.strip())["owner"] == "alice"
+    default_job = queue.post("not for this worker")
+    assert worker.stop(signal.SIGTERM, timeout=15) == 0
+    assert queue.get_job(default_job)["status"] == "queued"
+    bad = cli("post", "x", "--priority", "12")
+    bad.assert_one_line_error(2)
