@@ -8,6 +8,7 @@ from .serialization import to_json_text
 
 QUEUED, STARTED, COMPLETED, FAILED = "queued", "started", "completed", "failed"
 TERMINAL = frozenset({COMPLETED, FAILED})
+STATUSES = (QUEUED, STARTED, COMPLETED, FAILED)
 
 #: Upper bounds (seconds) of the run-time histogram buckets kept in Redis.
 RUNTIME_BUCKETS: tuple[float, ...] = (

@@ -71,6 +71,20 @@ class Keys:
         """Hash: owner -> jobs of that owner running now (for the per-owner limit)."""
         return self.prefix + "owner_running"
 
+    # -- indexes for listing (dashboards page through these, newest first) ---
+    @property
+    def index_all(self) -> str:
+        """Sorted set of every job id, scored by id."""
+        return self.prefix + "index:all"
+
+    def index_status(self, status: str) -> str:
+        """Sorted set of the ids in one status, scored by id."""
+        return f"{self.prefix}index:status:{status}"
+
+    def index_queue(self, name: str) -> str:
+        """Sorted set of the ids posted to one queue, scored by id."""
+        return f"{self.prefix}index:queue:{name}"
+
     def wake(self, name: str = DEFAULT_QUEUE) -> str:
         """Tokens pushed with each job; idle workers block on them (BLPOP), then take
         the job in one atomic step from whichever list holds it."""
@@ -119,6 +133,11 @@ class Keys:
     def registry_order(self) -> str:
         """Sorted set: function name -> registration sequence."""
         return self.prefix + "registry:order"
+
+    @property
+    def registry_times(self) -> str:
+        """Hash: function name -> when it was registered (epoch seconds)."""
+        return self.prefix + "registry:times"
 
     @property
     def registry_seq(self) -> str:

@@ -188,8 +188,14 @@ class Registry:
     def info(self) -> list[dict[str, Any]]:
         """Name and stored size of each registered function, in registration order."""
         names = self.names()
-        sizes = [self.client.hstrlen(self.keys.registry, n) for n in names]
-        return [{"name": n, "size": s} for n, s in zip(names, sizes)]
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hstrlen(self.keys.registry, name)
+            pipe.hget(self.keys.registry_times, name)
+        answers = pipe.execute() if names else []
+        return [{"name": n, "size": int(answers[2 * i]),
+                 "registered": float(answers[2 * i + 1]) if answers[2 * i + 1] else None}
+                for i, n in enumerate(names)]
 
     # -- reading ------------------------------------------------------------
     def refresh(self, seq: str | None = None) -> None:

@@ -16,12 +16,12 @@ from .callbacks import CallbackSender, check_callback_url
 from .connection import connect
 from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
-from .job import FAILED, RUNTIME_BUCKETS, bucket_field, progress_text
+from .job import FAILED, RUNTIME_BUCKETS, STATUSES, bucket_field, progress_text
 from .keys import DEFAULT_QUEUE, PRIORITIES, Keys
 from .notebook import Job, submit_many
 from .listeners import Listener, ListenerStates, Registry, function_name, listener
 from .scripts import Scripts
-from .serialization import pack, pack_fields, record_from_hash, unpack
+from .serialization import RECORD_FIELDS, pack, pack_fields, record_from_hash, unpack
 
 log = logging.getLogger("mlq")
 
@@ -355,6 +355,43 @@ class MLQ:
             self._failure_callback(job_id)
         return done
 
+    def list_jobs(self, status: str | None = None, queue: str | None = None, offset: int = 0,
+                  limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
+        """(how many match, one page of their records newest first, without `result`).
+
+        Pages come from sorted-set indexes in Redis, so no listing loads every job.
+        """
+        if status is not None and status not in STATUSES:
+            raise InvalidMessage(f"status must be one of {', '.join(STATUSES)}")
+        offset, limit = max(int(offset), 0), min(max(int(limit), 1), 500)
+        keys = [self.keys.index_status(status)] if status else [self.keys.index_all]
+        if queue:
+            keys.append(self.keys.index_queue(queue))
+        if len(keys) == 1:
+            index = keys[0]
+        else:  # status and queue: intersect into a short-lived key of the namespace
+            index = self.keys.prefix + f"index:tmp:{uuid.uuid4().hex}"
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zinterstore(index, keys, aggregate="MAX")
+            pipe.expire(index, 30)
+            pipe.execute()
+        try:
+            total = int(self.client.zcard(index))
+            ids = [i.decode() for i in self.client.zrevrange(index, offset, offset + limit - 1)]
+        finally:
+            if index not in keys:
+                self.client.delete(index)
+        fields = [f for f in RECORD_FIELDS if f != "result"]
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), fields)
+        records = []
+        for values in (pipe.execute() if ids else []):
+            if values[0] is None:
+                continue  # expired (result TTL) or purged meanwhile
+            records.append({f: unpack(v) for f, v in zip(fields, values)})
+        return total, records
+
     def _placement(self, job_id: str) -> tuple[str, int, str | None]:
         """The queue, priority and owner of a job: where it waits when it goes back."""
         queue, priority, owner = self.client.hmget(self.keys.job(job_id),
@@ -378,7 +415,8 @@ class MLQ:
         return count
 
     def purge_dead(self, job_id: str | int | None = None) -> int:
-        count = sum(int(self.scripts.purge_dead(one)) for one in self._dead_ids(job_id))
+        count = sum(int(self.scripts.purge_dead(one, self._placement(one)[0]))
+                    for one in self._dead_ids(job_id))
         if job_id is not None and not count:
             raise JobNotFound(f"job {job_id!r} is not a dead letter")
         return count

@@ -7,6 +7,7 @@ id; the key is still in the namespace's hash-tag slot.
 
 from __future__ import annotations
 
+import time
 from importlib import resources
 from typing import Any, Sequence
 
@@ -45,7 +46,7 @@ class Scripts:
         return self._run(
             "post",
             [k.counter, self.lane(queue, priority, owner), k.queues, k.stats, k.wake(queue),
-             k.owners(queue)],
+             k.owners(queue), k.index_all, k.index_status("queued"), k.index_queue(queue)],
             [k.job_prefix, queue, k.events_channel, owner or "", *fields], client)
 
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
@@ -59,7 +60,8 @@ class Scripts:
                 *[k.owned_prefix(name) for name in names]]
         return self._run(
             "take",
-            [k.processing(worker_id), k.running, k.registry_seq, k.owner_running, *lanes,
+            [k.processing(worker_id), k.running, k.registry_seq, k.owner_running,
+             k.index_status("queued"), k.index_status("started"), *lanes,
              *[k.owners(name) for name in names]], args)
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,
@@ -69,7 +71,8 @@ class Scripts:
         return self._run(
             "finish",
             [k.job(job_id), k.processing(worker_id), k.running, k.dead, k.stats,
-             k.owner_running],
+             k.owner_running, k.index_status("started"), k.index_status("completed"),
+             k.index_status("failed")],
             [job_id, worker_id, attempt, outcome, repr(now), k.events_channel,
              k.job_channel(job_id), bucket, repr(runtime),
              int(ttl * 1000) if ttl else 0, *fields])
@@ -87,7 +90,8 @@ class Scripts:
         return self._run(
             "requeue",
             [k.job(job_id), k.processing(worker_id), k.running, self.lane(queue, priority, owner),
-             k.dead, k.stats, k.wake(queue), k.owner_running, k.owners(queue)],
+             k.dead, k.stats, k.wake(queue), k.owner_running, k.owners(queue),
+             k.index_status("started"), k.index_status("queued"), k.index_status("failed")],
             [job_id, max_retries, repr(now), reason, k.events_channel, k.job_channel(job_id)])
 
     def requeue_dead(self, job_id: str, queue: str, priority: int = 0,
@@ -96,11 +100,15 @@ class Scripts:
         return self._run(
             "requeue_dead",
             [k.dead, k.job(job_id), self.lane(queue, priority, owner), k.stats, k.wake(queue),
-             k.owners(queue)],
+             k.owners(queue), k.index_status("failed"), k.index_status("queued")],
             [job_id, k.events_channel, k.job_channel(job_id)])
 
-    def purge_dead(self, job_id: str) -> int:
-        return self._run("purge_dead", [self.keys.dead, self.keys.job(job_id)], [job_id])
+    def purge_dead(self, job_id: str, queue: str) -> int:
+        k = self.keys
+        return self._run(
+            "purge_dead",
+            [k.dead, k.job(job_id), k.index_status("failed"), k.index_all, k.index_queue(queue)],
+            [job_id])
 
     def forget_worker(self, worker_id: str) -> int:
         k = self.keys
@@ -111,18 +119,19 @@ class Scripts:
     def register(self, name: str, blob: bytes) -> int:
         k = self.keys
         return self._run(
-            "register", [k.registry, k.registry_order, k.registry_seq],
-            [name, blob, k.registry_channel])
+            "register", [k.registry, k.registry_order, k.registry_seq, k.registry_times],
+            [name, blob, k.registry_channel, repr(time.time())])
 
     def unregister(self, name: str) -> int:
         k = self.keys
         return self._run(
-            "unregister", [k.registry, k.registry_order, k.registry_seq],
+            "unregister", [k.registry, k.registry_order, k.registry_seq, k.registry_times],
             [name, k.registry_channel])
 
     def cancel(self, job_id: str, queue: str, now: float, priority: int = 0,
                owner: str | None = None) -> int:
         k = self.keys
         return self._run(
-            "cancel", [k.job(job_id), self.lane(queue, priority, owner), k.stats],
+            "cancel", [k.job(job_id), self.lane(queue, priority, owner), k.stats,
+                       k.index_status("queued"), k.index_status("failed")],
             [job_id, repr(now), k.events_channel, k.job_channel(job_id), k.control_channel("")])

@@ -117,3 +117,36 @@ def test_post_many_keeps_order_and_checks_first(q: MLQ) -> None:
     with pytest.raises(InvalidMessage):
         q.post_many(["fine", object()])
     assert q.job_count() == 1200 and q.post("next") == "1201"
+
+
+def test_list_jobs_pages_newest_first_by_status_and_queue(q: MLQ) -> None:
+    from mlq.worker import Worker
+    ids = [q.post(n) for n in range(5)] + [q.post(n, queue="gpu") for n in range(3)]
+    worker = Worker(q, "w", queues=("gpu",))
+    taken = worker.take(0, count=2)
+    total, page = q.list_jobs(limit=3)
+    assert total == 8 and [r["id"] for r in page] == ids[::-1][:3]
+    assert "result" not in page[0]
+    total, page = q.list_jobs(offset=3, limit=3)
+    assert [r["id"] for r in page] == ids[::-1][3:6]
+    assert q.list_jobs(status="started")[0] == 2
+    total, page = q.list_jobs(status="queued", queue="gpu")
+    assert total == 1 and page[0]["id"] == ids[7]
+    assert q.list_jobs(status="queued", queue="default")[0] == 5
+    q.scripts.finish(taken[0]["id"], "w", 1, "failed", 0.0, [])
+    assert [r["id"] for r in q.list_jobs(status="failed")[1]] == [taken[0]["id"]]
+    q.purge_dead()
+    assert q.list_jobs()[0] == 7 and q.list_jobs(status="failed")[0] == 0
+    with pytest.raises(InvalidMessage):
+        q.list_jobs(status="bogus")
+    assert not [k for k in q.client.scan_iter(match=q.keys.prefix + "index:tmp:*")]
+
+
+def test_registry_info(q: MLQ) -> None:
+    def f(msg: object, *args: object) -> None:
+        return None
+
+    before = time.time()
+    q.register_listener(f)
+    (info,) = q.registry.info()
+    assert info["name"] == "f" and info["size"] > 0 and before <= info["registered"] <= time.time()

@@ -1,6 +1,7 @@
 -- Cancel a job: a queued one is taken out of its queue and never runs; a running
 -- one is flagged and its worker told to stop (its recovery then fails it).
 -- KEYS[1] job hash   KEYS[2] queue list   KEYS[3] stats hash
+-- KEYS[4] index of queued ids   KEYS[5] index of failed ids
 -- ARGV[1] id   ARGV[2] now   ARGV[3] namespace events channel   ARGV[4] job channel
 -- ARGV[5] control channel prefix (the worker id is appended)
 -- Returns 1 cancelled while queued, 2 stop requested while running, 0 already finished.
@@ -15,6 +16,8 @@ if status == 'queued' then
     'error_kind', cmsgpack.pack('cancelled'),
     'processing_finished', cmsgpack.pack(tonumber(ARGV[2])))
   redis.call('HINCRBY', KEYS[3], 'failed', 1)
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZADD', KEYS[5], ARGV[1], ARGV[1])
   local event = cmsgpack.pack({ARGV[1], 'failed', -1})
   redis.call('PUBLISH', ARGV[3], event)
   redis.call('PUBLISH', ARGV[4], event)

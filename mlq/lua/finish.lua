@@ -1,6 +1,7 @@
 -- End one attempt of a job as completed or failed, if that attempt still owns it.
 -- KEYS[1] job hash   KEYS[2] worker's processing list   KEYS[3] running zset
 -- KEYS[4] dead-letter list   KEYS[5] stats hash   KEYS[6] owner -> running count hash
+-- KEYS[7] index of started ids   KEYS[8] of completed ids   KEYS[9] of failed ids
 -- ARGV[1] id   ARGV[2] worker id   ARGV[3] attempt   ARGV[4] 'completed' | 'failed'
 -- ARGV[5] now   ARGV[6] namespace events channel   ARGV[7] job channel
 -- ARGV[8] run-time histogram bucket field ('' for none)   ARGV[9] run time seconds
@@ -26,10 +27,13 @@ redis.call('LREM', KEYS[2], 1, ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 local owner = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'owner') or cmsgpack.pack(nil))
 if owner and redis.call('HINCRBY', KEYS[6], owner, -1) <= 0 then redis.call('HDEL', KEYS[6], owner) end
+redis.call('ZREM', KEYS[7], ARGV[1])
 if outcome == 'failed' then
+  redis.call('ZADD', KEYS[9], ARGV[1], ARGV[1])
   redis.call('RPUSH', KEYS[4], ARGV[1])
   redis.call('HINCRBY', KEYS[5], 'failed', 1)
 else
+  redis.call('ZADD', KEYS[8], ARGV[1], ARGV[1])
   redis.call('HINCRBY', KEYS[5], 'completed', 1)
 end
 if ARGV[8] ~= '' then

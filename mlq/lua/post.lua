@@ -1,6 +1,7 @@
 -- Enqueue one job: take the next id, store its record, push it on its queue.
 -- KEYS[1] counter   KEYS[2] queue list (of the job's priority)   KEYS[3] queue-names set
 -- KEYS[4] stats hash   KEYS[5] the queue's wake list   KEYS[6] the queue's owner ring
+-- KEYS[7] index of all ids   KEYS[8] index of queued ids   KEYS[9] index of the queue's ids
 -- (an owned job's list is its owner's list in that queue)
 -- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
 -- ARGV[2] queue name   ARGV[3] namespace events channel   ARGV[4] owner ('' for none)
@@ -12,6 +13,9 @@ local fields = {'id', cmsgpack.pack(tostring(id))}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job_key, unpack(fields))
 redis.call('LPUSH', KEYS[2], id)
+redis.call('ZADD', KEYS[7], id, id)
+redis.call('ZADD', KEYS[8], id, id)
+redis.call('ZADD', KEYS[9], id, id)
 if ARGV[4] ~= '' and not redis.call('LPOS', KEYS[6], ARGV[4]) then
   redis.call('RPUSH', KEYS[6], ARGV[4])
 end

@@ -1,8 +1,10 @@
 -- Add or replace a listener in the namespace's registry and tell every worker.
 -- KEYS[1] registry hash   KEYS[2] registry order zset   KEYS[3] sequence counter
--- ARGV[1] name   ARGV[2] signed pickle   ARGV[3] registry channel
+-- KEYS[4] registration times hash
+-- ARGV[1] name   ARGV[2] signed pickle   ARGV[3] registry channel   ARGV[4] now
 -- Returns 1.
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
 redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[1])
 redis.call('PUBLISH', ARGV[3], ARGV[1])
 return 1

@@ -7,9 +7,9 @@
 -- owner at the per-owner limit of running jobs is passed over.
 -- KEYS[1] worker's processing list   KEYS[2] running zset
 -- KEYS[3] registry sequence (returned so the worker notices new listeners at no cost)
--- KEYS[4] owner -> running count hash
--- KEYS[5 .. 4+ARGV[10]] plain queue lists, in the order to take from
--- KEYS[5+ARGV[10] ..] owner rings, one per queue, in the same order as ARGV[11..]
+-- KEYS[4] owner -> running count hash   KEYS[5] index of queued ids   KEYS[6] of started ids
+-- KEYS[7 .. 6+ARGV[10]] plain queue lists, in the order to take from
+-- KEYS[7+ARGV[10] ..] owner rings, one per queue, in the same order as ARGV[11..]
 -- ARGV[1] job key prefix   ARGV[2] worker id   ARGV[3] now (epoch seconds)
 -- ARGV[4] namespace events channel   ARGV[5] job channel prefix
 -- ARGV[6] id already moved ('' for none)   ARGV[7] count
@@ -44,6 +44,8 @@ local function start(id)
     'progress', cmsgpack.pack(0),
     'attempt', cmsgpack.pack(attempt))
   redis.call('ZADD', KEYS[2], now, id)
+  redis.call('ZREM', KEYS[5], id)
+  redis.call('ZADD', KEYS[6], id, id)
   local owner = redis.call('HGET', job_key, 'owner')
   if owner then
     owner = cmsgpack.unpack(owner)
@@ -60,8 +62,8 @@ if given and given ~= '' then
   start(given)
   count = count - 1
 end
-local lane = 5
-while count > 0 and lane <= 4 + plain do
+local lane = 7
+while count > 0 and lane <= 6 + plain do
   local id = redis.call('LMOVE', KEYS[lane], KEYS[1], 'RIGHT', 'LEFT')
   if id then
     start(id)
@@ -101,9 +103,9 @@ local function take_owned(ring, prefix)
   end
 end
 
-for i = 1, #KEYS - 4 - plain do
+for i = 1, #KEYS - 6 - plain do
   if count <= 0 then break end
-  take_owned(KEYS[4 + plain + i], ARGV[10 + i])
+  take_owned(KEYS[6 + plain + i], ARGV[10 + i])
 end
 if #answer == 1 then return false end
 return answer
