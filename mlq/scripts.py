@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import redis
 
-from .keys import Keys
+from .keys import PRIORITIES, Keys
 
 _SCRIPT_NAMES = (
     "post", "take", "finish", "progress", "requeue", "requeue_dead",
@@ -57,7 +57,7 @@ class Scripts:
         lanes = [lane for name in names for lane in k.lanes(name)]
         args = [k.job_prefix, worker_id, repr(now), k.events_channel, k.job_channel(""),
                 job_id or "", count, "1" if fair else "0", max_running_per_owner, len(lanes),
-                *[k.owned_prefix(name) for name in names]]
+                *[k.owned_prefix(name) for name in names], len(PRIORITIES)]
         return self._run(
             "take",
             [k.processing(worker_id), k.running, k.registry_seq, k.owner_running,

@@ -9,10 +9,10 @@
 -- ARGV[11..] record field, msgpack value, ... (result, short_result, error)
 -- Returns 1 when recorded, 0 when this attempt was fenced off (requeued, purged,
 -- or finished by someone else): then nothing changed and no callback is due.
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or cmsgpack.unpack(status) ~= 'started' then return 0 end
-if cmsgpack.unpack(redis.call('HGET', KEYS[1], 'worker') or cmsgpack.pack(nil)) ~= ARGV[2] then return 0 end
-if tostring(cmsgpack.unpack(redis.call('HGET', KEYS[1], 'attempt') or cmsgpack.pack(0))) ~= ARGV[3] then return 0 end
+local current = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempt', 'owner')
+if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then return 0 end
+if cmsgpack.unpack(current[2] or cmsgpack.pack(nil)) ~= ARGV[2] then return 0 end
+if tostring(cmsgpack.unpack(current[3] or cmsgpack.pack(0))) ~= ARGV[3] then return 0 end
 local outcome = ARGV[4]
 local progress = 100
 if outcome == 'failed' then progress = -1 end
@@ -25,7 +25,7 @@ for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('LREM', KEYS[2], 1, ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-local owner = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'owner') or cmsgpack.pack(nil))
+local owner = cmsgpack.unpack(current[4] or cmsgpack.pack(nil))
 if owner and redis.call('HINCRBY', KEYS[6], owner, -1) <= 0 then redis.call('HDEL', KEYS[6], owner) end
 redis.call('ZREM', KEYS[7], ARGV[1])
 if outcome == 'failed' then

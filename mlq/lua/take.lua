@@ -14,7 +14,8 @@
 -- ARGV[4] namespace events channel   ARGV[5] job channel prefix
 -- ARGV[6] id already moved ('' for none)   ARGV[7] count
 -- ARGV[8] '1' to share fairly between owners   ARGV[9] per-owner running limit (0: none)
--- ARGV[10] number of plain lists   ARGV[11..] each queue's owner list prefix
+-- ARGV[10] number of plain lists   ARGV[11..] each queue's owner list prefix, then the
+-- number of priority levels per queue
 -- Returns {registry sequence, {field, value, ...}, ...}: one flat record per started
 -- job, or false when nothing was started (empty queue, or ids whose records are
 -- gone or not queued).
@@ -27,13 +28,13 @@ local plain = tonumber(ARGV[10] or '0')
 
 local function start(id)
   local job_key = ARGV[1] .. id
-  local status = redis.call('HGET', job_key, 'status')
+  local current = redis.call('HMGET', job_key, 'status', 'attempt', 'owner')
+  local status, attempt_raw, owner = current[1], current[2], current[3]
   if not status or cmsgpack.unpack(status) ~= 'queued' then
     -- purged, cancelled or cleared while queued: drop the stray id, nothing to run
     redis.call('LREM', KEYS[1], 1, id)
     return
   end
-  local attempt_raw = redis.call('HGET', job_key, 'attempt')
   local attempt = 1
   if attempt_raw then attempt = (cmsgpack.unpack(attempt_raw) or 0) + 1 end
   redis.call('HSET', job_key,
@@ -46,7 +47,6 @@ local function start(id)
   redis.call('ZADD', KEYS[2], now, id)
   redis.call('ZREM', KEYS[5], id)
   redis.call('ZADD', KEYS[6], id, id)
-  local owner = redis.call('HGET', job_key, 'owner')
   if owner then
     owner = cmsgpack.unpack(owner)
     if owner then redis.call('HINCRBY', KEYS[4], owner, 1) end
@@ -62,15 +62,26 @@ if given and given ~= '' then
   start(given)
   count = count - 1
 end
-local lane = 7
-while count > 0 and lane <= 6 + plain do
-  local id = redis.call('LMOVE', KEYS[lane], KEYS[1], 'RIGHT', 'LEFT')
-  if id then
+-- The plain lists come in groups of `levels` per queue, highest priority first
+-- and the default level last. Empty lists do not exist in Redis, so one EXISTS
+-- tells whether any higher level holds a job (the common case: none).
+local levels = tonumber(ARGV[11 + (#KEYS - 6 - plain)] or '1')
+local function take_from(lane)
+  while count > 0 do
+    local id = redis.call('LMOVE', KEYS[lane], KEYS[1], 'RIGHT', 'LEFT')
+    if not id then return end
     start(id)
     count = count - 1
-  else
-    lane = lane + 1
   end
+end
+local first = 7
+while count > 0 and first <= 6 + plain do
+  local last = first + levels - 1
+  if levels > 1 and redis.call('EXISTS', unpack(KEYS, first, last - 1)) > 0 then
+    for lane = first, last - 1 do take_from(lane) end
+  end
+  take_from(last)
+  first = last + 1
 end
 
 local function take_owned(ring, prefix)
