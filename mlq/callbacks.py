@@ -37,7 +37,10 @@ SIGNATURE_HEADER = "X-MLQ-Signature"
 
 
 def check_callback_url(url: str) -> None:
-    """InvalidMessage unless `url` is an absolute http(s) URL."""
+    """InvalidMessage unless `url` is an absolute http(s) URL (ASCII, as URIs are)."""
+    if not url.isascii() or not url.isprintable() or " " in url:
+        raise InvalidMessage("callback must be a URL of printable ASCII characters "
+                             "(percent-encode the rest)")
     try:
         parts = urlsplit(url)
     except ValueError as exc:

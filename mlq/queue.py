@@ -6,6 +6,7 @@ import logging
 import pickle
 import threading
 import time
+import unicodedata
 import uuid
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -31,6 +32,20 @@ def _check_id(job_id: Any) -> str:
     if not text.isdigit() or not text.isascii() or len(text) > 20:
         raise JobNotFound(f"no job {text!r}")
     return str(int(text))
+
+
+def _check_priority(priority: Any) -> int:
+    if isinstance(priority, float) and priority.is_integer():
+        priority = int(priority)  # JSON may spell 2 as 2.0
+    if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
+        raise InvalidMessage(f"priority must be an integer from {PRIORITIES[0]} to {PRIORITIES[-1]}")
+    return priority
+
+
+def _valid_name(name: Any) -> bool:
+    """Queue and owner names: 1–200 characters, none of them control characters."""
+    return (isinstance(name, str) and 0 < len(name) <= 200
+            and not any(unicodedata.category(ch) == "Cc" for ch in name))
 
 
 class MLQ:
@@ -95,8 +110,10 @@ class MLQ:
 
         `queue` names the queue (workers choose theirs); `priority` 0–9, higher
         first, FIFO within a priority. `owner` (a user or team) shares a busy
-        queue fairly: workers started with fair=True take owners' jobs round-robin.
+        queue fairly: workers started with fair=True take owners' jobs round-robin
+        (a job with a priority above 0 jumps that round-robin).
         """
+        priority = _check_priority(priority)
         fields = self._new_record(msg, callback, functions, timeout, queue, priority, owner)
         return str(self.scripts.post(queue, fields, priority=priority, owner=owner))
 
@@ -131,6 +148,7 @@ class MLQ:
 
         Every message is checked before anything is sent, so a bad one posts none.
         """
+        priority = _check_priority(priority)
         records = [self._new_record(m, callback, functions, timeout, queue, priority, owner)
                    for m in msgs]
         if extra:
@@ -160,16 +178,13 @@ class MLQ:
                 raise InvalidMessage("timeout must be a positive number of seconds")
             if timeout == float("inf"):
                 raise InvalidMessage("timeout must be finite")
-        if not isinstance(queue, str) or not queue or not queue.isprintable() or len(queue) > 200:
-            raise InvalidMessage("queue must be a non-empty name")
-        if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
-            raise InvalidMessage(f"priority must be an integer from {PRIORITIES[0]} to {PRIORITIES[-1]}")
+        if not _valid_name(queue):
+            raise InvalidMessage("queue must be a name of 1 to 200 characters, "
+                                 "without control characters")
         if owner is not None:
-            if not isinstance(owner, str) or not owner or not owner.isprintable() or len(owner) > 200:
-                raise InvalidMessage("owner must be a non-empty name")
-            if priority:
-                raise InvalidMessage("a job with an owner takes its turn among owners; "
-                                     "it cannot also have a priority")
+            if not _valid_name(owner):
+                raise InvalidMessage("owner must be a name of 1 to 200 characters, "
+                                     "without control characters")
         packed_msg = pack(msg)
         if len(packed_msg) > self.max_message_size:
             raise InvalidMessage(f"message of {len(packed_msg)} bytes exceeds the limit of "

@@ -37,8 +37,10 @@ class Scripts:
         return self._scripts[name](keys=list(keys), args=list(args), client=client or self.client)
 
     def lane(self, queue: str, priority: int = 0, owner: str | None = None) -> str:
-        """The list a job waits in: its owner's list, or its queue's list at its priority."""
-        return self.keys.owned(queue, owner) if owner else self.keys.queue(queue, priority)
+        """The list a job waits in: its queue's list at its priority, or, for a job of
+        the default priority with an owner, its owner's list (a priority jumps the
+        owners' round-robin)."""
+        return self.keys.owned(queue, owner) if owner and not priority else self.keys.queue(queue, priority)
 
     def post(self, queue: str, fields: Sequence[Any], client: Any = None,
              priority: int = 0, owner: str | None = None) -> Any:
@@ -47,7 +49,8 @@ class Scripts:
             "post",
             [k.counter, self.lane(queue, priority, owner), k.queues, k.stats, k.wake(queue),
              k.owners(queue), k.index_all, k.index_status("queued"), k.index_queue(queue)],
-            [k.job_prefix, queue, k.events_channel, owner or "", *fields], client)
+            [k.job_prefix, queue, k.events_channel, "" if priority else owner or "", *fields],
+            client)
 
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
              job_id: str | None = None, count: int = 1, fair: bool = False,

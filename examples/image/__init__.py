@@ -1,0 +1,1 @@
+"""An image job whose PNG result opens in a browser."""
