@@ -5,12 +5,12 @@ from .errors import (
     SignatureError,
 )
 from .listeners import listener
-from .notebook import Job, RemoteError
+from .notebook import Job, RemoteError, report_progress
 from .queue import MLQ
 
 __version__ = "0.3.0"
 
 __all__ = [
     "MLQ", "MLQError", "InvalidMessage", "JobNotFound", "JobFailed", "ListenerError",
-    "SignatureError", "ConnectionFailed", "listener", "Job", "RemoteError", "__version__",
+    "SignatureError", "ConnectionFailed", "listener", "Job", "RemoteError", "report_progress", "__version__",
 ]

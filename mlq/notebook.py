@@ -7,6 +7,7 @@ exception come back pickled the same way, so any Python object works.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -23,6 +24,21 @@ if TYPE_CHECKING:
 CALL_FIELD = "call"
 
 
+_progress: contextvars.ContextVar[Callable[[Any], Any] | None] = contextvars.ContextVar(
+    "mlq_progress", default=None)
+
+
+def report_progress(value: Any) -> bool:
+    """From inside a submitted function: set its job's progress (e.g. a percentage).
+
+    Returns False when not running as a job (so the same code runs locally too).
+    """
+    update = _progress.get()
+    if update is None:
+        return False
+    return bool(update(value))
+
+
 class RemoteError(JobFailed):
     """A submitted function raised; the message carries the remote traceback."""
 
@@ -32,10 +48,16 @@ def pack_call(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
     return seal(cloudpickle.dumps((function, args, kwargs)), secret)
 
 
-def run_call(sealed: bytes, secret: str | bytes | None) -> Any:
-    """Run a submitted call on a worker (SignatureError when not signed as required)."""
+def run_call(sealed: bytes, secret: str | bytes | None,
+             progress: Callable[[Any], Any] | None = None) -> Any:
+    """Run a submitted call on a worker (SignatureError when not signed as required);
+    `progress` is what report_progress() calls inside it."""
     function, args, kwargs = cloudpickle.loads(unseal(sealed, secret))
-    return function(*args, **kwargs)
+    token = _progress.set(progress)
+    try:
+        return function(*args, **kwargs)
+    finally:
+        _progress.reset(token)
 
 
 def pack_value(value: Any, secret: str | bytes | None) -> bytes | None:

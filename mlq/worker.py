@@ -272,7 +272,9 @@ class Worker:
         """A job that carries its own function (MLQ.submit)."""
         secret = self.mlq.secret
         try:
-            value = run_call(record["msg"], secret)
+            job_id, attempt = record["id"], record["attempt"]
+            value = run_call(record["msg"], secret,
+                             lambda v: self.update_progress(job_id, attempt, v))
             if inspect.isawaitable(value):
                 value = self._await(value)
         except SignatureError as exc:

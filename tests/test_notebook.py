@@ -107,3 +107,19 @@ def test_unsigned_code_is_refused_by_a_worker_with_a_secret(redis_url: str, name
     finally:
         worker.shutdown(10)
         worker.clear_all()
+
+
+def test_submitted_functions_report_progress(q: MLQ) -> None:
+    def halfway() -> str:
+        from mlq import report_progress
+        report_progress(50)
+        return "done"
+
+    job = q.submit(halfway)
+    events = q.watch(job.id)
+    seen = [next(events)["progress"]]  # subscribed before any worker runs it
+    q.create_listener()
+    seen += [e["progress"] for e in events if e]
+    assert 50 in seen and job.result(10) == "done"
+    from mlq import report_progress
+    assert report_progress(10) is False  # outside a job: harmless
