@@ -45,6 +45,8 @@ def parse_message(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        raise click.UsageError("MSG is nested too deeply to parse") from None
 
 
 def split_functions(values: Iterable[str]) -> list[str] | None:

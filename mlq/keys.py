@@ -46,6 +46,10 @@ class Keys:
     def job(self, job_id: str | int) -> str:
         return f"{self.job_prefix}{job_id}"
 
+    def posted(self, token: str) -> str:
+        """Short-lived: the id one post made, so a re-sent post makes no second job."""
+        return f"{self.prefix}posted:{token}"
+
     def queue(self, name: str = DEFAULT_QUEUE, priority: int = 0) -> str:
         """The list of a queue's jobs at one priority level (0, the default, has the plain name)."""
         base = f"{self.prefix}queue:{name}"

@@ -7,6 +7,7 @@ id; the key is still in the namespace's hash-tag slot.
 
 from __future__ import annotations
 
+import os
 import time
 from importlib import resources
 from typing import Any, Sequence
@@ -48,18 +49,19 @@ class Scripts:
         return self._run(
             "post",
             [k.counter, self.lane(queue, priority, owner), k.queues, k.stats, k.wake(queue),
-             k.owners(queue), k.index_all, k.index_status("queued"), k.index_queue(queue)],
+             k.owners(queue), k.index_all, k.index_status("queued"), k.index_queue(queue),
+             k.posted(os.urandom(9).hex())],
             [k.job_prefix, queue, k.events_channel, "" if priority else owner or "", *fields],
             client)
 
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
-             job_id: str | None = None, count: int = 1, fair: bool = False,
-             max_running_per_owner: int = 0) -> Any:
+             count: int = 1, fair: bool = False, max_running_per_owner: int = 0,
+             strays: bool = True) -> Any:
         k = self.keys
         names = [queues] if isinstance(queues, str) else list(queues)
         lanes = [lane for name in names for lane in k.lanes(name)]
         args = [k.job_prefix, worker_id, repr(now), k.events_channel, k.job_channel(""),
-                job_id or "", count, "1" if fair else "0", max_running_per_owner, len(lanes),
+                "1" if strays else "0", count, "1" if fair else "0", max_running_per_owner, len(lanes),
                 *[k.owned_prefix(name) for name in names], len(PRIORITIES)]
         return self._run(
             "take",

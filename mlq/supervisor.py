@@ -103,12 +103,19 @@ class _PipeHooks(WorkerHooks):
         self.lock = threading.Lock()
 
     def job_started(self, worker_id: str, job_id: str, attempt: int, timeout: float | None) -> None:
-        with self.lock:
-            self.conn.send(("start", job_id, attempt, timeout, time.time()))
+        self._send(("start", job_id, attempt, timeout, time.time()))
 
     def job_ended(self, worker_id: str, job_id: str) -> None:
+        self._send(("end", job_id))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        # the supervisor may be gone (SIGKILLed): finish the job anyway; the stop
+        # listener has seen the pipe close and this child stops after it
         with self.lock:
-            self.conn.send(("end", job_id))
+            try:
+                self.conn.send(message)
+            except (OSError, ValueError):
+                pass
 
 
 def child_main(config: ChildConfig, conn: Connection) -> None:

@@ -110,9 +110,14 @@ class Worker:
             self.run_job(record)
         return True
 
-    def take(self, block: float, count: int = 1) -> list[dict[str, Any]] | None:
-        """Start up to `count` jobs; with nothing queued, block up to `block` seconds."""
-        answer = self._take_now(count)
+    def take(self, block: float, count: int = 1,
+             holding: bool = False) -> list[dict[str, Any]] | None:
+        """Start up to `count` jobs; with nothing queued, block up to `block` seconds.
+
+        `holding`: this worker already holds jobs (filling a batch), so its
+        processing list has no strays to hand over.
+        """
+        answer = self._take_now(count, holding)
         if answer:
             return self._decode(answer)
         if block <= 0:
@@ -123,13 +128,14 @@ class Worker:
         # instant loses nothing.
         if self.mlq.client.blpop([self.mlq.keys.wake(q) for q in self.queues], block) is None:
             return None
-        answer = self._take_now(count)
+        answer = self._take_now(count, holding)
         return self._decode(answer) if answer else None
 
-    def _take_now(self, count: int) -> Any:
+    def _take_now(self, count: int, holding: bool) -> Any:
         return self.mlq.scripts.take(self.queues, self.worker_id, self.clock(), count=count,
                                      fair=self.fair,
-                                     max_running_per_owner=self.max_running_per_owner)
+                                     max_running_per_owner=self.max_running_per_owner,
+                                     strays=not holding)
 
     def _decode(self, answer: list[Any]) -> list[dict[str, Any]]:
         self.mlq.registry.refresh(answer[0].decode())
@@ -143,7 +149,7 @@ class Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            more = self.take(max(remaining, 0.001), missing)
+            more = self.take(max(remaining, 0.001), missing, holding=True)
             if more:
                 records += more
                 missing -= len(more)

@@ -10,10 +10,13 @@ from mlq import MLQ, InvalidMessage
 from mlq.worker import Worker
 
 
-def _taken(worker: Worker) -> list[Any]:
+def _taken(q: MLQ, **options: Any) -> list[Any]:
+    """Messages in the order workers take them (each take by a fresh, idle worker)."""
     order = []
-    while records := worker.take(0):
+    n = 0
+    while records := Worker(q, f"w{n}", **options).take(0):
         order += [r["msg"] for r in records]
+        n += 1
     return order
 
 
@@ -21,7 +24,7 @@ def test_priorities_then_fifo_within_a_priority(q: MLQ) -> None:
     for msg, priority in [("a", 0), ("b", 5), ("c", 0), ("d", 9), ("e", 5), ("f", 9)]:
         q.post(msg, priority=priority)
     assert q.job_count() == 6
-    assert _taken(Worker(q, "w")) == ["d", "f", "b", "e", "a", "c"]
+    assert _taken(q) == ["d", "f", "b", "e", "a", "c"]
 
 
 def test_workers_take_their_queues_in_order_of_preference(q: MLQ) -> None:
@@ -30,7 +33,7 @@ def test_workers_take_their_queues_in_order_of_preference(q: MLQ) -> None:
     q.post("other", queue="other")
     q.post("gpu-2", queue="gpu", priority=3)
     assert q.job_count("gpu") == 2 and q.job_count() == 1
-    assert _taken(Worker(q, "w", queues=("gpu", "default"))) == ["gpu-2", "gpu-1", "cpu-1"]
+    assert _taken(q, queues=("gpu", "default")) == ["gpu-2", "gpu-1", "cpu-1"]
     assert q.job_count("other") == 1
     assert q.stats()["waiting_by_queue"] == {"default": 0, "gpu": 0, "other": 1}
 
@@ -75,8 +78,7 @@ def test_fair_share_between_owners(q: MLQ) -> None:
     q.post("bob-0", owner="bob")
     q.post("bob-1", owner="bob")
     assert q.job_count() == 1002
-    fair = Worker(q, "w", fair=True)
-    first = [r["msg"] for _ in range(4) for r in fair.take(0) or []]
+    first = [r["msg"] for n in range(4) for r in Worker(q, f"w{n}", fair=True).take(0) or []]
     assert first == ["alice-0", "bob-0", "alice-1", "bob-1"]  # bob is not starved
     assert q.get_job("1001")["owner"] == "bob"
 
@@ -84,11 +86,13 @@ def test_fair_share_between_owners(q: MLQ) -> None:
 def test_limit_of_running_jobs_per_owner(q: MLQ) -> None:
     q.post_many(["a1", "a2", "a3"], owner="alice")
     q.post("b1", owner="bob")
-    worker = Worker(q, "w", fair=True, max_running_per_owner=1)
-    taken = [r for _ in range(3) for r in worker.take(0) or []]
+    def take(n: int) -> list[Any]:
+        return Worker(q, f"w{n}", fair=True, max_running_per_owner=1).take(0) or []
+
+    taken = [r for n in range(3) for r in take(n)]
     assert [r["msg"] for r in taken] == ["a1", "b1"]  # alice's others wait for a1
-    q.scripts.finish(taken[0]["id"], "w", 1, "completed", 0.0, [])
-    assert [r["msg"] for r in worker.take(0)] == ["a2"]
+    q.scripts.finish(taken[0]["id"], "w0", 1, "completed", 0.0, [])
+    assert [r["msg"] for r in take(9)] == ["a2"]
 
 
 def test_owners_jobs_run_with_in_process_workers(redis_url: str, namespace: str) -> None:

@@ -43,7 +43,7 @@ def test_create_reaper_recovers_continuously(q: MLQ) -> None:
     job_id = q.post("m")
     # a worker takes it, then vanishes without a trace but its processing list
     q.client.lmove(q.keys.queue(), q.keys.processing("ghost"), "RIGHT", "LEFT")
-    q.scripts.take("default", "ghost", time.time(), job_id)
+    q.scripts.take("default", "ghost", time.time())  # starts the id it holds
     q.client.sadd(q.keys.workers, "ghost")
     q.create_reaper(call_how_often=0.2, job_timeout=300, max_retries=5)
 

@@ -31,7 +31,10 @@ def test_take_moves_into_processing_and_finish_is_fenced(q: MLQ) -> None:
     assert q.scripts.finish(job_id, "w1", 1, "completed", 1001.0, []) == 1
     assert q.get_job(job_id)["status"] == "completed"
     assert q.client.llen(q.keys.processing("w1")) == 0 and q.client.zcard(q.keys.running) == 0
-    assert q.scripts.finish(job_id, "w1", 1, "completed", 1001.0, []) == 0  # only once
+    # the same finish sent again (its reply lost) reports success and changes nothing
+    assert q.scripts.finish(job_id, "w1", 1, "failed", 1002.0, []) == 1
+    assert q.get_job(job_id)["status"] == "completed" and q.stats()["completed"] == 1
+    assert q.scripts.finish(job_id, "w2", 1, "completed", 1001.0, []) == 0
 
 
 def test_progress_is_fenced(q: MLQ) -> None:
@@ -101,8 +104,7 @@ def test_two_reapers_never_requeue_a_job_twice(q: MLQ, redis_url: str) -> None:
     ids = [q.post(i) for i in range(200)]
     for n in range(20):
         worker = Worker(q, f"dead{n}", clock=lambda: 0.0)
-        while worker.take(0) and q.client.llen(q.keys.processing(f"dead{n}")) < 10:
-            pass
+        assert len(worker.take(0, count=10) or []) == 10
         q.client.sadd(q.keys.workers, f"dead{n}")
     reports = []
     barrier = threading.Barrier(2)
@@ -127,3 +129,26 @@ def test_clear_all_while_queued_leaves_nothing_to_run(q: MLQ) -> None:
     q.post("m")
     q.clear_all()
     assert Worker(q, "w").take(0) is None
+
+
+def test_a_take_whose_reply_was_lost_is_handed_over_again(q: MLQ) -> None:
+    job_id = q.post("m")
+    worker = Worker(q, "w1")
+    first = worker.take(0)
+    assert first and first[0]["id"] == job_id
+    # the reply never arrived; the worker takes again
+    again = worker.take(0)
+    assert again and again[0]["id"] == job_id and again[0]["attempt"] == 1
+    assert q.client.lrange(q.keys.processing("w1"), 0, -1) == [job_id.encode()]
+
+
+def test_a_post_sent_twice_makes_one_job(q: MLQ) -> None:
+    fields = q._new_record("m", None, None, None, "default")
+    token_key = q.keys.posted("fixed-token")
+    k = q.keys
+    keys = [k.counter, k.queue(), k.queues, k.stats, k.wake("default"), k.owners("default"),
+            k.index_all, k.index_status("queued"), k.index_queue("default"), token_key]
+    args = [k.job_prefix, "default", k.events_channel, "", *fields]
+    first = q.scripts._run("post", keys, args)
+    assert q.scripts._run("post", keys, args) == first
+    assert q.job_count() == 1  # one job, whatever the retries

@@ -7,10 +7,16 @@
 -- ARGV[8] run-time histogram bucket field ('' for none)   ARGV[9] run time seconds
 -- ARGV[10] keep the record this many ms (0: forever)
 -- ARGV[11..] record field, msgpack value, ... (result, short_result, error)
--- Returns 1 when recorded, 0 when this attempt was fenced off (requeued, purged,
+-- Returns 1 when recorded (also when this very finish was already recorded and is
+-- only sent again), 0 when this attempt was fenced off (requeued, purged,
 -- or finished by someone else): then nothing changed and no callback is due.
-local current = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempt', 'owner')
-if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then return 0 end
+local current = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempt', 'owner', 'finished_by')
+local me = ARGV[2] .. '#' .. ARGV[3]
+if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then
+  -- the same finish sent again after its reply was lost: it did count
+  if current[5] and cmsgpack.unpack(current[5]) == me then return 1 end
+  return 0
+end
 if cmsgpack.unpack(current[2] or cmsgpack.pack(nil)) ~= ARGV[2] then return 0 end
 if tostring(cmsgpack.unpack(current[3] or cmsgpack.pack(0))) ~= ARGV[3] then return 0 end
 local outcome = ARGV[4]
@@ -20,7 +26,8 @@ local fields = {
   'status', cmsgpack.pack(outcome),
   'progress', cmsgpack.pack(progress),
   'processing_finished', cmsgpack.pack(tonumber(ARGV[5])),
-  'worker', cmsgpack.pack(nil)}
+  'worker', cmsgpack.pack(nil),
+  'finished_by', cmsgpack.pack(me)}
 for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('LREM', KEYS[2], 1, ARGV[1])

@@ -6,8 +6,13 @@
 -- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
 -- ARGV[2] queue name   ARGV[3] namespace events channel   ARGV[4] owner ('' for none)
 -- ARGV[5..] record field, msgpack value, ... (everything but `id`)
+-- KEYS[10] this post's idempotency key: a post re-sent after a lost reply returns
+-- the id it already made instead of making a second job
 -- Returns the new job id (integer).
+local seen = redis.call('GET', KEYS[10])
+if seen then return tonumber(seen) end
 local id = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[10], id, 'EX', 300)
 local job_key = ARGV[1] .. id
 local fields = {'id', cmsgpack.pack(tostring(id))}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end

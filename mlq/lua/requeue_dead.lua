@@ -10,7 +10,7 @@ redis.call('HSET', KEYS[2],
   'status', cmsgpack.pack('queued'), 'progress', nil_value, 'result', nil_value,
   'short_result', nil_value, 'error', nil_value, 'worker', nil_value,
   'retries', cmsgpack.pack(0), 'processing_started', nil_value,
-  'processing_finished', nil_value, 'last_error', nil_value)
+  'processing_finished', nil_value, 'last_error', nil_value, 'finished_by', nil_value)
 redis.call('LPUSH', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 redis.call('ZADD', KEYS[8], ARGV[1], ARGV[1])

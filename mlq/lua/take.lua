@@ -1,7 +1,6 @@
 -- Start up to `count` jobs on a worker: each is moved from the first non-empty
 -- queue list (queues in the worker's order of preference, highest priority
--- first) into the worker's processing list. With ARGV[6], that id was already
--- moved there and up to count - 1 more are taken. A batch is one atomic step.
+-- first) into the worker's processing list. A batch is one atomic step.
 -- After the plain lists come the owners' lists of each queue: the owner ring is
 -- walked from its head, or rotated one step per take when sharing fairly, and an
 -- owner at the per-owner limit of running jobs is passed over.
@@ -12,7 +11,7 @@
 -- KEYS[7+ARGV[10] ..] owner rings, one per queue, in the same order as ARGV[11..]
 -- ARGV[1] job key prefix   ARGV[2] worker id   ARGV[3] now (epoch seconds)
 -- ARGV[4] namespace events channel   ARGV[5] job channel prefix
--- ARGV[6] id already moved ('' for none)   ARGV[7] count
+-- ARGV[6] '1' to hand over strays first (see below)   ARGV[7] count
 -- ARGV[8] '1' to share fairly between owners   ARGV[9] per-owner running limit (0: none)
 -- ARGV[10] number of plain lists   ARGV[11..] each queue's owner list prefix, then the
 -- number of priority levels per queue
@@ -57,10 +56,23 @@ local function start(id)
   answer[#answer + 1] = redis.call('HGETALL', job_key)
 end
 
-local given = ARGV[6]
-if given and given ~= '' then
-  start(given)
-  count = count - 1
+-- When a worker takes while idle, anything already in its processing list is a
+-- stray: an earlier take whose reply was lost to a dropped connection (and
+-- re-sent by the client), or an id moved there and never started. Hand those
+-- over first instead of stranding them.
+local strays = {}
+if ARGV[6] == '1' then strays = redis.call('LRANGE', KEYS[1], 0, -1) end
+for _, id in ipairs(strays) do
+  if count <= 0 then break end
+  local current = redis.call('HMGET', ARGV[1] .. id, 'status', 'worker')
+  if current[1] and cmsgpack.unpack(current[1]) == 'started'
+      and cmsgpack.unpack(current[2] or cmsgpack.pack(nil)) == ARGV[2] then
+    answer[#answer + 1] = redis.call('HGETALL', ARGV[1] .. id)
+    count = count - 1
+  else
+    start(id)
+    count = count - 1
+  end
 end
 -- The plain lists come in groups of `levels` per queue, highest priority first
 -- and the default level last. Empty lists do not exist in Redis, so one EXISTS

@@ -1,0 +1,1 @@
+"""Fault-injection tests: workers, supervisors, Redis and connections killed mid-run."""
