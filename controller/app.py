@@ -51,8 +51,8 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
     none of them a random key is drawn, so links then only work on this process.
     `max_body`: request bodies above this many bytes get 413, chunked ones too.
     """
-    # No static route: the server serves no files, and the OpenAPI test checks
-    # that every route is documented.
+    # No app-wide static route: the dashboard blueprint serves its own files
+    # under /ui/static, and the OpenAPI test checks that every route is documented.
     app = Flask("controller", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = max_body
     # keep the record's documented field order (SPEC §4)
@@ -61,10 +61,10 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
                                         link_key=_link_key(link_key, secret, token))
 
     # Imported here: the blueprints import current_state from this module.
-    from . import auth, deadletter, functions, jobs, ops
+    from . import auth, dashboard, deadletter, functions, jobs, ops
 
     auth.install(app)
-    for blueprint in (jobs.bp, functions.bp, deadletter.bp, ops.bp):
+    for blueprint in (jobs.bp, functions.bp, deadletter.bp, ops.bp, dashboard.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(Exception, handle_error)
     return app

@@ -29,7 +29,7 @@ from mlq.errors import ConnectionFailed, JobNotFound, MLQError
 from mlq.keys import DEFAULT_QUEUE
 from mlq.queue import MLQ
 
-from . import commands_jobs
+from . import commands_jobs, logs, top
 from .options import (
     ByteSize,
     META_KEY,
@@ -78,6 +78,8 @@ class MLQGroup(click.Group):
             raise CliError(str(exc)) from exc
         except redis.RedisError as exc:
             raise CliError(f"Redis error: {exc}") from exc
+        except UnicodeError as exc:  # a namespace or host that is not valid text
+            raise click.UsageError(f"not valid text: {exc}") from exc
 
 
 @click.group(cls=MLQGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -157,9 +159,8 @@ def embedded_default(conn: ConnectionSettings, data_dir: Path | None) -> Iterato
         server.stop()
 
 
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(log_format: str = "text") -> None:
+    logs.setup(log_format)  # text, or JSON lines (--log_format json)
 
 
 class ServerProcess:
@@ -173,10 +174,12 @@ class ServerProcess:
     """
 
     def __init__(self, conn: ConnectionSettings, address: str, port: int, max_body: int,
-                 token: str | None, insecure: bool, secret: str | None) -> None:
+                 token: str | None, insecure: bool, secret: str | None,
+                 log_format: str = "text") -> None:
         command = [sys.executable, "-m", "controller", "server", "--namespace", conn.namespace,
                    "--server_address", address, "--server_port", str(port),
-                   "--max_body", str(max_body)] + (["--insecure"] if insecure else [])
+                   "--max_body", str(max_body), "--log_format", log_format] + (
+                       ["--insecure"] if insecure else [])
         env = dict(os.environ, MLQ_REDIS_URL=conn.redis_url)
         for name, value in (("MLQ_TOKEN", token), ("MLQ_SECRET", secret)):
             env.pop(name, None)
@@ -279,6 +282,7 @@ class ReaperThread:
         help="Send callbacks only to these hosts (repeatable).")
 @option("callback_allow_link_local", is_flag=True,
         help="Allow callbacks to link-local addresses (169.254.0.0/16, cloud metadata).")
+@logs.log_format_option
 @connection_options
 def consumer(conn: ConnectionSettings, **settings: Any) -> None:
     """Run worker processes that consume jobs; optionally the HTTP server and the reaper.
@@ -295,7 +299,7 @@ def consumer(conn: ConnectionSettings, **settings: Any) -> None:
       MLQ_REDIS_URL=redis://redis:6379/0 controller consumer --server
       controller consumer --queues gpu,default --gpus all --fair
     """
-    setup_logging()
+    setup_logging(settings["log_format"])
     if settings["imports"] and os.getcwd() not in sys.path:
         # as rq and celery do: `--import my_listeners:f` finds a module in the
         # current directory, also from the console script (children inherit sys.path)
@@ -318,7 +322,7 @@ def run_consumer(conn: ConnectionSettings, signals: StopSignals, settings: dict[
         if settings["server"]:
             http = ServerProcess(conn, settings["server_address"], settings["server_port"],
                                  settings["max_body"], settings["token"],
-                                 settings["insecure"], settings["secret"])
+                                 settings["insecure"], settings["secret"], settings["log_format"])
             parts.append(http)
             http.watch(supervisor.request_stop)  # a server that fails stops everything
         for part in parts:
@@ -357,7 +361,9 @@ def make_supervisor(conn: ConnectionSettings, settings: dict[str, Any]) -> Any:
                           max_function_size=settings["max_function_size"],
                           result_ttl=settings["result_ttl"],
                           callback_allow_hosts=list(settings["callback_allow"]) or None,
-                          callback_allow_link_local=settings["callback_allow_link_local"])
+                          callback_allow_link_local=settings["callback_allow_link_local"],
+                          log_setup=(logs.setup_json_child if settings.get("log_format") == "json"
+                                     else None))
     except (ImportError, AttributeError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--import") from exc
 
@@ -391,9 +397,11 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 @insecure_option
 @secret_option
 @data_dir_option
+@logs.log_format_option
 @connection_options
 def server(conn: ConnectionSettings, server_address: str, server_port: int, max_body: int,
-           token: str | None, insecure: bool, secret: str | None, data_dir: Path | None) -> None:
+           token: str | None, insecure: bool, secret: str | None, data_dir: Path | None,
+           log_format: str) -> None:
     """Run the HTTP server alone (gevent); SIGTERM or Ctrl-C stops it.
 
     It binds to loopback unless told otherwise; another address needs --token
@@ -407,7 +415,7 @@ def server(conn: ConnectionSettings, server_address: str, server_port: int, max_
     from controller.app import create_app
     from controller.server import check_bind, serve_forever
 
-    setup_logging()
+    setup_logging(log_format)
     check_bind(server_address, token, insecure)  # refuse before starting anything
     with embedded_default(conn, data_dir) as live:
         mlq = open_mlq(live, secret=secret)
@@ -425,9 +433,10 @@ def server(conn: ConnectionSettings, server_address: str, server_port: int, max_
 @reaper_timeout_option
 @reaper_retries_option
 @heartbeat_timeout_option
+@logs.log_format_option
 @connection_options
 def reaper(conn: ConnectionSettings, reaper_interval: float, reaper_timeout: float,
-           reaper_retries: int, heartbeat_timeout: float) -> None:
+           reaper_retries: int, heartbeat_timeout: float, log_format: str) -> None:
     """Run the reaper alone: requeue (or fail) jobs of dead workers and jobs running too long.
 
     Several reapers may run at once. SIGTERM or Ctrl-C stops it.
@@ -436,7 +445,7 @@ def reaper(conn: ConnectionSettings, reaper_interval: float, reaper_timeout: flo
     Examples:
       controller reaper --reaper_interval 30 --reaper_timeout 600 --reaper_retries 3
     """
-    setup_logging()
+    setup_logging(log_format)
     mlq = open_mlq(conn, heartbeat_timeout=heartbeat_timeout)
     with StopSignals() as signals:
         part = ReaperThread(mlq, reaper_interval, reaper_timeout, reaper_retries)
@@ -448,5 +457,5 @@ def reaper(conn: ConnectionSettings, reaper_interval: float, reaper_timeout: flo
 
 
 for command in (commands_jobs.post, commands_jobs.status, commands_jobs.result,
-                commands_jobs.deadletter, commands_jobs.clear_all):
+                commands_jobs.deadletter, commands_jobs.clear_all, top.top):
     cli.add_command(command)

@@ -11,6 +11,11 @@ from typing import Any
 
 from mlq import __version__
 
+from .auth import MAX_LINK_TTL
+
+#: Queue and owner names: 1 to 200 characters, no control characters.
+_NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$"
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True,
            "description": "The decimal job id returned by POST /jobs.",
@@ -121,14 +126,21 @@ def _paths() -> dict[str, Any]:
         "/jobs/{job_id}/events": {"get": _op("Server-sent events of the job's state", {
             "200": {"description": "event: <status>, data: {id, status, progress}; "
                                    "closed after completed or failed.",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}, job=True)},
+                    "content": {"text/event-stream": {"schema": {
+                        "type": "object", "required": ["data"],
+                        "properties": {"event": {"enum": ["queued", "started", "completed",
+                                                          "failed", "error"]},
+                                       "data": {"type": "string",
+                                                "contentMediaType": "application/json"}}}}}}},
+            job=True)},
         "/jobs/{job_id}/link": {"get": _op("A signed result link", {
             "200": _json("The link.", {"type": "object", "properties": {
                 "url": {"type": "string"}, "expires": {"type": "integer"}},
                 "required": ["url", "expires"]}),
             "400": _error("Bad ttl.")}, job=True, params=[
             {"name": "ttl", "in": "query", "description": "Lifetime in seconds.",
-             "schema": {"type": "integer", "minimum": 1, "default": 3600}}])},
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LINK_TTL,
+                        "default": 3600}}])},
         "/consumer": {
             "get": _op("Registered listener names", {
                 "200": _json("Names in registration order.",
@@ -161,6 +173,79 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _dashboard_paths() -> dict[str, Any]:
+    """The dashboard's pages and form actions (controller/dashboard.py): HTML, errors too."""
+    session: list[dict[str, list[str]]] = [{"dashboardSession": []}, {}]
+
+    def html(description: str) -> dict[str, Any]:
+        return {"description": description,
+                "content": {"text/html": {"schema": {"type": "string"}}}}
+
+    def op(summary: str, responses: dict[str, Any], *, security: list[Any] = session,
+           body: bool = False, params: list[Any] | None = None) -> dict[str, Any]:
+        # not _op: a browser gets its errors (503 too) as pages, not as JSON
+        operation: dict[str, Any] = {"summary": summary, "security": security, "responses": {
+            **responses, "503": html("Redis is unreachable.")}}
+        if params:
+            operation["parameters"] = params
+        if body:
+            operation["requestBody"] = _FORM
+            operation["responses"].update({
+                "403": html("Cross-site request, or missing or stale CSRF token."),
+                "413": html("Form over the size limit.")})
+        return operation
+
+    login = {"302": {"description": "To /ui/login when the server has a token."}}
+    page_ok = {"200": html("The page."), **login}
+    done = {"303": {"description": "Back to the dead-letter page, saying what was done."},
+            "401": html("Not logged in.")}
+
+    def page(summary: str, extra: dict[str, Any] | None = None,
+             params: list[Any] | None = None) -> dict[str, Any]:
+        return {"get": op(summary, {**page_ok, **(extra or {})}, params=params)}
+
+    def action(summary: str, job: bool = False) -> dict[str, Any]:
+        return {"post": op(summary, done, body=True, params=[_JOB_ID] if job else None)}
+
+    query = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("status", "queue")]
+    return {
+        "/": page("Dashboard: overview per queue, live"),
+        "/ui": {"get": op("Redirect to the overview", {"302": {"description": "To /."}})},
+        "/ui/jobs": page("Dashboard: jobs, newest first",
+                         {"400": html("Unknown status, or a bad page number.")}, query + [
+                             {"name": "page", "in": "query", "schema": {"type": "string"}}]),
+        "/ui/jobs/{job_id}": page("Dashboard: one job, its progress and result",
+                                  {"404": html("No such job.")}, [_JOB_ID]),
+        "/ui/workers": page("Dashboard: workers and their heartbeats"),
+        "/ui/deadletters": page("Dashboard: dead letters"),
+        "/ui/functions": page("Dashboard: registered functions"),
+        "/ui/deadletter/requeue": action("Dashboard form: requeue every dead letter"),
+        "/ui/deadletter/{job_id}/requeue": action("Dashboard form: requeue one", job=True),
+        "/ui/deadletter/purge": action("Dashboard form: purge every dead letter"),
+        "/ui/deadletter/{job_id}/purge": action("Dashboard form: purge one", job=True),
+        "/ui/login": {
+            "get": op("Dashboard: the login form", {
+                "200": html("The form."), "302": {"description": "Already logged in."}},
+                security=[]),
+            "post": op("Dashboard: log in with the API token", {
+                "303": {"description": "Logged in: the session cookie is set."},
+                "401": html("Wrong token: the form again.")}, security=[], body=True)},
+        "/ui/logout": {"post": op("Dashboard: log out", done, body=True)},
+        "/ui/static/{filename}": {"get": op("Dashboard: stylesheet, script, icon", {
+            "200": {"description": "The file.", "content": {"*/*": {"schema": {
+                "type": "string", "format": "binary"}}}},
+            "304": {"description": "Not modified."}, "404": html("No such file.")},
+            security=[], params=[{"name": "filename", "in": "path", "required": True,
+                                  "schema": {"type": "string"}}])},
+    }
+
+
+_FORM = {"required": True, "description": "An HTML form; `csrf` echoes the page's CSRF cookie.",
+         "content": {"application/x-www-form-urlencoded": {"schema": {
+             "type": "object", "properties": {"csrf": {"type": "string"},
+                                              "token": {"type": "string"},
+                                              "next": {"type": "string"}},
+             "required": ["csrf"]}}}}
 _ANY = {"description": "Any msgpack-able value: object, array, string, number, bool, null."}
 _JOB_FIELDS = {
     "id": {"type": "string"}, "timestamp": {"type": "number"},
@@ -179,22 +264,30 @@ _COMPONENTS = {
                    "description": "Required on every route but /healthz when the server has a token."},
         "signedLink": {"type": "apiKey", "in": "query", "name": "sig",
                        "description": "With `expires`, from GET /jobs/{job_id}/link."},
+        "dashboardSession": {"type": "apiKey", "in": "cookie", "name": "mlq_session",
+                             "description": "Set by POST /ui/login when the server has a token."},
     },
     "schemas": {
         "Error": {"type": "object", "properties": {"error": {"type": "string"}},
                   "required": ["error"]},
         "Job": {"type": "object", "properties": _JOB_FIELDS, "required": list(_JOB_FIELDS)},
         "JobPost": {"type": "object", "required": ["msg"], "additionalProperties": False,
+                    "description": "Options given as null count as not given.",
                     "properties": {
                         "msg": _ANY,
-                        "callback": {"type": "string", "format": "uri",
+                        "callback": {"type": ["string", "null"], "format": "uri",
+                                     "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@:]+",
                                      "description": "GET with success, job_id, short_result."},
-                        "functions": {"type": "array", "items": {"type": "string"}},
-                        "timeout": {"type": "number", "exclusiveMinimum": 0},
-                        "queue": {"type": "string", "default": "default"},
-                        "priority": {"type": "integer", "minimum": 0, "maximum": 9, "default": 0,
+                        "functions": {"type": ["array", "string", "null"], "minLength": 1,
+                                      "items": {"type": "string", "minLength": 1},
+                                      "description": "Names, or one name as a string."},
+                        "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                        "queue": {"type": ["string", "null"], "default": "default",
+                                  "pattern": _NAME_PATTERN},
+                        "priority": {"type": ["integer", "null"], "minimum": 0, "maximum": 9,
+                                     "default": 0,
                                      "description": "Higher runs first; FIFO within a level."},
-                        "owner": {"type": "string",
+                        "owner": {"type": ["string", "null"], "pattern": _NAME_PATTERN,
                                   "description": "Who the job is for; fair workers share "
                                                  "round-robin between owners."}}},
     },
@@ -208,7 +301,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "MLQ", "version": __version__,
                  "description": "Job queue for slow machine-learning work: post jobs, "
                                 "follow them, fetch results, manage listeners."},
-        "paths": _paths(),
+        "paths": {**_paths(), **_dashboard_paths()},
         "components": _COMPONENTS,
         "security": [{"bearer": []}, {}],
     })

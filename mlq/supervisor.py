@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import redis
 
@@ -51,6 +51,8 @@ class ChildConfig:
     log_level: int = logging.INFO
     mlq_options: dict[str, Any] = field(default_factory=dict)
     gpu: str | None = None
+    #: how the child sets up logging (picklable, e.g. a JSON formatter); None: text
+    log_setup: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -126,8 +128,11 @@ def child_main(config: ChildConfig, conn: Connection) -> None:
     if config.gpu is not None:
         # before any listener module can initialise CUDA
         os.environ["CUDA_VISIBLE_DEVICES"] = config.gpu
-    logging.basicConfig(level=config.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    if config.log_setup is not None:
+        config.log_setup(config.log_level)
+    else:
+        logging.basicConfig(level=config.log_level,
+                            format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     local = dict(import_listener(spec) for spec in config.imports)
     mlq = MLQ(config.namespace, redis_url=config.redis_url, secret=config.secret,
               **config.mlq_options)
@@ -158,7 +163,7 @@ class Supervisor:
                  max_retries: int = defaults.MAX_RETRIES,
                  queues: Sequence[str] = (DEFAULT_QUEUE,), gpus: Sequence[str] | None = None,
                  oom_retries: int = 0, fair: bool = False, max_running_per_owner: int = 0,
-                 **mlq_options: Any) -> None:
+                 log_setup: Callable[[int], None] | None = None, **mlq_options: Any) -> None:
         """Run `concurrency` children, or one per GPU id in `gpus` (each sees only its GPU).
 
         `mlq_options` are MLQ keyword options (limits, callback policy) for every child.
@@ -182,6 +187,7 @@ class Supervisor:
         self.queues = tuple(queues)
         self.gpus = [str(g) for g in gpus] if gpus else None
         self.oom_retries = oom_retries
+        self.log_setup = log_setup
         self._oom_kills_seen = oom_kill_count()
         self.mlq_options = dict(mlq_options, fair=fair,
                                 max_running_per_owner=max_running_per_owner)
@@ -274,7 +280,7 @@ class Supervisor:
         parent_conn, child_conn = self._context.Pipe(duplex=True)
         config = ChildConfig(self.namespace, self.redis_url, worker_id, self.imports,
                              self.secret, self.queues, logging.getLogger().getEffectiveLevel(),
-                             self.mlq_options, gpu)
+                             self.mlq_options, gpu, self.log_setup)
         process = self._context.Process(target=child_main, args=(config, child_conn),
                                         name=f"mlq-worker-{self._serial}", daemon=False)
         process.start()

@@ -191,7 +191,9 @@ class Worker:
             self.hooks.job_started(self.worker_id, record["id"], record["attempt"],
                                    record["timeout"])
         log.info("batch of %d jobs (%s) started on %s", len(records),
-                 ",".join(r["id"] for r in records), self.worker_id)
+                 ",".join(r["id"] for r in records), self.worker_id,
+                 extra={"job_ids": [r["id"] for r in records], "worker_id": self.worker_id,
+                        "event": "started", "duration": 0.0})
         try:
             results = self._execute_batch(name, function, records)
             for record, (outcome, fields, short) in zip(records, results):
@@ -251,7 +253,8 @@ class Worker:
         started = self.clock()
         self.current = (job_id, attempt, started, record["timeout"])
         self.hooks.job_started(self.worker_id, job_id, attempt, record["timeout"])
-        log.info("job %s started on %s (attempt %s)", job_id, self.worker_id, attempt)
+        log.info("job %s started on %s (attempt %s)", job_id, self.worker_id, attempt,
+                 extra=self._log_fields(job_id, attempt, "started", 0.0))
         try:
             outcome, fields, short = self._execute(record)
             self._finish(record, outcome, fields, short, started)
@@ -285,7 +288,8 @@ class Worker:
                 value = self._await(value)
         except SignatureError as exc:
             reason = f"job code is not signed: {exc}"
-            log.error("job %s refused: %s", record["id"], reason)
+            log.error("job %s refused: %s", record["id"], reason,
+                      extra=self._log_fields(record["id"], record["attempt"], "refused", 0.0))
             return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason,
                                         "error_kind": "error"}), None
         except Exception as exc:
@@ -331,11 +335,19 @@ class Worker:
                 pause = min(pause * 2, cap)
         if not done:
             log.warning("job %s attempt %s finished late on %s; outcome dropped",
-                        record["id"], record["attempt"], self.worker_id)
+                        record["id"], record["attempt"], self.worker_id,
+                        extra=self._log_fields(record["id"], record["attempt"], "fenced",
+                                               runtime))
             return
-        log.info("job %s %s on %s in %.3f s", record["id"], outcome, self.worker_id, runtime)
+        log.info("job %s %s on %s in %.3f s", record["id"], outcome, self.worker_id, runtime,
+                 extra=self._log_fields(record["id"], record["attempt"], outcome, runtime))
         if record["callback"]:
             self.mlq.callbacks.send(record["callback"], outcome == COMPLETED, record["id"], short)
+
+    def _log_fields(self, job_id: str, attempt: int, event: str, duration: float) -> dict[str, Any]:
+        """Fields a structured (JSON) log line carries for a job event."""
+        return {"job_id": job_id, "worker_id": self.worker_id, "attempt": attempt,
+                "event": event, "duration": round(duration, 6)}
 
     # -- listener helpers ---------------------------------------------------
     def update_progress(self, job_id: str, attempt: int, value: Any) -> bool:

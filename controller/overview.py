@@ -1,0 +1,246 @@
+"""What the dashboard and `controller top` show: counts per queue, rates, workers.
+
+Only reads, through the library's public calls (`stats`, `list_jobs`,
+`heartbeat.workers`); no Flask and no rich here, so the web page and the
+terminal view show the same numbers computed the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mlq.heartbeat import workers as heartbeat_workers
+from mlq.queue import MLQ
+from mlq.serialization import unpack
+
+#: The columns of the overview, in the order a job moves through them.
+COLUMNS = ("waiting", "running", "completed", "failed", "dead")
+#: Seconds of history the jobs-per-second rate is averaged over: long enough to
+#: smooth a bursty queue, short enough that a stall shows within a few refreshes.
+RATE_WINDOW = 15.0
+#: An overview this fresh is reused: several open tabs (or a tab and `top`)
+#: then cost Redis one set of counts per interval, not one each.
+CACHE_SECONDS = 1.0
+
+
+@dataclass
+class QueueCounts:
+    """One row of the overview: a queue, or the whole namespace (name None)."""
+
+    name: str | None
+    waiting: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    dead: int = 0
+    rate: float | None = None  # finished jobs per second; None until two samples exist
+
+
+@dataclass
+class Overview:
+    """Everything one overview frame shows."""
+
+    namespace: str
+    taken_at: float
+    total: QueueCounts
+    queues: list[QueueCounts]
+    workers_alive: int
+    workers_dead: int
+    posted: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RateMeter:
+    """Per-key rates from cumulative numbers sampled over time (finished jobs → jobs/s)."""
+
+    def __init__(self, window: float = RATE_WINDOW) -> None:
+        self.window = window
+        self._samples: deque[tuple[float, dict[str, float]]] = deque()
+        self._lock = threading.Lock()
+
+    def add(self, now: float, values: dict[str, float]) -> None:
+        """Record the cumulative `values` seen at time `now`."""
+        with self._lock:
+            if self._samples:
+                # a key first seen now (a new queue) was created since the last
+                # sample, when it had finished nothing: its jobs count as this window's
+                for _, old in self._samples:
+                    for key in values.keys() - old.keys():
+                        old[key] = 0.0
+            self._samples.append((now, dict(values)))
+            # keep one sample older than the window, so the rate spans all of it
+            while len(self._samples) > 2 and self._samples[1][0] <= now - self.window:
+                self._samples.popleft()
+
+    def rate(self, key: str) -> float | None:
+        """Increase of `key` per second over the window; None without two samples."""
+        with self._lock:
+            points = [(t, v[key]) for t, v in self._samples if key in v]
+        if len(points) < 2 or points[-1][0] - points[0][0] < 0.2:
+            return None
+        (t0, v0), (t1, v1) = points[0], points[-1]
+        # purged or expired records make a count go down: that is not a negative rate
+        return max(v1 - v0, 0.0) / (t1 - t0)
+
+
+class OverviewSource:
+    """Builds overviews of one namespace, with the rate history they need between calls."""
+
+    def __init__(self, mlq: MLQ, *, cache_seconds: float = CACHE_SECONDS,
+                 window: float = RATE_WINDOW) -> None:
+        self.mlq = mlq
+        self.meter = RateMeter(window)
+        self.cache_seconds = cache_seconds
+        self._last: Overview | None = None
+        self._lock = threading.Lock()
+
+    def get(self, now: float | None = None) -> Overview:
+        """The overview now, or one at most `cache_seconds` old."""
+        now = time.time() if now is None else now
+        with self._lock:
+            last = self._last
+            if last is not None and 0 <= now - last.taken_at < self.cache_seconds:
+                return last
+            self._last = self._collect(now)
+            return self._last
+
+    def _collect(self, now: float) -> Overview:
+        mlq = self.mlq
+        stats = mlq.stats()
+        names = sorted(set(mlq.queue_names()) | set(stats["waiting_by_queue"]))
+        dead = dead_by_queue(mlq)
+        rows = []
+        for name in names:
+            row = QueueCounts(name, waiting=int(stats["waiting_by_queue"].get(name, 0)),
+                              dead=dead.get(name, 0))
+            # totals of the status indexes, one page of one record each: counted in
+            # Redis, never by loading the jobs
+            row.running = mlq.list_jobs("started", name, limit=1)[0]
+            row.completed = mlq.list_jobs("completed", name, limit=1)[0]
+            row.failed = mlq.list_jobs("failed", name, limit=1)[0]
+            rows.append(row)
+        total = QueueCounts(None, waiting=int(stats["waiting"]), running=int(stats["processing"]),
+                            completed=mlq.list_jobs("completed", limit=1)[0],
+                            failed=mlq.list_jobs("failed", limit=1)[0], dead=int(stats["dead"]))
+        # the namespace's rate comes from its counters, which purges do not lower
+        samples = {"": float(stats["completed"] + stats["failed"])}
+        samples.update({row.name: float(row.completed + row.failed)
+                        for row in rows if row.name is not None})
+        self.meter.add(now, samples)
+        total.rate = self.meter.rate("")
+        for row in rows:
+            row.rate = self.meter.rate(row.name or "")
+        found = heartbeat_workers(mlq.client, mlq.keys)
+        alive = sum(1 for w in found if w.get("alive"))
+        return Overview(mlq.namespace, now, total, rows, alive, len(found) - alive,
+                        int(stats["posted"]))
+
+
+def dead_by_queue(mlq: MLQ) -> dict[str, int]:
+    """Dead letters per queue, reading one field of each dead record."""
+    ids = [i.decode() for i in mlq.client.lrange(mlq.keys.dead, 0, -1)]  # type: ignore[union-attr]
+    if not ids:
+        return {}
+    pipe = mlq.client.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(mlq.keys.job(job_id), "queue")
+    counts: dict[str, int] = {}
+    for raw in pipe.execute():
+        name = unpack(raw) or "default"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+# -- workers --------------------------------------------------------------------------
+@dataclass
+class WorkerGroup:
+    """Workers that share a process (threads) or a supervisor (child processes)."""
+
+    host: str
+    pid: int | str
+    kind: str
+    workers: list[dict[str, Any]]
+
+    @property
+    def alive(self) -> int:
+        return sum(1 for w in self.workers if w["alive"])
+
+
+def worker_groups(mlq: MLQ, now: float | None = None) -> list[WorkerGroup]:
+    """Every known worker with its heartbeat age, grouped by the process that runs it."""
+    now = time.time() if now is None else now
+    groups: dict[tuple[str, str], WorkerGroup] = {}
+    for info in heartbeat_workers(mlq.client, mlq.keys):
+        worker = describe_worker(info, now)
+        parent = worker.get("supervisor") or worker["pid"]
+        key = (str(worker["host"]), str(parent))
+        if key not in groups:
+            kind = "supervisor" if worker.get("supervisor") else str(worker.get("kind") or "?")
+            groups[key] = WorkerGroup(str(worker["host"]), parent, kind, [])
+        groups[key].workers.append(worker)
+    return sorted(groups.values(), key=lambda g: (g.host, str(g.pid)))
+
+
+def describe_worker(info: dict[str, Any], now: float) -> dict[str, Any]:
+    """A heartbeat entry with `age` (seconds since its last beat) and host/pid filled in.
+
+    A dead worker's heartbeat has expired, so all we still know is its id, which
+    reads ``host:pid:...`` (heartbeat.new_worker_id): that gives host and pid.
+    """
+    worker = dict(info)
+    host, _, rest = str(info["id"]).partition(":")
+    pid_text = rest.partition(":")[0]
+    worker.setdefault("host", host or "?")
+    worker.setdefault("pid", int(pid_text) if pid_text.isdigit() else "?")
+    beat = info.get("beat")
+    worker["age"] = max(now - beat, 0.0) if isinstance(beat, (int, float)) else None
+    worker["gpus"] = list(info.get("gpus") or [])
+    return worker
+
+
+# -- formatting shared by the page and the terminal -----------------------------------
+def ago(seconds: float | None) -> str:
+    """`3.2 s`, `5 min`, `2 h`, `4 d`: an age as people read it."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def human_size(size: int | None) -> str:
+    """Bytes in B, KiB, MiB or GiB."""
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def when(epoch: float | None) -> str:
+    """An epoch time as local ``YYYY-MM-DD HH:MM:SS``."""
+    if not isinstance(epoch, (int, float)):
+        return "—"
+    return dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def rate_text(rate: float | None) -> str:
+    """Jobs per second with sensible precision."""
+    if rate is None:
+        return "—"
+    return f"{rate:.2f}" if rate < 10 else f"{rate:.0f}"
