@@ -1,0 +1,131 @@
+"""From the raw per-repeat results to medians, ranges, ratios and the issue's goals."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from .systems import REFERENCE, System
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    scenario: str
+    field: str
+    title: str
+    higher_is_better: bool
+    digits: int  # decimals shown
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("enqueue", "enqueue", "rate", "enqueue jobs/s (1 call each)", True, 0),
+    Column("bulk", "bulk", "rate", "bulk enqueue jobs/s", True, 0),
+    Column("drain1", "drain1", "rate", "drain 1 worker jobs/s", True, 0),
+    Column("drain2", "drain2", "rate", "drain 2 workers jobs/s", True, 0),
+    Column("p50", "latency", "p50_ms", "latency p50 ms", False, 2),
+    Column("p99", "latency", "p99_ms", "latency p99 ms", False, 2),
+    Column("cmds", "drain1", "commands_per_job", "Redis cmds/job", False, 1),
+    Column("cpu", "drain1", "worker_cpu_us", "worker CPU µs/job", False, 0),
+    Column("rcpu", "drain1", "redis_cpu_us", "Redis CPU µs/job", False, 0),
+)
+BY_KEY = {c.key: c for c in COLUMNS}
+
+#: The goals of issue 5: MLQ against the best peer of each column (cmds/job: absolute).
+GOALS: tuple[tuple[str, float, str], ...] = (
+    ("enqueue", 1.5, "≥ 1.5× the best peer"),
+    ("bulk", 2.0, "≥ 2× the best peer's bulk"),
+    ("drain1", 2.0, "≥ 2× the best peer"),
+    ("drain2", 2.0, "≥ 2× the best peer"),
+    ("p50", 1.0, "≤ the best peer"),
+    ("p99", 1.0, "≤ the best peer"),
+)
+MAX_COMMANDS_PER_JOB = 10.0
+
+
+@dataclass
+class Stat:
+    median: float
+    low: float
+    high: float
+    n: int
+
+
+def values(runs: list[dict[str, Any]], column: Column) -> list[float]:
+    found = []
+    for run in runs:
+        value = run.get(column.scenario, {}).get(column.field)
+        if isinstance(value, (int, float)):
+            found.append(float(value))
+    return found
+
+
+def stat(runs: list[dict[str, Any]], column: Column) -> Stat | None:
+    found = values(runs, column)
+    if not found:
+        return None
+    return Stat(statistics.median(found), min(found), max(found), len(found))
+
+
+def table(systems: list[System], results: dict[str, list[dict[str, Any]]]
+          ) -> dict[str, dict[str, Stat | None]]:
+    return {s.key: {c.key: stat(results.get(s.key, []), c) for c in COLUMNS} for s in systems}
+
+
+def ratio(mlq: Stat | None, peer: Stat | None) -> float | None:
+    """MLQ's median over the peer's (for 'lower is better' columns, < 1 is MLQ ahead)."""
+    if mlq is None or peer is None or peer.median == 0:
+        return None
+    return mlq.median / peer.median
+
+
+def best_peer(stats: dict[str, dict[str, Stat | None]], column: Column
+              ) -> tuple[str, Stat] | None:
+    candidates: list[tuple[str, Stat]] = []
+    for key, row in stats.items():
+        found = row[column.key]
+        if key != REFERENCE and found is not None:
+            candidates.append((key, found))
+    if not candidates:
+        return None
+    pick = max if column.higher_is_better else min
+    return pick(candidates, key=lambda kv: kv[1].median)
+
+
+def goals(stats: dict[str, dict[str, Stat | None]]) -> list[dict[str, Any]]:
+    """One row per goal: what was asked, the ratio measured, and whether it holds."""
+    rows = []
+    mlq = stats.get(REFERENCE, {})
+    for key, target, wording in GOALS:
+        column = BY_KEY[key]
+        best = best_peer(stats, column)
+        measured = ratio(mlq.get(key), best[1]) if best else None
+        if measured is None:
+            met = None
+        elif column.higher_is_better:
+            met = measured >= target
+        else:
+            met = measured <= target
+        rows.append({"goal": f"{column.title}: {wording}", "peer": best[0] if best else None,
+                     "ratio": measured, "met": met})
+    cmds = mlq.get("cmds")
+    rows.append({"goal": f"Redis commands per job ≤ {MAX_COMMANDS_PER_JOB:.0f}", "peer": None,
+                 "ratio": cmds.median if cmds else None,
+                 "met": None if cmds is None else cmds.median <= MAX_COMMANDS_PER_JOB})
+    return rows
+
+
+def errors(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Every scenario that failed, once per system and message."""
+    seen: list[str] = []
+    for key, runs in results.items():
+        for run in runs:
+            entries = [("driver", run)] if "error" in run else [
+                (name, part) for name, part in run.items()
+                if isinstance(part, dict) and "error" in part]
+            for name, part in entries:
+                line = f"{key} {name}: {part['error'].strip().splitlines()[-1]}"
+                if line not in seen:
+                    seen.append(line)
+    return seen
