@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import signal
 import socket
+from typing import Any
 
 import gevent
 from flask import Flask
@@ -57,9 +58,22 @@ def check_bind(address: str, token: str | None, insecure: bool) -> None:
         "Set --token or MLQ_TOKEN, or pass --insecure if this network is trusted.")
 
 
+class _NoDelayServer(WSGIServer):
+    """Sends each response at once: gevent writes headers and body separately, and
+    with Nagle's algorithm every keep-alive response after the first would wait
+    about 40 ms for the client's delayed ACK."""
+
+    def handle(self, sock: Any, address: Any) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (a unix socket): nothing to tune
+        super().handle(sock, address)
+
+
 def make_server(app: Flask, address: str = "127.0.0.1", port: int = 5000) -> WSGIServer:
     """A gevent WSGIServer for `app`, logging through the `mlq.http` loggers."""
-    return WSGIServer((address, port), app,
+    return _NoDelayServer((address, port), app,
                       log=logging.getLogger("mlq.http.access"),
                       error_log=logging.getLogger("mlq.http.error"))
 

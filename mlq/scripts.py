@@ -56,7 +56,7 @@ class Scripts:
 
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
              count: int = 1, fair: bool = False, max_running_per_owner: int = 0,
-             strays: bool = True) -> Any:
+             strays: bool = True, client: Any = None) -> Any:
         k = self.keys
         names = [queues] if isinstance(queues, str) else list(queues)
         lanes = [lane for name in names for lane in k.lanes(name)]
@@ -67,11 +67,11 @@ class Scripts:
             "take",
             [k.processing(worker_id), k.running, k.registry_seq, k.owner_running,
              k.index_status("queued"), k.index_status("started"), *lanes,
-             *[k.owners(name) for name in names]], args)
+             *[k.owners(name) for name in names]], args, client)
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,
                fields: Sequence[Any], bucket: str = "", runtime: float = 0.0,
-               ttl: float | None = None) -> int:
+               ttl: float | None = None, client: Any = None) -> int:
         k = self.keys
         return self._run(
             "finish",
@@ -80,7 +80,7 @@ class Scripts:
              k.index_status("failed")],
             [job_id, worker_id, attempt, outcome, repr(now), k.events_channel,
              k.job_channel(job_id), bucket, repr(runtime),
-             int(ttl * 1000) if ttl else 0, *fields])
+             int(ttl * 1000) if ttl else 0, *fields], client)
 
     def progress(self, job_id: str, worker_id: str, attempt: int, packed_value: bytes,
                  event: bytes) -> int:

@@ -98,17 +98,26 @@ def oom_kill_count(path: str = "/sys/fs/cgroup/memory.events") -> int | None:
 
 
 class _PipeHooks(WorkerHooks):
-    """Tells the supervisor which job the child runs, for time limits and recovery."""
+    """Tells the supervisor about jobs with a time limit, which it enforces.
+
+    Only those: a message per job would wake the supervisor twice per job and
+    cost the children CPU; everything else it needs it reads from Redis.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.lock = threading.Lock()
+        self.limited: set[str] = set()
 
     def job_started(self, worker_id: str, job_id: str, attempt: int, timeout: float | None) -> None:
-        self._send(("start", job_id, attempt, timeout, time.time()))
+        if timeout:
+            self.limited.add(job_id)
+            self._send(("start", job_id, attempt, timeout, time.time()))
 
     def job_ended(self, worker_id: str, job_id: str) -> None:
-        self._send(("end", job_id))
+        if job_id in self.limited:
+            self.limited.discard(job_id)
+            self._send(("end", job_id))
 
     def _send(self, message: tuple[Any, ...]) -> None:
         # the supervisor may be gone (SIGKILLed): finish the job anyway; the stop
@@ -333,7 +342,7 @@ class Supervisor:
                     and oom_kills > self._oom_kills_seen:
                 reason = OOM_KILLED
             self._oom_kills_seen = oom_kills
-        if reason == OOM_KILLED and child.job is not None:
+        if reason == OOM_KILLED:
             self._apply_oom_policy(child, reason)
         if code != 0 or child.kill_reason is not None:
             log.warning("worker %s ended: %s", child.worker_id, reason)
@@ -344,12 +353,16 @@ class Supervisor:
     def _apply_oom_policy(self, child: Child, reason: str) -> None:
         """Fail an OOM-killed job unless oom_retries allows another go: a blind retry
         of a job that does not fit in memory would only kill the next child too."""
-        assert child.job is not None
-        job_id, attempt = child.job[0], child.job[1]
         try:
-            retries = self.mlq.get_job(job_id)["retries"]
+            held = self.mlq.client.lrange(self.mlq.keys.processing(child.worker_id), 0, -1)
+            if not held:
+                return
+            record = self.mlq.get_job(held[-1].decode())  # the oldest: the one it ran
         except (*REDIS_DOWN, KeyError):
-            retries = 0
+            return  # recovery requeues it as usual
+        if record["worker"] != child.worker_id or record["status"] != "started":
+            return
+        job_id, attempt, retries = record["id"], record["attempt"], record["retries"]
         if retries >= self.oom_retries:
             child.kill_reason = (reason, job_id, attempt)
             child.error_kind = "oom"
@@ -417,7 +430,9 @@ class Supervisor:
         if verb != "stop":
             return
         for child in list(self.children):
-            if channel.endswith(child.worker_id) and child.job and child.job[0] == job_id:
+            # the order names the child by its channel; a child tracks only jobs
+            # with a time limit, so any other job it holds is the one meant
+            if channel.endswith(child.worker_id) and (child.job is None or child.job[0] == job_id):
                 log.warning("job %s: stopping worker %s at the reaper's request",
                             job_id, child.worker_id)
                 child.process.kill()

@@ -74,6 +74,10 @@ class Worker:
         self.clock = clock
         self.current: tuple[str, int, float, float | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: jobs already started for this worker by the take sent along with the
+        #: last finish (one round trip per job while the queue is busy)
+        self._prefetched: list[dict[str, Any]] = []
+        self._stop: threading.Event | None = None
         _warn_once_without_secret(mlq.secret)
 
     # -- the loop -----------------------------------------------------------
@@ -81,8 +85,10 @@ class Worker:
         """Step until `stop` is set; a lost Redis makes it wait and reconnect."""
         pause, cap = defaults.RECONNECT_BACKOFF
         delay = pause
+        self._stop = stop
         try:
-            while not stop.is_set():
+            # jobs taken ahead are already started here: run them even when stopping
+            while not stop.is_set() or self._prefetched:
                 try:
                     self.step(block)
                     delay = pause
@@ -98,7 +104,9 @@ class Worker:
     def step(self, block: float = 0.0) -> bool:
         """Take a job, or a batch for a batching listener (waiting up to `block`
         seconds), and run it; False if none came."""
-        records = self.take(block, self._batch_settings()[0])
+        records, self._prefetched = self._prefetched, []
+        if not records:
+            records = self.take(block, self._batch_settings()[0]) or []
         if not records:
             return False
         # settings again: the take may have loaded a new registry
@@ -131,11 +139,11 @@ class Worker:
         answer = self._take_now(count, holding)
         return self._decode(answer) if answer else None
 
-    def _take_now(self, count: int, holding: bool) -> Any:
+    def _take_now(self, count: int, holding: bool, client: Any = None) -> Any:
         return self.mlq.scripts.take(self.queues, self.worker_id, self.clock(), count=count,
                                      fair=self.fair,
                                      max_running_per_owner=self.max_running_per_owner,
-                                     strays=not holding)
+                                     strays=not holding, client=client)
 
     def _decode(self, answer: list[Any]) -> list[dict[str, Any]]:
         self.mlq.registry.refresh(answer[0].decode())
@@ -321,12 +329,12 @@ class Worker:
         now = self.clock()
         runtime = max(now - started, 0.0)
         pause, cap = defaults.RECONNECT_BACKOFF
-        while True:
+        args = (record["id"], self.worker_id, record["attempt"], outcome, now, fields,
+                runtime_bucket(runtime), runtime, self.mlq.result_ttl)
+        done = self._finish_and_take_next(args) if self._may_take_ahead() else None
+        while done is None:
             try:
-                done = self.mlq.scripts.finish(
-                    record["id"], self.worker_id, record["attempt"], outcome, now, fields,
-                    runtime_bucket(runtime), runtime, self.mlq.result_ttl)
-                break
+                done = self.mlq.scripts.finish(*args)
             except REDIS_DOWN as exc:
                 # the outcome is only in this variable: keep trying, the job is not lost
                 # either way (it stays in our processing list for the reaper)
@@ -343,6 +351,28 @@ class Worker:
                  extra=self._log_fields(record["id"], record["attempt"], outcome, runtime))
         if record["callback"]:
             self.mlq.callbacks.send(record["callback"], outcome == COMPLETED, record["id"], short)
+
+    def _may_take_ahead(self) -> bool:
+        return (self._stop is not None and not self._stop.is_set() and not self._prefetched
+                and self._batch_settings()[0] == 1)
+
+    def _finish_and_take_next(self, finish_args: tuple[Any, ...]) -> int | None:
+        """Record an outcome and start the next job in one round trip.
+
+        None when the connection failed: the caller then records the outcome
+        alone (finish is safe to repeat, and a take that did run is handed over
+        again by the next take).
+        """
+        pipe = self.mlq.client.pipeline(transaction=False)
+        self.mlq.scripts.finish(*finish_args, client=pipe)
+        self._take_now(1, holding=False, client=pipe)
+        try:
+            done, answer = pipe.execute()
+        except REDIS_DOWN:
+            return None
+        if answer:
+            self._prefetched = self._decode(answer)
+        return int(done)
 
     def _log_fields(self, job_id: str, attempt: int, event: str, duration: float) -> dict[str, Any]:
         """Fields a structured (JSON) log line carries for a job event."""
