@@ -1,0 +1,126 @@
+"""Hostile input against the real server: a clear 4xx JSON error, nothing written
+to Redis, and the server still serves a normal job afterwards."""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+from typing import Any
+
+import cloudpickle
+import jsonpickle
+import pytest
+import redis
+
+from mlq import MLQ
+
+from .conftest import SMALL_BODY, ServerProcess
+
+
+def double(msg: Any, *args: Any) -> Any:
+    return msg * 2
+
+
+LISTENERS = [double]
+
+
+class _RaisesOnLoad:
+    def __reduce__(self) -> Any:
+        return (_explode, ())
+
+
+def _explode() -> None:
+    raise RuntimeError("this pickle raises while unpickling")
+
+
+def _envelope(payload: bytes) -> bytes:
+    return json.dumps({"py/b64": base64.b64encode(payload).decode()}).encode()
+
+
+def _deep(levels: int) -> bytes:
+    return ('{"msg": ' + "[" * levels + "]" * levels + "}").encode()
+
+
+HOSTILE: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", "/jobs", {"data": b"{not json"}),
+    ("POST", "/jobs", {"data": b"[1, 2, 3]"}),
+    ("POST", "/jobs", {"data": b"42"}),
+    ("POST", "/jobs", {"data": b"null"}),
+    ("POST", "/jobs", {"data": b'{"message": "no msg key"}'}),
+    ("POST", "/jobs", {"data": b"x" * (SMALL_BODY + 10)}),
+    ("POST", "/jobs", {"data": _deep(1000)}),
+    ("POST", "/jobs", {"data": b'{"msg": "\xff\xfe\xfa"}'}),
+    ("POST", "/jobs", {"data": b'{"msg": 1, "callback": "file:///etc/passwd"}'}),
+    ("POST", "/jobs", {"data": b'{"msg": 1, "timeout": -5}'}),
+    ("POST", "/jobs", {"data": b'{"msg": 1, "priority": 99}'}),
+    ("PUT", "/jobs", {"data": b'{"msg": 1}'}),
+    ("DELETE", "/jobs/1", {}),
+    ("GET", "/jobs/../../etc/passwd", {}),
+    ("GET", "/jobs/-1", {}),
+    ("GET", "/jobs/" + "1" * 30, {}),
+    ("GET", "/jobs/1/result.%2e%2e%2fetc%2fpasswd", {}),
+    ("GET", "/jobs/1/result/../../../etc/passwd", {}),
+    ("POST", "/consumer", {"data": b"garbage"}),
+    ("POST", "/consumer", {"data": _envelope(b"not a pickle")}),
+    ("POST", "/consumer", {"data": _envelope(pickle.dumps(_RaisesOnLoad()))}),
+    ("POST", "/consumer", {"data": _envelope(pickle.dumps(42))}),
+    ("POST", "/consumer", {"data": b'{"py/reduce": [{"py/function": "os.system"}, ["true"]]}'}),
+    ("DELETE", "/consumer", {"data": b"\xff\xfe"}),
+    ("POST", "/deadletter/abc/requeue", {}),
+    ("DELETE", "/deadletter/" + "9" * 30, {}),
+]
+
+
+def _namespace_state(client: redis.Redis, namespace: str) -> dict[bytes, Any]:
+    """Every key of the namespace with its value, except worker heartbeats."""
+    state = {}
+    for key in client.scan_iter(match=f"mlq:{{{namespace}}}:*".encode()):
+        if b":heartbeat:" in key or key.endswith(b":workers"):
+            continue
+        state[key] = client.dump(key)
+    return state
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), HOSTILE,
+                         ids=[f"{m} {p[:40]} {i}" for i, (m, p, _) in enumerate(HOSTILE)])
+def test_hostile_request_is_refused_cleanly(server: ServerProcess, worker: MLQ, method: str,
+                                           path: str, kwargs: dict[str, Any]) -> None:
+    client = redis.Redis.from_url(server.redis_url)
+    before = _namespace_state(client, server.namespace)
+    response = server.request(method, path, **kwargs)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.json()["error"]
+    assert _namespace_state(client, server.namespace) == before, "a rejected request wrote"
+    job_id = server.post_job(21)
+    assert worker.wait(job_id, timeout=20)["result"] == 42
+    assert server.get(f"/jobs/{job_id}/result").json() == 42
+
+
+@pytest.mark.parametrize("header", ["bytes=abc", "bytes=10-5", "bytes=-", "items=0-1",
+                                    "bytes=0-1,,,,", "bytes=99999999-"])
+def test_malformed_range_headers(server: ServerProcess, worker: MLQ, header: str) -> None:
+    job_id = server.post_job("abc")
+    worker.wait(job_id, timeout=20)
+    response = server.get(f"/jobs/{job_id}/result", headers={"Range": header})
+    assert response.status_code in (200, 206, 416), response.status_code
+    if response.status_code == 416:
+        assert response.json()["error"]
+
+
+def test_uploaded_function_that_raises_fails_only_its_job(server: ServerProcess,
+                                                          worker: MLQ) -> None:
+    def raises_when_called(msg: Any, *args: Any) -> None:
+        raise ValueError("raised on purpose")
+
+    body = jsonpickle.encode(cloudpickle.dumps(raises_when_called))
+    assert server.post("/consumer", data=body).text == "True"
+    try:
+        job_id = server.post_job(1, functions=["raises_when_called"])
+        record = worker.wait(job_id, timeout=20)
+        assert record["status"] == "failed" and "raised on purpose" in record["error"]
+        assert server.get(f"/jobs/{job_id}/result").status_code == 422
+        assert worker.wait(server.post_job(4, functions=["double"]), 20)["result"] == 8
+    finally:
+        server.request("DELETE", "/consumer", data=body)
+
