@@ -163,6 +163,11 @@ def setup_logging(log_format: str = "text") -> None:
     logs.setup(log_format)  # text, or JSON lines (--log_format json)
 
 
+#: Tells `controller server` that its stdin is a pipe from the consumer that started
+#: it, so the end of that pipe means the consumer died.
+PARENT_PIPE_VAR = "MLQ_STOP_WITH_PARENT"
+
+
 class ServerProcess:
     """The HTTP server of `consumer --server`, as a child process.
 
@@ -181,13 +186,14 @@ class ServerProcess:
                    "--max_body", str(max_body), "--log_format", log_format] + (
                        ["--insecure"] if insecure else [])
         env = dict(os.environ, MLQ_REDIS_URL=conn.redis_url)
+        env[PARENT_PIPE_VAR] = "1"  # it stops when our end of its stdin closes
         for name, value in (("MLQ_TOKEN", token), ("MLQ_SECRET", secret)):
             env.pop(name, None)
             if value:
                 env[name] = value
         self.stopping = False
         self.exit_code: int | None = None  # set when it ended without being asked
-        self.process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+        self.process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE,
                                         start_new_session=True)
 
     def watch(self, on_unexpected_exit: Callable[[], None]) -> None:
@@ -215,6 +221,8 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.stop(immediate=True)
             self.process.wait()
+        if self.process.stdin is not None:
+            self.process.stdin.close()
 
 
 class ReaperThread:
@@ -224,7 +232,8 @@ class ReaperThread:
         from mlq.reaper import Reaper
 
         self.stop_event = threading.Event()
-        reaper = Reaper(mlq, job_timeout=job_timeout, max_retries=max_retries)
+        reaper = Reaper(mlq, job_timeout=job_timeout, max_retries=max_retries,
+                        heartbeat_timeout=mlq.heartbeat_timeout)
         self.thread = threading.Thread(target=reaper.run, args=(self.stop_event, interval),
                                        name="mlq-reaper", daemon=True)
         self.thread.start()
@@ -421,7 +430,8 @@ def server(conn: ConnectionSettings, server_address: str, server_port: int, max_
         mlq = open_mlq(live, secret=secret)
         app = create_app(mlq, token=token, secret=secret, max_body=max_body)
         try:
-            serve_forever(app, server_address, server_port)
+            serve_forever(app, server_address, server_port,
+                          stop_on_stdin_eof=os.environ.get(PARENT_PIPE_VAR) == "1")
         except OSError as exc:  # address in use, no permission for a low port
             raise CliError(f"cannot serve on {server_address}:{server_port}: "
                            f"{exc.strerror or exc}") from exc

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import sys
 from typing import Any
 
 import gevent
@@ -78,19 +79,29 @@ def make_server(app: Flask, address: str = "127.0.0.1", port: int = 5000) -> WSG
                       error_log=logging.getLogger("mlq.http.error"))
 
 
+def _stop_at_eof(stop: Event) -> None:
+    # read in gevent's thread pool: a plain read would block every greenlet
+    gevent.get_hub().threadpool.apply(sys.stdin.buffer.read)
+    log.warning("the parent process is gone: stopping")
+    stop.set()
+
+
 def serve_forever(app: Flask, address: str = "127.0.0.1", port: int = 5000, *,
-                  stop_timeout: float = STOP_TIMEOUT) -> None:
+                  stop_timeout: float = STOP_TIMEOUT, stop_on_stdin_eof: bool = False) -> None:
     """Serve `app` until SIGTERM or SIGINT, then stop cleanly and return.
 
     An entry point: it installs the signal handlers (and removes them on return).
     Requests still running `stop_timeout` s after the signal (open event streams)
-    are cut.
+    are cut. With `stop_on_stdin_eof`, the end of standard input stops it too:
+    the parent that holds the other end of that pipe has died (even by SIGKILL).
     """
     server = make_server(app, address, port)
     stop = Event()
     handlers = [gevent.signal_handler(signum, stop.set)
                 for signum in (signal.SIGTERM, signal.SIGINT)]
     try:
+        if stop_on_stdin_eof:
+            gevent.spawn(_stop_at_eof, stop)
         server.start()
         log.info("MLQ HTTP server listening on http://%s:%s", address, server.server_port)
         stop.wait()

@@ -29,8 +29,12 @@ class ReapReport:
 
 class Reaper:
     def __init__(self, mlq: MLQ, *, job_timeout: float = defaults.REAPER_JOB_TIMEOUT,
-                 max_retries: int = defaults.MAX_RETRIES) -> None:
+                 max_retries: int = defaults.MAX_RETRIES,
+                 heartbeat_timeout: float | None = None) -> None:
+        """`heartbeat_timeout`: a worker silent this long is dead even if its heartbeat
+        key (whose TTL the worker set) has not expired yet; None trusts the TTL."""
         self.mlq = mlq
+        self.heartbeat_timeout = heartbeat_timeout
         self.job_timeout = job_timeout
         self.max_retries = max_retries
 
@@ -42,10 +46,10 @@ class Reaper:
         worker_ids = [w.decode() for w in client.smembers(keys.workers)]
         pipe = client.pipeline(transaction=False)
         for worker_id in worker_ids:
-            pipe.exists(keys.heartbeat(worker_id))
-        alive = pipe.execute() if worker_ids else []
-        for worker_id, is_alive in zip(worker_ids, alive):
-            if is_alive:
+            pipe.get(keys.heartbeat(worker_id))
+        beats = pipe.execute() if worker_ids else []
+        for worker_id, beat in zip(worker_ids, beats):
+            if self._alive(beat, now):
                 continue
             for raw_id in client.lrange(keys.processing(worker_id), 0, -1):
                 self._recover(raw_id.decode(), worker_id, now,
@@ -63,6 +67,17 @@ class Reaper:
             self._recover(job_id, worker_id, now,
                           f"running longer than {self.job_timeout:g} s", report)
         return report
+
+    def _alive(self, beat: bytes | None, now: float) -> bool:
+        """A heartbeat key that has not expired, and (when this reaper has a
+        heartbeat_timeout of its own) was refreshed within it."""
+        if beat is None:
+            return False
+        if self.heartbeat_timeout is None:
+            return True
+        info = unpack(beat)
+        last = info.get("beat") if isinstance(info, dict) else None
+        return last is None or now - float(last) <= self.heartbeat_timeout
 
     def _recover(self, job_id: str, worker_id: str, now: float, reason: str,
                  report: ReapReport) -> None:

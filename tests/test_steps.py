@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from mlq import MLQ
@@ -152,3 +153,13 @@ def test_a_post_sent_twice_makes_one_job(q: MLQ) -> None:
     first = q.scripts._run("post", keys, args)
     assert q.scripts._run("post", keys, args) == first
     assert q.job_count() == 1  # one job, whatever the retries
+
+
+def test_reaper_heartbeat_timeout_is_its_own(q: MLQ) -> None:
+    from mlq.heartbeat import beat
+    job_id = q.post("m")
+    _take(q, Worker(q, "quiet"))
+    beat(q.client, q.keys, {"quiet": {"pid": 1}}, timeout=60)  # key lives 60 s
+    assert Reaper(q, job_timeout=3600).reap_once().requeued == []  # TTL alone: alive
+    later = time.time() + 10
+    assert Reaper(q, job_timeout=3600, heartbeat_timeout=5).reap_once(now=later).requeued == [job_id]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,17 @@ def test_consumer_queues_gpus_and_post_options(spawn: Spawn, redis_url: str, nam
     assert queue.get_job(default_job)["status"] == "queued"
     bad = cli("post", "x", "--priority", "12")
     bad.assert_one_line_error(2)
+
+
+def test_server_of_a_killed_consumer_stops_too(spawn: Spawn, redis_url: str,
+                                               namespace: str) -> None:
+    port = free_port()
+    worker = spawn("consumer", "--server", "--server_port", str(port),
+                   *connection(redis_url, namespace))
+    worker.wait_for_port(port)
+    worker.process.kill()  # SIGKILL: no chance to stop its server itself
+    worker.process.wait(10)
+    deadline = time.monotonic() + 15
+    while port_open("127.0.0.1", port, timeout=0.2):
+        assert time.monotonic() < deadline, "the server outlived its consumer"
+        time.sleep(0.1)
