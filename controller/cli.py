@@ -180,11 +180,14 @@ class ServerProcess:
 
     def __init__(self, conn: ConnectionSettings, address: str, port: int, max_body: int,
                  token: str | None, insecure: bool, secret: str | None,
-                 log_format: str = "text") -> None:
+                 log_format: str = "text", limits: tuple[int, int] | None = None) -> None:
         command = [sys.executable, "-m", "controller", "server", "--namespace", conn.namespace,
                    "--server_address", address, "--server_port", str(port),
                    "--max_body", str(max_body), "--log_format", log_format] + (
                        ["--insecure"] if insecure else [])
+        if limits is not None:
+            command += ["--max_message_size", str(limits[0]),
+                        "--max_function_size", str(limits[1])]
         env = dict(os.environ, MLQ_REDIS_URL=conn.redis_url)
         env[PARENT_PIPE_VAR] = "1"  # it stops when our end of its stdin closes
         for name, value in (("MLQ_TOKEN", token), ("MLQ_SECRET", secret)):
@@ -331,7 +334,8 @@ def run_consumer(conn: ConnectionSettings, signals: StopSignals, settings: dict[
         if settings["server"]:
             http = ServerProcess(conn, settings["server_address"], settings["server_port"],
                                  settings["max_body"], settings["token"],
-                                 settings["insecure"], settings["secret"], settings["log_format"])
+                                 settings["insecure"], settings["secret"], settings["log_format"],
+                                 (settings["max_message_size"], settings["max_function_size"]))
             parts.append(http)
             http.watch(supervisor.request_stop)  # a server that fails stops everything
         for part in parts:
@@ -406,11 +410,15 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 @insecure_option
 @secret_option
 @data_dir_option
+@option("max_message_size", type=ByteSize(), default=str(defaults.MAX_MESSAGE_SIZE),
+        help="Largest message POST /jobs accepts (K/M/G suffixes).")
+@option("max_function_size", type=ByteSize(), default=str(defaults.MAX_FUNCTION_SIZE),
+        help="Largest function POST /consumer accepts.")
 @logs.log_format_option
 @connection_options
 def server(conn: ConnectionSettings, server_address: str, server_port: int, max_body: int,
            token: str | None, insecure: bool, secret: str | None, data_dir: Path | None,
-           log_format: str) -> None:
+           max_message_size: int, max_function_size: int, log_format: str) -> None:
     """Run the HTTP server alone (gevent); SIGTERM or Ctrl-C stops it.
 
     It binds to loopback unless told otherwise; another address needs --token
@@ -427,7 +435,8 @@ def server(conn: ConnectionSettings, server_address: str, server_port: int, max_
     setup_logging(log_format)
     check_bind(server_address, token, insecure)  # refuse before starting anything
     with embedded_default(conn, data_dir) as live:
-        mlq = open_mlq(live, secret=secret)
+        mlq = open_mlq(live, secret=secret, max_message_size=max_message_size,
+                       max_function_size=max_function_size)
         app = create_app(mlq, token=token, secret=secret, max_body=max_body)
         try:
             serve_forever(app, server_address, server_port,

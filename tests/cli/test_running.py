@@ -202,3 +202,26 @@ def test_server_of_a_killed_consumer_stops_too(spawn: Spawn, redis_url: str,
     while port_open("127.0.0.1", port, timeout=0.2):
         assert time.monotonic() < deadline, "the server outlived its consumer"
         time.sleep(0.1)
+
+
+def test_server_limits_on_messages_and_functions(spawn: Spawn, redis_url: str,
+                                                 namespace: str) -> None:
+    import cloudpickle
+    import jsonpickle
+
+    port = free_port()
+    server = spawn("server", "--server_port", str(port), "--max-message-size", "1K",
+                   "--max_function_size", "100", *connection(redis_url, namespace))
+    server.wait_for_port(port)
+    base = f"http://127.0.0.1:{port}"
+    big = requests.post(f"{base}/jobs", json={"msg": "x" * 2000}, timeout=10)
+    assert big.status_code == 400 and "exceeds the limit" in big.json()["error"]
+    assert requests.post(f"{base}/jobs", json={"msg": "small"}, timeout=10).status_code == 200
+
+    def listener_with_a_long_body(msg: Any, *args: Any) -> str:
+        return "a fairly long constant string that pushes the pickle over 100 bytes" * 3
+
+    body = jsonpickle.encode(cloudpickle.dumps(listener_with_a_long_body))
+    refused = requests.post(f"{base}/consumer", data=body, timeout=10)
+    assert refused.status_code == 400 and "exceeds the limit" in refused.json()["error"]
+    assert server.stop() == 0
