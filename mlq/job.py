@@ -70,10 +70,6 @@ def signal_reason(returncode: int) -> str:
     return f"worker exited with code {returncode}"
 
 
-def is_stalled(started: float | None, now: float, job_timeout: float) -> bool:
-    """True when a job started at `started` has run longer than `job_timeout` at `now`."""
-    return started is not None and now - started > job_timeout
-
 
 def error_kind(exc: BaseException) -> str:
     """'oom' for out-of-memory failures (MemoryError, CUDA out of memory), else 'error'."""

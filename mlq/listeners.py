@@ -140,9 +140,10 @@ class Registry:
         self._loaded_seq: str | None = None
         self._functions: dict[str, Listener] = {}
         self._unsigned: set[str] = set()
-        self._stored_cache: dict[str, bytes] = {}
-        # functions this process registered itself: run the very object, not a copy
-        self._own: dict[str, tuple[bytes, Listener]] = {}
+        # name -> (stored bytes, function): a function is unpickled again only when
+        # its stored bytes change, and one this process registered runs as the very
+        # object it gave, not a copy
+        self._cache: dict[str, tuple[bytes, Listener]] = {}
 
     # -- writing ------------------------------------------------------------
     def register(self, function: Listener | dict | bytes) -> str:
@@ -161,7 +162,7 @@ class Registry:
         name = function_name(function)
         stored = seal(payload, self.secret)
         with self._lock:
-            self._own[name] = (stored, function)
+            self._cache[name] = (stored, function)
         self.scripts.register(name, stored)
         return name
 
@@ -178,8 +179,6 @@ class Registry:
             name = function_name(load_pickled(payload))
         else:
             name = function_name(function)
-        with self._lock:
-            self._own.pop(name, None)
         return bool(self.scripts.unregister(name))
 
     def names(self) -> list[str]:
@@ -210,28 +209,25 @@ class Registry:
             pipe.zrange(self.keys.registry_order, 0, -1)
             pipe.hgetall(self.keys.registry)
             current_seq, order, blobs = pipe.execute()
-            functions: dict[str, Listener] = {}
+            cache: dict[str, tuple[bytes, Listener]] = {}
             unsigned: set[str] = set()
             for raw_name in order:
                 name, stored = raw_name.decode(), blobs.get(raw_name)
                 if stored is None:
                     continue
-                own = self._own.get(name)
-                if own is not None and own[0] == stored:
-                    functions[name] = own[1]
-                    continue
-                if name in self._functions and self._stored_cache.get(name) == stored:
-                    functions[name] = self._functions[name]
+                known = self._cache.get(name)
+                if known is not None and known[0] == stored:
+                    cache[name] = known
                     continue
                 try:
-                    functions[name] = load_pickled(unseal(stored, self.secret))
+                    cache[name] = (stored, load_pickled(unseal(stored, self.secret)))
                 except SignatureError as exc:
                     log.error("listener %r skipped: %s", name, exc)
                     unsigned.add(name)
                 except ListenerError as exc:
                     log.error("listener %r skipped: %s", name, exc)
-            self._stored_cache = {n.decode(): blobs[n] for n in order if n in blobs}
-            self._functions = functions
+            self._cache = cache
+            self._functions = {name: function for name, (_, function) in cache.items()}
             self._unsigned = unsigned
             self._loaded_seq = (current_seq or b"0").decode()
 

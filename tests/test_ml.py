@@ -32,8 +32,8 @@ def _run(supervisor: Supervisor) -> threading.Thread:
     return thread
 
 
-def test_setup_runs_once_per_worker_process(q: MLQ, counter_env: str) -> None:
-    supervisor = Supervisor(q.namespace, _url(q), concurrency=1,
+def test_setup_runs_once_per_worker_process(q: MLQ, redis_url: str, counter_env: str) -> None:
+    supervisor = Supervisor(q.namespace, redis_url, concurrency=1,
                             imports=["tests.listeners:predict"])
     thread = _run(supervisor)
     ids = q.post_many(list(range(100)))
@@ -66,8 +66,8 @@ def test_setup_in_process_is_shared_by_threads(redis_url: str, namespace: str) -
     q.clear_all()
 
 
-def test_one_child_per_gpu(q: MLQ) -> None:
-    supervisor = Supervisor(q.namespace, _url(q), gpus=["0", "1"],
+def test_one_child_per_gpu(q: MLQ, redis_url: str) -> None:
+    supervisor = Supervisor(q.namespace, redis_url, gpus=["0", "1"],
                             imports=["tests.listeners:which_gpu"], heartbeat_interval=0.2)
     thread = _run(supervisor)
     seen = set()
@@ -98,12 +98,13 @@ def test_memory_errors_are_marked_oom(q: MLQ) -> None:
     assert error_kind(ValueError("x")) == "error"
 
 
-def test_oom_killed_child_fails_its_job_without_retry(q: MLQ, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oom_killed_child_fails_its_job_without_retry(q: MLQ, redis_url: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # The kernel's OOM killer cannot be summoned safely in a test: the cgroup
     # counter it bumps is stood in for, and the child is SIGKILLed as it would be.
     kills = itertools.count()
     monkeypatch.setattr("mlq.supervisor.oom_kill_count", lambda: next(kills))
-    supervisor = Supervisor(q.namespace, _url(q), concurrency=1,
+    supervisor = Supervisor(q.namespace, redis_url, concurrency=1,
                             imports=["tests.listeners:hog"], heartbeat_interval=0.2)
     thread = _run(supervisor)
     job_id = q.post("big")
@@ -126,7 +127,3 @@ def test_oom_kill_count_reads_cgroup_events(tmp_path: Any) -> None:
     assert oom_kill_count(str(events)) == 2
     assert oom_kill_count(str(tmp_path / "missing")) is None
 
-
-def _url(q: MLQ) -> str:
-    kwargs = q.client.connection_pool.connection_kwargs
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"

@@ -14,10 +14,6 @@ from mlq.supervisor import Supervisor
 from tests import listeners
 
 
-def _url(q: MLQ) -> str:
-    kwargs = q.client.connection_pool.connection_kwargs
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
-
 
 def test_submit_runs_the_function_itself(q: MLQ) -> None:
     q.create_listener()  # a worker with no listeners of its own
@@ -73,8 +69,8 @@ def test_cancel_a_queued_job(q: MLQ) -> None:
     assert job.cancel() is False
 
 
-def test_cancel_a_running_job_stops_it(q: MLQ) -> None:
-    supervisor = Supervisor(q.namespace, _url(q), concurrency=1, heartbeat_interval=0.2)
+def test_cancel_a_running_job_stops_it(q: MLQ, redis_url: str) -> None:
+    supervisor = Supervisor(q.namespace, redis_url, concurrency=1, heartbeat_interval=0.2)
     thread = threading.Thread(target=supervisor.run, daemon=True)
     thread.start()
     try:
