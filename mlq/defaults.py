@@ -49,3 +49,12 @@ MAX_FUNCTION_SIZE = 16 * 1024 ** 2
 
 #: Finished records are kept forever unless a TTL (seconds) is set (SPEC §7 "stored indefinitely").
 RESULT_TTL = None
+
+#: A worker running short jobs back to back holds their outcomes at most this
+#: long (seconds) to record several in one step, and takes as many jobs at once
+#: as it expects to finish in that time: results of short jobs appear within a
+#: few milliseconds, and a long job is always taken and recorded alone.
+RECORD_WITHIN = 0.005
+
+#: Most jobs a worker takes in one step (see RECORD_WITHIN).
+TAKE_AT_MOST = 32

@@ -90,8 +90,8 @@ class Keys:
         return f"{self.prefix}index:queue:{name}"
 
     def wake(self, name: str = DEFAULT_QUEUE) -> str:
-        """Tokens pushed with each job; idle workers block on them (BLPOP), then take
-        the job in one atomic step from whichever list holds it."""
+        """Tokens pushed when work arrives for idle workers; they block on them
+        (BLPOP), then take the job in one atomic step from whichever list holds it."""
         return f"{self.prefix}wake:{name}"
 
     @property
@@ -153,11 +153,6 @@ class Keys:
     # -- channels ---------------------------------------------------------
     def job_channel(self, job_id: str | int) -> str:
         return f"{self.prefix}events:{job_id}"
-
-    @property
-    def events_channel(self) -> str:
-        """Every job event of the namespace (dashboards, metrics)."""
-        return self.prefix + "events"
 
     @property
     def registry_channel(self) -> str:

@@ -17,7 +17,7 @@ from .callbacks import CallbackSender, check_callback_url
 from .connection import connect
 from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
-from .job import FAILED, RUNTIME_BUCKETS, STATUSES, bucket_field, progress_text
+from .job import FAILED, QUEUED, RUNTIME_BUCKETS, STARTED, STATUSES, bucket_field, progress_text
 from .keys import DEFAULT_QUEUE, PRIORITIES, Keys
 from .notebook import Job, submit_many
 from .listeners import Listener, ListenerStates, Registry, function_name, listener
@@ -374,28 +374,17 @@ class MLQ:
                   limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
         """(how many match, one page of their records newest first, without `result`).
 
-        Pages come from sorted-set indexes in Redis, so no listing loads every job.
+        Pages come from Redis sorted sets and lists, so no listing loads every job:
+        queued jobs are read from their queues' lists, started ones from the
+        running set, finished ones from per-status indexes.
         """
         if status is not None and status not in STATUSES:
             raise InvalidMessage(f"status must be one of {', '.join(STATUSES)}")
         offset, limit = max(int(offset), 0), min(max(int(limit), 1), 500)
-        keys = [self.keys.index_status(status)] if status else [self.keys.index_all]
-        if queue:
-            keys.append(self.keys.index_queue(queue))
-        if len(keys) == 1:
-            index = keys[0]
-        else:  # status and queue: intersect into a short-lived key of the namespace
-            index = self.keys.prefix + f"index:tmp:{uuid.uuid4().hex}"
-            pipe = self.client.pipeline(transaction=True)
-            pipe.zinterstore(index, keys, aggregate="MAX")
-            pipe.expire(index, 30)
-            pipe.execute()
-        try:
-            total = int(self.client.zcard(index))
-            ids = [i.decode() for i in self.client.zrevrange(index, offset, offset + limit - 1)]
-        finally:
-            if index not in keys:
-                self.client.delete(index)
+        if status == QUEUED:
+            total, ids = self._queued_page(queue, offset, limit)
+        else:
+            total, ids = self._index_page(status, queue, offset, limit)
         fields = [f for f in RECORD_FIELDS if f != "result"]
         pipe = self.client.pipeline(transaction=False)
         for job_id in ids:
@@ -406,6 +395,55 @@ class MLQ:
                 continue  # expired (result TTL) or purged meanwhile
             records.append({f: unpack(v) for f, v in zip(fields, values)})
         return total, records
+
+    def _index_page(self, status: str | None, queue: str | None, offset: int,
+                    limit: int) -> tuple[int, list[str]]:
+        if status == STARTED:
+            keys = [self.keys.running]
+        else:
+            keys = [self.keys.index_status(status)] if status else [self.keys.index_all]
+        if queue:
+            keys.append(self.keys.index_queue(queue))
+        if len(keys) == 1:
+            index = keys[0]
+        else:  # status and queue: intersect into a short-lived key of the namespace
+            index = self.keys.prefix + f"index:tmp:{uuid.uuid4().hex}"
+            pipe = self.client.pipeline(transaction=True)
+            # MAX keeps the first set's order: start times (running) exceed ids
+            pipe.zinterstore(index, keys, aggregate="MAX")
+            pipe.expire(index, 30)
+            pipe.execute()
+        try:
+            total = int(self.client.zcard(index))
+            ids = [i.decode() for i in self.client.zrevrange(index, offset, offset + limit - 1)]
+        finally:
+            if index not in keys:
+                self.client.delete(index)
+        return total, ids
+
+    def _queued_page(self, queue: str | None, offset: int, limit: int) -> tuple[int, list[str]]:
+        """Queued ids, newest first, from the queues' lists (each newest at its head)."""
+        names = [queue] if queue else self.queue_names()
+        lanes = [lane for name in names for lane in self.keys.lanes(name)]
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.lrange(self.keys.owners(name), 0, -1)
+        for name, owners in zip(names, pipe.execute()):
+            lanes += [self.keys.owned(name, owner.decode()) for owner in owners]
+        pipe = self.client.pipeline(transaction=False)
+        for lane in lanes:
+            pipe.llen(lane)
+        lengths = pipe.execute()
+        total = sum(lengths)
+        held = [lane for lane, length in zip(lanes, lengths) if length]
+        if len(held) == 1:
+            page = self.client.lrange(held[0], offset, offset + limit - 1)
+            return total, [i.decode() for i in page]
+        pipe = self.client.pipeline(transaction=False)
+        for lane in held:
+            pipe.lrange(lane, 0, offset + limit - 1)
+        ids = sorted({int(i) for page in pipe.execute() for i in page}, reverse=True)
+        return total, [str(i) for i in ids[offset:offset + limit]]
 
     def _placement(self, job_id: str) -> tuple[str, int, str | None]:
         """The queue, priority and owner of a job: where it waits when it goes back."""

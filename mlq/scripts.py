@@ -49,9 +49,8 @@ class Scripts:
         return self._run(
             "post",
             [k.counter, self.lane(queue, priority, owner), k.queues, k.stats, k.wake(queue),
-             k.owners(queue), k.index_all, k.index_status("queued"), k.index_queue(queue),
-             k.posted(os.urandom(9).hex())],
-            [k.job_prefix, queue, k.events_channel, "" if priority else owner or "", *fields],
+             k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex())],
+            [k.job_prefix, queue, "" if priority else owner or "", *fields],
             client)
 
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
@@ -60,34 +59,45 @@ class Scripts:
         k = self.keys
         names = [queues] if isinstance(queues, str) else list(queues)
         lanes = [lane for name in names for lane in k.lanes(name)]
-        args = [k.job_prefix, worker_id, repr(now), k.events_channel, k.job_channel(""),
-                "1" if strays else "0", count, "1" if fair else "0", max_running_per_owner, len(lanes),
-                *[k.owned_prefix(name) for name in names], len(PRIORITIES)]
+        args = [k.job_prefix, worker_id, repr(now), k.job_channel(""), "1" if strays else "0",
+                count, "1" if fair else "0", max_running_per_owner, len(lanes), len(PRIORITIES),
+                *[k.owned_prefix(name) for name in names]]
         return self._run(
             "take",
-            [k.processing(worker_id), k.running, k.registry_seq, k.owner_running,
-             k.index_status("queued"), k.index_status("started"), *lanes,
-             *[k.owners(name) for name in names]], args, client)
+            [k.processing(worker_id), k.running, k.registry_seq, k.owner_running, *lanes,
+             *[k.owners(name) for name in names], *[k.wake(name) for name in names]],
+            args, client)
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,
                fields: Sequence[Any], bucket: str = "", runtime: float = 0.0,
-               ttl: float | None = None, client: Any = None) -> int:
+               ttl: float | None = None) -> int:
+        """Record one attempt's outcome: 1 recorded, 0 fenced off."""
+        return int(self.finish_many(worker_id, [(job_id, attempt, outcome, fields, bucket,
+                                                 runtime, now)], ttl)[0])
+
+    def finish_many(self, worker_id: str,
+                    outcomes: Sequence[tuple[str, int, str, Sequence[Any], str, float, float]],
+                    ttl: float | None = None, client: Any = None) -> Any:
+        """Record several attempts' outcomes in one step, each (job id, attempt,
+        outcome, fields, histogram bucket, run time, finish time): a list of
+        1 recorded / 0 fenced off (on a pipeline, that list is its reply)."""
         k = self.keys
+        args: list[Any] = [k.job_prefix, k.job_channel(""), worker_id,
+                           int(ttl * 1000) if ttl else 0]
+        for job_id, attempt, outcome, fields, bucket, runtime, finished in outcomes:
+            args += [job_id, attempt, outcome, bucket, repr(runtime), repr(finished),
+                     len(fields) // 2, *fields]
         return self._run(
             "finish",
-            [k.job(job_id), k.processing(worker_id), k.running, k.dead, k.stats,
-             k.owner_running, k.index_status("started"), k.index_status("completed"),
-             k.index_status("failed")],
-            [job_id, worker_id, attempt, outcome, repr(now), k.events_channel,
-             k.job_channel(job_id), bucket, repr(runtime),
-             int(ttl * 1000) if ttl else 0, *fields], client)
+            [k.processing(worker_id), k.running, k.dead, k.stats, k.owner_running,
+             k.index_status("completed"), k.index_status("failed")], args, client)
 
     def progress(self, job_id: str, worker_id: str, attempt: int, packed_value: bytes,
                  event: bytes) -> int:
         k = self.keys
         return self._run(
             "progress", [k.job(job_id)],
-            [worker_id, attempt, packed_value, event, k.events_channel, k.job_channel(job_id)])
+            [worker_id, attempt, packed_value, event, k.job_channel(job_id)])
 
     def requeue(self, job_id: str, worker_id: str, queue: str, max_retries: int, now: float,
                 reason: str, priority: int = 0, owner: str | None = None) -> int:
@@ -96,8 +106,8 @@ class Scripts:
             "requeue",
             [k.job(job_id), k.processing(worker_id), k.running, self.lane(queue, priority, owner),
              k.dead, k.stats, k.wake(queue), k.owner_running, k.owners(queue),
-             k.index_status("started"), k.index_status("queued"), k.index_status("failed")],
-            [job_id, max_retries, repr(now), reason, k.events_channel, k.job_channel(job_id)])
+             k.index_status("failed")],
+            [job_id, max_retries, repr(now), reason, k.job_channel(job_id)])
 
     def requeue_dead(self, job_id: str, queue: str, priority: int = 0,
                      owner: str | None = None) -> int:
@@ -105,8 +115,8 @@ class Scripts:
         return self._run(
             "requeue_dead",
             [k.dead, k.job(job_id), self.lane(queue, priority, owner), k.stats, k.wake(queue),
-             k.owners(queue), k.index_status("failed"), k.index_status("queued")],
-            [job_id, k.events_channel, k.job_channel(job_id)])
+             k.owners(queue), k.index_status("failed")],
+            [job_id, k.job_channel(job_id)])
 
     def purge_dead(self, job_id: str, queue: str) -> int:
         k = self.keys
@@ -138,5 +148,5 @@ class Scripts:
         k = self.keys
         return self._run(
             "cancel", [k.job(job_id), self.lane(queue, priority, owner), k.stats,
-                       k.index_status("queued"), k.index_status("failed")],
-            [job_id, repr(now), k.events_channel, k.job_channel(job_id), k.control_channel("")])
+                       k.index_status("failed")],
+            [job_id, repr(now), k.job_channel(job_id), k.control_channel("")])

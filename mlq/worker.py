@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import redis
 
@@ -41,6 +41,16 @@ def _warn_once_without_secret(secret: object) -> None:
         _warned_without_secret = True
         log.warning("no secret set (MLQ_SECRET / --secret): this worker runs any function "
                     "stored in Redis; anyone who can write to Redis can run code here")
+
+
+class _Outcome(NamedTuple):
+    """A finished attempt whose outcome is not recorded yet."""
+    record: dict[str, Any]
+    outcome: str
+    fields: list[Any]
+    short: str | None
+    runtime: float
+    finished: float
 
 
 class WorkerHooks:
@@ -77,6 +87,12 @@ class Worker:
         #: jobs already started for this worker by the take sent along with the
         #: last finish (one round trip per job while the queue is busy)
         self._prefetched: list[dict[str, Any]] = []
+        #: outcomes not yet recorded: short jobs run back to back are recorded
+        #: together (defaults.RECORD_WITHIN)
+        self._pending: list[_Outcome] = []
+        self._pending_since = 0.0
+        #: smoothed run time of recent jobs; how many to take at once follows from it
+        self._typical_runtime: float | None = None
         self._stop: threading.Event | None = None
         _warn_once_without_secret(mlq.secret)
 
@@ -88,7 +104,7 @@ class Worker:
         self._stop = stop
         try:
             # jobs taken ahead are already started here: run them even when stopping
-            while not stop.is_set() or self._prefetched:
+            while not stop.is_set() or self._prefetched or self._pending:
                 try:
                     self.step(block)
                     delay = pause
@@ -104,9 +120,12 @@ class Worker:
     def step(self, block: float = 0.0) -> bool:
         """Take a job, or a batch for a batching listener (waiting up to `block`
         seconds), and run it; False if none came."""
+        if self._pending and not self._prefetched:
+            self._record_pending(take_next=False)
         records, self._prefetched = self._prefetched, []
         if not records:
-            records = self.take(block, self._batch_settings()[0]) or []
+            size = self._batch_settings()[0]
+            records = self.take(block, size if size > 1 else self._take_count()) or []
         if not records:
             return False
         # settings again: the take may have loaded a new registry
@@ -114,9 +133,17 @@ class Worker:
         if size > 1 and wait > 0 and len(records) < size:
             records += self._fill_batch(size - len(records), wait)
         singles = self._run_batches(records) if size > 1 else records
-        for record in singles:
-            self.run_job(record)
+        for index, record in enumerate(singles):
+            self.run_job(record, last=index == len(singles) - 1)
         return True
+
+    def _take_count(self) -> int:
+        """How many jobs to take at once: one, unless jobs have been finishing in
+        a fraction of RECORD_WITHIN (only in the run loop, so step() stays one job)."""
+        typical = self._typical_runtime
+        if self._stop is None or typical is None:
+            return 1
+        return max(1, min(defaults.TAKE_AT_MOST, int(defaults.RECORD_WITHIN / max(typical, 1e-5))))
 
     def take(self, block: float, count: int = 1,
              holding: bool = False) -> list[dict[str, Any]] | None:
@@ -204,8 +231,8 @@ class Worker:
                         "event": "started", "duration": 0.0})
         try:
             results = self._execute_batch(name, function, records)
-            for record, (outcome, fields, short) in zip(records, results):
-                self._finish(record, outcome, fields, short, started)
+            for index, (record, (outcome, fields, short)) in enumerate(zip(records, results)):
+                self._finish(record, outcome, fields, short, started, last=index == len(records) - 1)
         finally:
             self.current = None
             for record in records:
@@ -256,16 +283,22 @@ class Worker:
                                     "error_kind": error_kind(exc)}), None
 
     # -- one job ------------------------------------------------------------
-    def run_job(self, record: dict[str, Any]) -> None:
+    def run_job(self, record: dict[str, Any], last: bool = True) -> None:
+        """Run one started job; `last`: no other job is waiting in this worker, so
+        its outcome is recorded at once (along with taking the next)."""
         job_id, attempt = record["id"], record["attempt"]
+        if self._pending and record["timeout"]:
+            # a job with a time limit may be killed: record the others first
+            self._record_pending(take_next=False)
         started = self.clock()
         self.current = (job_id, attempt, started, record["timeout"])
         self.hooks.job_started(self.worker_id, job_id, attempt, record["timeout"])
-        log.info("job %s started on %s (attempt %s)", job_id, self.worker_id, attempt,
-                 extra=self._log_fields(job_id, attempt, "started", 0.0))
+        if log.isEnabledFor(logging.INFO):
+            log.info("job %s started on %s (attempt %s)", job_id, self.worker_id, attempt,
+                     extra=self._log_fields(job_id, attempt, "started", 0.0))
         try:
             outcome, fields, short = self._execute(record)
-            self._finish(record, outcome, fields, short, started)
+            self._finish(record, outcome, fields, short, started, last)
         finally:
             self.current = None
             self.hooks.job_ended(self.worker_id, job_id)
@@ -325,54 +358,73 @@ class Worker:
         return value
 
     def _finish(self, record: dict[str, Any], outcome: str, fields: list[Any],
-                short: str | None, started: float) -> None:
+                short: str | None, started: float, last: bool = True) -> None:
         now = self.clock()
         runtime = max(now - started, 0.0)
+        typical = self._typical_runtime
+        self._typical_runtime = runtime if typical is None else 0.8 * typical + 0.2 * runtime
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(_Outcome(record, outcome, fields, short, runtime, now))
+        if last or time.monotonic() - self._pending_since >= defaults.RECORD_WITHIN:
+            self._record_pending(take_next=last and self._may_take_ahead())
+
+    def _record_pending(self, take_next: bool) -> None:
+        """Record the held outcomes in one step; with `take_next`, start the next
+        jobs in the same round trip."""
+        pending, self._pending = self._pending, []
+        outcomes = [(o.record["id"], o.record["attempt"], o.outcome, o.fields,
+                     runtime_bucket(o.runtime), o.runtime, o.finished) for o in pending]
+        answers = self._record_and_take_next(outcomes) if take_next else None
         pause, cap = defaults.RECONNECT_BACKOFF
-        args = (record["id"], self.worker_id, record["attempt"], outcome, now, fields,
-                runtime_bucket(runtime), runtime, self.mlq.result_ttl)
-        done = self._finish_and_take_next(args) if self._may_take_ahead() else None
-        while done is None:
+        while answers is None:
             try:
-                done = self.mlq.scripts.finish(*args)
+                answers = self.mlq.scripts.finish_many(self.worker_id, outcomes,
+                                                       self.mlq.result_ttl)
             except REDIS_DOWN as exc:
-                # the outcome is only in this variable: keep trying, the job is not lost
-                # either way (it stays in our processing list for the reaper)
-                log.warning("job %s: cannot record outcome yet (%s)", record["id"], exc)
+                # the outcomes are only in this variable: keep trying, the jobs are not
+                # lost either way (they stay in our processing list for the reaper)
+                log.warning("jobs %s: cannot record outcomes yet (%s)",
+                            ",".join(o.record["id"] for o in pending), exc)
                 time.sleep(pause)
                 pause = min(pause * 2, cap)
+        for done, o in zip(answers, pending):
+            self._report(o, bool(int(done)))
+
+    def _report(self, o: _Outcome, done: bool) -> None:
+        job_id, attempt = o.record["id"], o.record["attempt"]
         if not done:
             log.warning("job %s attempt %s finished late on %s; outcome dropped",
-                        record["id"], record["attempt"], self.worker_id,
-                        extra=self._log_fields(record["id"], record["attempt"], "fenced",
-                                               runtime))
+                        job_id, attempt, self.worker_id,
+                        extra=self._log_fields(job_id, attempt, "fenced", o.runtime))
             return
-        log.info("job %s %s on %s in %.3f s", record["id"], outcome, self.worker_id, runtime,
-                 extra=self._log_fields(record["id"], record["attempt"], outcome, runtime))
-        if record["callback"]:
-            self.mlq.callbacks.send(record["callback"], outcome == COMPLETED, record["id"], short)
+        if log.isEnabledFor(logging.INFO):
+            log.info("job %s %s on %s in %.3f s", job_id, o.outcome, self.worker_id, o.runtime,
+                     extra=self._log_fields(job_id, attempt, o.outcome, o.runtime))
+        if o.record["callback"]:
+            self.mlq.callbacks.send(o.record["callback"], o.outcome == COMPLETED, job_id, o.short)
 
     def _may_take_ahead(self) -> bool:
         return (self._stop is not None and not self._stop.is_set() and not self._prefetched
                 and self._batch_settings()[0] == 1)
 
-    def _finish_and_take_next(self, finish_args: tuple[Any, ...]) -> int | None:
-        """Record an outcome and start the next job in one round trip.
+    def _record_and_take_next(self, outcomes: list[tuple[Any, ...]]) -> list[Any] | None:
+        """Record outcomes and start the next jobs in one round trip.
 
-        None when the connection failed: the caller then records the outcome
+        None when the connection failed: the caller then records the outcomes
         alone (finish is safe to repeat, and a take that did run is handed over
         again by the next take).
         """
         pipe = self.mlq.client.pipeline(transaction=False)
-        self.mlq.scripts.finish(*finish_args, client=pipe)
-        self._take_now(1, holding=False, client=pipe)
+        self.mlq.scripts.finish_many(self.worker_id, outcomes, self.mlq.result_ttl, client=pipe)
+        self._take_now(self._take_count(), holding=False, client=pipe)
         try:
-            done, answer = pipe.execute()
+            answers, taken = pipe.execute()
         except REDIS_DOWN:
             return None
-        if answer:
-            self._prefetched = self._decode(answer)
-        return int(done)
+        if taken:
+            self._prefetched = self._decode(taken)
+        return answers
 
     def _log_fields(self, job_id: str, attempt: int, event: str, duration: float) -> dict[str, Any]:
         """Fields a structured (JSON) log line carries for a job event."""

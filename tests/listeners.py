@@ -43,6 +43,9 @@ def predict(msg: int, *args: Any) -> int:
 
 
 def which_gpu(msg: Any, *args: Any) -> str:
+    # as long as a small model's call: an idle child is woken for the next job
+    # instead of one child running every instant job back to back
+    time.sleep(0.05)
     return os.environ.get("CUDA_VISIBLE_DEVICES", "")
 
 

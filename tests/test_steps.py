@@ -148,8 +148,8 @@ def test_a_post_sent_twice_makes_one_job(q: MLQ) -> None:
     token_key = q.keys.posted("fixed-token")
     k = q.keys
     keys = [k.counter, k.queue(), k.queues, k.stats, k.wake("default"), k.owners("default"),
-            k.index_all, k.index_status("queued"), k.index_queue("default"), token_key]
-    args = [k.job_prefix, "default", k.events_channel, "", *fields]
+            k.index_all, k.index_queue("default"), token_key]
+    args = [k.job_prefix, "default", "", *fields]
     first = q.scripts._run("post", keys, args)
     assert q.scripts._run("post", keys, args) == first
     assert q.job_count() == 1  # one job, whatever the retries

@@ -1,9 +1,9 @@
 -- Cancel a job: a queued one is taken out of its queue and never runs; a running
 -- one is flagged and its worker told to stop (its recovery then fails it).
 -- KEYS[1] job hash   KEYS[2] queue list   KEYS[3] stats hash
--- KEYS[4] index of queued ids   KEYS[5] index of failed ids
--- ARGV[1] id   ARGV[2] now   ARGV[3] namespace events channel   ARGV[4] job channel
--- ARGV[5] control channel prefix (the worker id is appended)
+-- KEYS[4] index of failed ids
+-- ARGV[1] id   ARGV[2] now   ARGV[3] job channel
+-- ARGV[4] control channel prefix (the worker id is appended)
 -- Returns 1 cancelled while queued, 2 stop requested while running, 0 already finished.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
@@ -16,17 +16,14 @@ if status == 'queued' then
     'error_kind', cmsgpack.pack('cancelled'),
     'processing_finished', cmsgpack.pack(tonumber(ARGV[2])))
   redis.call('HINCRBY', KEYS[3], 'failed', 1)
-  redis.call('ZREM', KEYS[4], ARGV[1])
-  redis.call('ZADD', KEYS[5], ARGV[1], ARGV[1])
-  local event = cmsgpack.pack({ARGV[1], 'failed', -1})
-  redis.call('PUBLISH', ARGV[3], event)
-  redis.call('PUBLISH', ARGV[4], event)
+  redis.call('ZADD', KEYS[4], ARGV[1], ARGV[1])
+  redis.call('PUBLISH', ARGV[3], cmsgpack.pack({ARGV[1], 'failed', -1}))
   return 1
 end
 if status == 'started' then
   redis.call('HSET', KEYS[1], 'cancel_requested', cmsgpack.pack(true))
   local worker = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'worker'))
-  if worker then redis.call('PUBLISH', ARGV[5] .. worker, 'stop ' .. ARGV[1]) end
+  if worker then redis.call('PUBLISH', ARGV[4] .. worker, 'stop ' .. ARGV[1]) end
   return 2
 end
 return 0

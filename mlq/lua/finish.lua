@@ -1,54 +1,99 @@
--- End one attempt of a job as completed or failed, if that attempt still owns it.
--- KEYS[1] job hash   KEYS[2] worker's processing list   KEYS[3] running zset
--- KEYS[4] dead-letter list   KEYS[5] stats hash   KEYS[6] owner -> running count hash
--- KEYS[7] index of started ids   KEYS[8] of completed ids   KEYS[9] of failed ids
--- ARGV[1] id   ARGV[2] worker id   ARGV[3] attempt   ARGV[4] 'completed' | 'failed'
--- ARGV[5] now   ARGV[6] namespace events channel   ARGV[7] job channel
--- ARGV[8] run-time histogram bucket field ('' for none)   ARGV[9] run time seconds
--- ARGV[10] keep the record this many ms (0: forever)
--- ARGV[11..] record field, msgpack value, ... (result, short_result, error)
--- Returns 1 when recorded (also when this very finish was already recorded and is
--- only sent again), 0 when this attempt was fenced off (requeued, purged,
--- or finished by someone else): then nothing changed and no callback is due.
-local current = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempt', 'owner', 'finished_by')
-local me = ARGV[2] .. '#' .. ARGV[3]
-if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then
-  -- the same finish sent again after its reply was lost: it did count
-  if current[5] and cmsgpack.unpack(current[5]) == me then return 1 end
-  return 0
+-- End attempts of jobs as completed or failed, each only if that attempt still
+-- owns its job. A worker that runs short jobs back to back records several in
+-- one step.
+-- KEYS[1] worker's processing list   KEYS[2] running zset   KEYS[3] dead-letter list
+-- KEYS[4] stats hash   KEYS[5] owner -> running count hash
+-- KEYS[6] index of completed ids   KEYS[7] index of failed ids
+-- ARGV[1] job key prefix   ARGV[2] job channel prefix   ARGV[3] worker id
+-- ARGV[4] keep each record this many ms (0: forever)
+-- then per job: id, attempt, 'completed' | 'failed', run-time histogram bucket field
+-- ('' for none), run time seconds, finish time (epoch seconds),
+-- number of record values n, then n field, msgpack
+-- value pairs (result, short_result, error ...)
+-- Returns one number per job: 1 recorded (also when this very finish was already
+-- recorded and is only sent again), 0 when the attempt was fenced off (requeued,
+-- purged, or finished by someone else): then nothing changed and no callback is due.
+local ttl = tonumber(ARGV[4])
+local nil_value = cmsgpack.pack(nil)
+local answers, done, completed, failed = {}, {}, {}, {}
+local buckets, runtime_sum = {}, 0
+
+local i = 5
+while i <= #ARGV do
+  local id, attempt, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local bucket, runtime, finished = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  local n = tonumber(ARGV[i + 6])
+  local first, last = i + 7, i + 6 + 2 * n
+  i = last + 1
+  local job_key = ARGV[1] .. id
+  local current = redis.call('HMGET', job_key, 'status', 'worker', 'attempt', 'owner', 'finished_by')
+  local me = ARGV[3] .. '#' .. attempt
+  local answer = 0
+  if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then
+    -- the same finish sent again after its reply was lost: it did count
+    if current[5] and cmsgpack.unpack(current[5]) == me then answer = 1 end
+  elseif cmsgpack.unpack(current[2] or nil_value) == ARGV[3]
+      and tostring(cmsgpack.unpack(current[3] or cmsgpack.pack(0))) == attempt then
+    answer = 1
+    local progress = 100
+    if outcome == 'failed' then progress = -1 end
+    local fields = {
+      'status', cmsgpack.pack(outcome),
+      'progress', cmsgpack.pack(progress),
+      'processing_finished', cmsgpack.pack(finished),
+      'worker', nil_value,
+      'finished_by', cmsgpack.pack(me)}
+    for j = first, last do fields[#fields + 1] = ARGV[j] end
+    redis.call('HSET', job_key, unpack(fields))
+    if ttl > 0 then redis.call('PEXPIRE', job_key, ttl) end
+    local owner = cmsgpack.unpack(current[4] or nil_value)
+    if owner and redis.call('HINCRBY', KEYS[5], owner, -1) <= 0 then
+      redis.call('HDEL', KEYS[5], owner)
+    end
+    done[id] = true
+    done[#done + 1] = id
+    if outcome == 'failed' then
+      failed[#failed + 1] = id
+      failed[#failed + 1] = id
+    else
+      completed[#completed + 1] = id
+      completed[#completed + 1] = id
+    end
+    if bucket ~= '' then
+      buckets[bucket] = (buckets[bucket] or 0) + 1
+      runtime_sum = runtime_sum + tonumber(runtime)
+    end
+    redis.call('PUBLISH', ARGV[2] .. id, cmsgpack.pack({id, outcome, progress}))
+  end
+  answers[#answers + 1] = answer
 end
-if cmsgpack.unpack(current[2] or cmsgpack.pack(nil)) ~= ARGV[2] then return 0 end
-if tostring(cmsgpack.unpack(current[3] or cmsgpack.pack(0))) ~= ARGV[3] then return 0 end
-local outcome = ARGV[4]
-local progress = 100
-if outcome == 'failed' then progress = -1 end
-local fields = {
-  'status', cmsgpack.pack(outcome),
-  'progress', cmsgpack.pack(progress),
-  'processing_finished', cmsgpack.pack(tonumber(ARGV[5])),
-  'worker', cmsgpack.pack(nil),
-  'finished_by', cmsgpack.pack(me)}
-for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('LREM', KEYS[2], 1, ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-local owner = cmsgpack.unpack(current[4] or cmsgpack.pack(nil))
-if owner and redis.call('HINCRBY', KEYS[6], owner, -1) <= 0 then redis.call('HDEL', KEYS[6], owner) end
-redis.call('ZREM', KEYS[7], ARGV[1])
-if outcome == 'failed' then
-  redis.call('ZADD', KEYS[9], ARGV[1], ARGV[1])
-  redis.call('RPUSH', KEYS[4], ARGV[1])
-  redis.call('HINCRBY', KEYS[5], 'failed', 1)
-else
-  redis.call('ZADD', KEYS[8], ARGV[1], ARGV[1])
-  redis.call('HINCRBY', KEYS[5], 'completed', 1)
+
+if #done > 0 then
+  -- the processing list holds a handful of ids: rewrite it without the finished ones
+  local held = redis.call('LRANGE', KEYS[1], 0, -1)
+  local keep = {}
+  for _, id in ipairs(held) do
+    if done[id] then done[id] = nil else keep[#keep + 1] = id end
+  end
+  redis.call('DEL', KEYS[1])
+  if #keep > 0 then redis.call('RPUSH', KEYS[1], unpack(keep)) end
+  redis.call('ZREM', KEYS[2], unpack(done))
 end
-if ARGV[8] ~= '' then
-  redis.call('HINCRBY', KEYS[5], ARGV[8], 1)
-  redis.call('HINCRBYFLOAT', KEYS[5], 'runtime_sum', ARGV[9])
+if #completed > 0 then
+  redis.call('ZADD', KEYS[6], unpack(completed))
+  redis.call('HINCRBY', KEYS[4], 'completed', math.floor(#completed / 2))
 end
-if tonumber(ARGV[10]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
-local event = cmsgpack.pack({ARGV[1], outcome, progress})
-redis.call('PUBLISH', ARGV[6], event)
-redis.call('PUBLISH', ARGV[7], event)
-return 1
+if #failed > 0 then
+  redis.call('ZADD', KEYS[7], unpack(failed))
+  local dead = {}
+  for j = 2, #failed, 2 do dead[#dead + 1] = failed[j] end
+  redis.call('RPUSH', KEYS[3], unpack(dead))
+  redis.call('HINCRBY', KEYS[4], 'failed', #dead)
+end
+local counted = false
+for field, n in pairs(buckets) do
+  redis.call('HINCRBY', KEYS[4], field, n)
+  counted = true
+end
+if counted then redis.call('HINCRBYFLOAT', KEYS[4], 'runtime_sum', runtime_sum) end
+return answers

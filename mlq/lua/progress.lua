@@ -1,7 +1,7 @@
 -- Record a running attempt's progress and announce it.
 -- KEYS[1] job hash
 -- ARGV[1] worker id   ARGV[2] attempt   ARGV[3] progress (msgpack)
--- ARGV[4] event payload (msgpack)   ARGV[5] namespace events channel   ARGV[6] job channel
+-- ARGV[4] event payload (msgpack)   ARGV[5] job channel
 -- Returns 1, or 0 when the attempt no longer owns the job.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or cmsgpack.unpack(status) ~= 'started' then return 0 end
@@ -9,5 +9,4 @@ if cmsgpack.unpack(redis.call('HGET', KEYS[1], 'worker') or cmsgpack.pack(nil)) 
 if tostring(cmsgpack.unpack(redis.call('HGET', KEYS[1], 'attempt') or cmsgpack.pack(0))) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[3])
 redis.call('PUBLISH', ARGV[5], ARGV[4])
-redis.call('PUBLISH', ARGV[6], ARGV[4])
 return 1

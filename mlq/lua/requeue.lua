@@ -6,9 +6,8 @@
 -- KEYS[4] queue list (of the job's priority)   KEYS[5] dead-letter list   KEYS[6] stats hash
 -- KEYS[7] the queue's wake list   KEYS[8] owner -> running count hash
 -- KEYS[9] the queue's owner ring (an owned job goes back to its owner's list, KEYS[4])
--- KEYS[10] index of started ids   KEYS[11] of queued ids   KEYS[12] of failed ids
--- ARGV[1] id   ARGV[2] max retries   ARGV[3] now   ARGV[4] reason
--- ARGV[5] namespace events channel   ARGV[6] job channel
+-- KEYS[10] index of failed ids
+-- ARGV[1] id   ARGV[2] max retries   ARGV[3] now   ARGV[4] reason   ARGV[5] job channel
 -- Returns 0 nothing done, 1 requeued, 2 failed (retries used up), 3 put back
 -- untouched (it had been moved but never started), 4 failed as cancelled.
 if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
@@ -27,7 +26,6 @@ if status == 'queued' then
   return 3
 end
 if status ~= 'started' then return 0 end
-redis.call('ZREM', KEYS[10], ARGV[1])
 local owner = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'owner') or cmsgpack.pack(nil))
 if owner and redis.call('HINCRBY', KEYS[8], owner, -1) <= 0 then redis.call('HDEL', KEYS[8], owner) end
 local retries = (cmsgpack.unpack(redis.call('HGET', KEYS[1], 'retries') or cmsgpack.pack(0)) or 0) + 1
@@ -43,10 +41,8 @@ if cancelled then
     'error', cmsgpack.pack('cancelled'), 'result', cmsgpack.pack('cancelled'),
     'error_kind', cmsgpack.pack('cancelled'))
   redis.call('HINCRBY', KEYS[6], 'failed', 1)
-  redis.call('ZADD', KEYS[12], ARGV[1], ARGV[1])
-  event = cmsgpack.pack({ARGV[1], 'failed', -1})
-  redis.call('PUBLISH', ARGV[5], event)
-  redis.call('PUBLISH', ARGV[6], event)
+  redis.call('ZADD', KEYS[10], ARGV[1], ARGV[1])
+  redis.call('PUBLISH', ARGV[5], cmsgpack.pack({ARGV[1], 'failed', -1}))
   return 4
 end
 if retries >= tonumber(ARGV[2]) then
@@ -59,7 +55,7 @@ if retries >= tonumber(ARGV[2]) then
     'last_error', cmsgpack.pack(ARGV[4]))
   redis.call('RPUSH', KEYS[5], ARGV[1])
   redis.call('HINCRBY', KEYS[6], 'failed', 1)
-  redis.call('ZADD', KEYS[12], ARGV[1], ARGV[1])
+  redis.call('ZADD', KEYS[10], ARGV[1], ARGV[1])
   event = cmsgpack.pack({ARGV[1], 'failed', -1})
   code = 2
 else
@@ -72,10 +68,8 @@ else
   redis.call('LPUSH', KEYS[7], 1)
   redis.call('LTRIM', KEYS[7], 0, 63)
   redis.call('HINCRBY', KEYS[6], 'requeued', 1)
-  redis.call('ZADD', KEYS[11], ARGV[1], ARGV[1])
   event = cmsgpack.pack({ARGV[1], 'queued'})
   code = 1
 end
 redis.call('PUBLISH', ARGV[5], event)
-redis.call('PUBLISH', ARGV[6], event)
 return code
