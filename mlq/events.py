@@ -2,18 +2,56 @@
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import redis
 
 from .job import TERMINAL
 from .keys import Keys
-from .serialization import decode_event
+from .serialization import decode_event, event_record
 
 #: Even with pub/sub, re-read the record this often while waiting, so a message
 #: lost to a reconnect costs at most this much delay.
 RECHECK_INTERVAL = 5.0
+
+#: Idle subscriber connections kept per client: a fresh connection costs several
+#: round trips (connect, HELLO, CLIENT SETINFO), more than the wait it serves.
+IDLE_SUBSCRIBERS = 8
+
+_idle: weakref.WeakKeyDictionary[redis.Redis, list[redis.client.PubSub]] = weakref.WeakKeyDictionary()
+_idle_lock = threading.Lock()
+
+
+@contextmanager
+def _subscribed(client: redis.Redis, channel: str) -> Iterator[redis.client.PubSub]:
+    """A pub/sub connection subscribed to `channel` alone, reused across waits.
+
+    A reused connection may still deliver the previous channel's last messages:
+    readers skip messages of other channels (see _next_message).
+    """
+    with _idle_lock:
+        idle = _idle.setdefault(client, [])
+        pubsub = idle.pop() if idle else None
+    if pubsub is None:
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+    reusable = False
+    try:
+        pubsub.subscribe(channel)
+        yield pubsub
+        pubsub.unsubscribe(channel)
+        reusable = True
+    finally:
+        with _idle_lock:
+            idle = _idle.setdefault(client, [])
+            if reusable and len(idle) < IDLE_SUBSCRIBERS:
+                idle.append(pubsub)
+                pubsub = None
+        if pubsub is not None:
+            pubsub.close()
 
 
 def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
@@ -25,9 +63,8 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
     two is not missed. TimeoutError when `timeout` passes first.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    try:
-        pubsub.subscribe(keys.job_channel(job_id))
+    channel = keys.job_channel(job_id)
+    with _subscribed(client, channel) as pubsub:
         record = read_record()
         while record["status"] not in TERMINAL:
             wait = RECHECK_INTERVAL
@@ -35,12 +72,12 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
                 wait = min(wait, deadline - time.monotonic())
                 if wait <= 0:
                     raise TimeoutError(f"job {job_id} not finished within {timeout} s")
-            message = _next_message(pubsub, wait)
-            if message is None or decode_event(message["data"])["status"] in TERMINAL:
+            message = _next_message(pubsub, channel, wait)
+            if message is None:
                 record = read_record()
+            elif decode_event(message["data"])["status"] in TERMINAL:
+                record = event_record(message["data"]) or read_record()
         return record
-    finally:
-        pubsub.close()
 
 
 def watch(client: redis.Redis, keys: Keys, job_id: str,
@@ -51,14 +88,13 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
     Yields None when `keepalive` seconds pass with no change (time for a
     keep-alive), and stops after the terminal state.
     """
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    try:
-        pubsub.subscribe(keys.job_channel(job_id))
+    channel = keys.job_channel(job_id)
+    with _subscribed(client, channel) as pubsub:
         record = read_record()
         last = {"id": str(job_id), "status": record["status"], "progress": record["progress"]}
         yield dict(last)
         while last["status"] not in TERMINAL:
-            message = _next_message(pubsub, keepalive)
+            message = _next_message(pubsub, channel, keepalive)
             if message is None:
                 # nothing pushed: confirm from the record, in case a reconnect dropped an event
                 record = read_record()
@@ -73,12 +109,12 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
             if event != last:
                 last = event
                 yield dict(event)
-    finally:
-        pubsub.close()
 
 
-def _next_message(pubsub: redis.client.PubSub, timeout: float) -> dict[str, Any] | None:
-    """The next published message within `timeout`, or None once it has passed.
+def _next_message(pubsub: redis.client.PubSub, channel: str,
+                  timeout: float) -> dict[str, Any] | None:
+    """The next message published on `channel` within `timeout`, or None once it
+    has passed.
 
     get_message returns None early for the subscribe confirmation it swallows;
     that is not a quiet period, so keep waiting out the rest of the time.
@@ -86,5 +122,7 @@ def _next_message(pubsub: redis.client.PubSub, timeout: float) -> dict[str, Any]
     deadline = time.monotonic() + timeout
     while True:
         message = pubsub.get_message(timeout=max(deadline - time.monotonic(), 0.0))
+        if message is not None and message["channel"] not in (channel, channel.encode()):
+            continue  # left over from the connection's previous subscription
         if message is not None or time.monotonic() >= deadline:
             return message

@@ -34,6 +34,14 @@ def _check_id(job_id: Any) -> str:
     return str(int(text))
 
 
+#: The fields every new record starts with, packed once.
+_NEW_RECORD_CONSTANTS = tuple(pack_fields({
+    "worker": None, "processing_started": None, "processing_finished": None,
+    "progress": None, "short_result": None, "result": None, "retries": 0,
+    "status": "queued", "error": None, "attempt": 0, "last_error": None,
+}))
+
+
 def _check_priority(priority: Any) -> int:
     if isinstance(priority, float) and priority.is_integer():
         priority = int(priority)  # JSON may spell 2 as 2.0
@@ -144,7 +152,8 @@ class MLQ:
                   functions: list[str] | None = None, *, timeout: float | None = None,
                   queue: str = DEFAULT_QUEUE, priority: int = 0, owner: str | None = None,
                   chunk_size: int = 500, extra: dict[str, Any] | None = None) -> list[str]:
-        """Enqueue many messages, one round trip per chunk; returns their ids in order.
+        """Enqueue many messages, one step (one round trip) per chunk; returns their
+        ids in order, consecutive within a chunk.
 
         Every message is checked before anything is sent, so a bad one posts none.
         """
@@ -155,10 +164,8 @@ class MLQ:
             records = [fields + pack_fields(extra) for fields in records]
         ids: list[str] = []
         for start in range(0, len(records), chunk_size):
-            pipe = self.client.pipeline(transaction=False)
-            for fields in records[start:start + chunk_size]:
-                self.scripts.post(queue, fields, client=pipe, priority=priority, owner=owner)
-            ids.extend(str(i) for i in pipe.execute())
+            ids += self.scripts.post_many(queue, records[start:start + chunk_size],
+                                          priority, owner)
         return ids
 
     def _new_record(self, msg: Any, callback: Any, functions: Any, timeout: Any,
@@ -189,15 +196,10 @@ class MLQ:
         if len(packed_msg) > self.max_message_size:
             raise InvalidMessage(f"message of {len(packed_msg)} bytes exceeds the limit of "
                                  f"{self.max_message_size} bytes")
-        fields = pack_fields({
-            "timestamp": time.time(), "worker": None, "processing_started": None,
-            "processing_finished": None, "progress": None, "short_result": None,
-            "result": None, "callback": callback, "retries": 0, "functions": functions,
-            "status": "queued", "error": None, "timeout": timeout,
-            "queue": queue, "priority": priority, "owner": owner, "attempt": 0,
-            "last_error": None,
-        })
-        return fields + ["msg", packed_msg]
+        return [*_NEW_RECORD_CONSTANTS,
+                "timestamp", pack(time.time()), "callback", pack(callback),
+                "functions", pack(functions), "timeout", pack(timeout), "queue", pack(queue),
+                "priority", pack(priority), "owner", pack(owner), "msg", packed_msg]
 
     # -- reading ------------------------------------------------------------
     def get_job(self, job_id: str | int) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import redis
 from .keys import PRIORITIES, Keys
 
 _SCRIPT_NAMES = (
-    "post", "take", "finish", "progress", "requeue", "requeue_dead",
+    "post", "post_many", "take", "finish", "progress", "requeue", "requeue_dead",
     "purge_dead", "forget_worker", "register", "unregister", "cancel",
 )
 
@@ -52,6 +52,20 @@ class Scripts:
              k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex())],
             [k.job_prefix, queue, "" if priority else owner or "", *fields],
             client)
+
+    def post_many(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
+                  owner: str | None = None) -> list[str]:
+        """Post records (field, value lists) to one queue in one step; their ids."""
+        k = self.keys
+        args: list[Any] = [k.job_prefix, queue, "" if priority else owner or ""]
+        for fields in records:
+            args += [len(fields) // 2, *fields]
+        first, last = self._run(
+            "post_many",
+            [k.counter, self.lane(queue, priority, owner), k.queues, k.stats, k.wake(queue),
+             k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex())],
+            args)
+        return [str(i) for i in range(int(first), int(last) + 1)]
 
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
              count: int = 1, fair: bool = False, max_running_per_owner: int = 0,

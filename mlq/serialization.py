@@ -63,9 +63,25 @@ def record_from_hash(raw: Mapping[bytes, bytes] | Iterable[bytes]) -> dict[str, 
 
 
 def decode_event(data: bytes) -> dict[str, Any]:
-    """A published job event: msgpack [id, status, progress?]."""
-    values = list(unpack(data)) + [None, None]
+    """A published job event: msgpack [id, status, progress?, record?]."""
+    values = list(_unpack_event(data)) + [None, None]
     return {"id": str(values[0]), "status": values[1], "progress": values[2]}
+
+
+def _unpack_event(data: bytes) -> Any:
+    # Lua's msgpack writes the record's binary values as strings: keep their bytes
+    return msgpack.unpackb(data, raw=False, strict_map_key=False,
+                           unicode_errors="surrogateescape")
+
+
+def event_record(data: bytes) -> dict[str, Any] | None:
+    """The record a terminal event carries when someone was waiting and it was
+    small; None otherwise."""
+    values = _unpack_event(data)
+    if len(values) < 4 or not values[3]:
+        return None
+    return record_from_hash([v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v
+                             for v in values[3]])
 
 
 def to_json_text(value: Any) -> str:

@@ -93,6 +93,7 @@ class Worker:
         self._pending_since = 0.0
         #: smoothed run time of recent jobs; how many to take at once follows from it
         self._typical_runtime: float | None = None
+        self._found_nothing = False
         self._stop: threading.Event | None = None
         _warn_once_without_secret(mlq.secret)
 
@@ -152,7 +153,10 @@ class Worker:
         `holding`: this worker already holds jobs (filling a batch), so its
         processing list has no strays to hand over.
         """
-        answer = self._take_now(count, holding)
+        # a take sent with the last finish just found nothing: go straight to
+        # blocking (a job posted since then has left a wake token)
+        answer = None if self._found_nothing and block > 0 else self._take_now(count, holding)
+        self._found_nothing = False
         if answer:
             return self._decode(answer)
         if block <= 0:
@@ -424,6 +428,8 @@ class Worker:
             return None
         if taken:
             self._prefetched = self._decode(taken)
+        else:
+            self._found_nothing = True
         return answers
 
     def _log_fields(self, job_id: str, attempt: int, event: str, duration: float) -> dict[str, Any]:

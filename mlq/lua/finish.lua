@@ -63,7 +63,16 @@ while i <= #ARGV do
       buckets[bucket] = (buckets[bucket] or 0) + 1
       runtime_sum = runtime_sum + tonumber(runtime)
     end
-    redis.call('PUBLISH', ARGV[2] .. id, cmsgpack.pack({id, outcome, progress}))
+    local channel = ARGV[2] .. id
+    local event = {id, outcome, progress}
+    -- someone is waiting: hand over a small record with the event, saving a read
+    if redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
+      local flat = redis.call('HGETALL', job_key)
+      local size = 0
+      for j = 2, #flat, 2 do size = size + #flat[j] end
+      if size <= 65536 then event[4] = flat end
+    end
+    redis.call('PUBLISH', channel, cmsgpack.pack(event))
   end
   answers[#answers + 1] = answer
 end
