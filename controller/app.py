@@ -22,6 +22,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from mlq.errors import ConnectionFailed, JobNotFound, MLQError
 from mlq.queue import MLQ
 
+from .result_cache import ResultCache
+
 log = logging.getLogger("mlq.http")
 
 #: Seconds between SSE keep-alive comments (issue 3 asks for at least every 15 s).
@@ -40,6 +42,7 @@ class ServerState:
     link_key: bytes
     sse_keepalive: float = SSE_KEEPALIVE
     extras: dict[str, Any] = field(default_factory=dict)  # lazily built clients, registries
+    results: ResultCache = field(default_factory=ResultCache)
 
 
 def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,

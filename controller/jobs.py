@@ -142,8 +142,21 @@ def result_ext(job_id: str, ext: str) -> Response:
     return _serve_result(job_id, ext)
 
 
+#: What serving a result needs to know before reading the result itself.
+_RESULT_META = ("status", "attempt", "processing_finished", "error")
+
+
 def _serve_result(job_id: str, ext: str | None) -> Response:
-    job = current_state().mlq.get_job(job_id)
+    state = current_state()
+    job = state.mlq.get_job(job_id, fields=_RESULT_META)
+    cached = state.results.get(_result_key(job)) if job["status"] == COMPLETED else None
+    if cached is not None:
+        job["result"] = cached
+    elif job["status"] == COMPLETED:
+        # read along with the attempt it belongs to: the job may have run again meanwhile
+        job = state.mlq.get_job(job_id, fields=("result", *_RESULT_META))
+        if job["status"] == COMPLETED and isinstance(job["result"], (bytes, str)):
+            state.results.put(_result_key(job), job["result"], len(job["result"]))
     if job["status"] == FAILED:
         return _failed(job)
     if job["status"] != COMPLETED:
@@ -163,6 +176,10 @@ def _serve_result(job_id: str, ext: str | None) -> Response:
     # Range (206/416) and If-None-Match / If-Modified-Since (304), by werkzeug
     response.make_conditional(request, accept_ranges=True, complete_length=len(body))
     return response
+
+
+def _result_key(job: dict[str, Any]) -> tuple[Any, ...]:
+    return (job["id"], job.get("attempt"), job.get("processing_finished"))
 
 
 def result_body(value: Any, ext: str | None) -> tuple[bytes, str]:

@@ -73,10 +73,15 @@ class _NoDelayServer(WSGIServer):
 
 
 def make_server(app: Flask, address: str = "127.0.0.1", port: int = 5000) -> WSGIServer:
-    """A gevent WSGIServer for `app`, logging through the `mlq.http` loggers."""
+    """A gevent WSGIServer for `app`, logging through the `mlq.http` loggers.
+
+    The access log is written at INFO; when that level is off for it (as it is
+    with the default WARNING), no line is formatted at all.
+    """
+    access = logging.getLogger("mlq.http.access")
     return _NoDelayServer((address, port), app,
-                      log=logging.getLogger("mlq.http.access"),
-                      error_log=logging.getLogger("mlq.http.error"))
+                          log=access if access.isEnabledFor(logging.INFO) else None,
+                          error_log=logging.getLogger("mlq.http.error"))
 
 
 def _stop_at_eof(stop: Event) -> None:

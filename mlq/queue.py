@@ -34,14 +34,6 @@ def _check_id(job_id: Any) -> str:
     return str(int(text))
 
 
-#: The fields every new record starts with, packed once.
-_NEW_RECORD_CONSTANTS = tuple(pack_fields({
-    "worker": None, "processing_started": None, "processing_finished": None,
-    "progress": None, "short_result": None, "result": None, "retries": 0,
-    "status": "queued", "error": None, "attempt": 0, "last_error": None,
-}))
-
-
 def _check_priority(priority: Any) -> int:
     if isinstance(priority, float) and priority.is_integer():
         priority = int(priority)  # JSON may spell 2 as 2.0
@@ -196,19 +188,30 @@ class MLQ:
         if len(packed_msg) > self.max_message_size:
             raise InvalidMessage(f"message of {len(packed_msg)} bytes exceeds the limit of "
                                  f"{self.max_message_size} bytes")
-        return [*_NEW_RECORD_CONSTANTS,
-                "timestamp", pack(time.time()), "callback", pack(callback),
+        # the fields every new record starts with (status queued ...) are set by the post step
+        return ["timestamp", pack(time.time()), "callback", pack(callback),
                 "functions", pack(functions), "timeout", pack(timeout), "queue", pack(queue),
                 "priority", pack(priority), "owner", pack(owner), "msg", packed_msg]
 
     # -- reading ------------------------------------------------------------
-    def get_job(self, job_id: str | int) -> dict[str, Any]:
-        """The job's record (SPEC §4); JobNotFound for an unknown id."""
+    def get_job(self, job_id: str | int, *,
+                fields: Sequence[str] | None = None) -> dict[str, Any]:
+        """The job's record (SPEC §4); JobNotFound for an unknown id.
+
+        `fields`: only these keys (and `id`), e.g. to check a status without
+        loading a large msg or result.
+        """
         key = self.keys.job(_check_id(job_id))
-        raw = self.client.hgetall(key)
-        if not raw:
+        if fields is None:
+            raw = self.client.hgetall(key)
+            if not raw:
+                raise JobNotFound(f"no job {str(job_id)!r}")
+            return record_from_hash(raw)
+        names = ["id", *(f for f in fields if f != "id")]
+        values = self.client.hmget(key, names)
+        if values[0] is None:
             raise JobNotFound(f"no job {str(job_id)!r}")
-        return record_from_hash(raw)
+        return {name: unpack(value) for name, value in zip(names, values)}
 
     get_result = get_job
 

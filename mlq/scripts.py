@@ -26,13 +26,18 @@ def _source(name: str) -> str:
     return resources.files("mlq").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
+#: Lua shared by several steps, put in front of each (a script cannot import).
+_PRELUDES = {"post": _source("new_record"), "post_many": _source("new_record")}
+
+
 class Scripts:
     """The Lua steps of one namespace, bound to one Redis client."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
-        self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPT_NAMES}
+        self._scripts = {name: client.register_script(_PRELUDES.get(name, "") + _source(name))
+                         for name in _SCRIPT_NAMES}
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
         return self._scripts[name](keys=list(keys), args=list(args), client=client or self.client)

@@ -7,13 +7,13 @@
 -- the id it already made instead of making a second job
 -- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
 -- ARGV[2] queue name   ARGV[3] owner ('' for none)
--- ARGV[4..] record field, msgpack value, ... (everything but `id`)
+-- ARGV[4..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
 -- Returns the new job id (integer).
 local seen = redis.call('GET', KEYS[9])
 if seen then return tonumber(seen) end
 local id = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[9], id, 'EX', 300)
-local fields = {'id', cmsgpack.pack(tostring(id))}
+local fields = {'id', cmsgpack.pack(tostring(id)), unpack(NEW_RECORD)}
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', ARGV[1] .. id, unpack(fields))
 local waiting = redis.call('LPUSH', KEYS[2], id)

@@ -23,7 +23,7 @@ redis.call('SET', KEYS[9], first .. ':' .. last, 'EX', 300)
 local ids, scored = {}, {}
 for j, span in ipairs(jobs) do
   local id = first + j - 1
-  local fields = {'id', cmsgpack.pack(tostring(id))}
+  local fields = {'id', cmsgpack.pack(tostring(id)), unpack(NEW_RECORD)}
   for k = span[1], span[2] do fields[#fields + 1] = ARGV[k] end
   redis.call('HSET', ARGV[1] .. id, unpack(fields))
   ids[#ids + 1] = id

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from mlq import MLQ
+from mlq.serialization import pack
 
 from .conftest import ServerProcess, sse_events, tiny_png
 
@@ -18,6 +19,7 @@ from .conftest import ServerProcess, sse_events, tiny_png
 GATES: dict[str, threading.Event] = {}
 PNG = tiny_png()
 BLOB = bytes(range(256)) * 4
+BIG = bytes(range(256)) * 2048  # 512 KiB: large enough for the server to keep it in memory
 
 
 def work(msg: Any, *args: Any) -> Any:
@@ -27,6 +29,8 @@ def work(msg: Any, *args: Any) -> Any:
         return PNG
     if kind == "blob":
         return BLOB
+    if kind == "big":
+        return BIG
     if kind == "text":
         return "héllo wörld"
     if kind == "html":
@@ -215,6 +219,24 @@ def test_range_requests(server: ServerProcess, worker: MLQ) -> None:
     assert bad.status_code == 416
     assert bad.headers["Content-Range"] == f"bytes */{len(BLOB)}"
     assert bad.json()["error"]
+
+
+def test_a_large_result_served_again_is_the_current_attempts(
+        server: ServerProcess, worker: MLQ) -> None:
+    job_id = run(server, worker, {"kind": "big"})
+    assert server.get(f"/jobs/{job_id}/result").content == BIG
+    part = server.get(f"/jobs/{job_id}/result", headers={"Range": "bytes=1000-1999"})
+    assert (part.status_code, part.content) == (206, BIG[1000:2000])
+    # the job ran again (a new attempt with another result): never the old bytes
+    record = worker.get_job(job_id)
+    newer = BIG[::-1]
+    worker.client.hset(worker.keys.job(job_id), mapping={
+        "attempt": pack(record["attempt"] + 1),
+        "processing_finished": pack(record["processing_finished"] + 1),
+        "result": pack(newer)})
+    assert server.get(f"/jobs/{job_id}/result").content == newer
+    worker.client.hset(worker.keys.job(job_id), "status", pack("started"))
+    assert server.get(f"/jobs/{job_id}/result").status_code == 202
 
 
 def test_conditional_requests(server: ServerProcess, worker: MLQ) -> None:
