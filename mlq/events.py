@@ -56,17 +56,26 @@ def _subscribed(client: redis.Redis, channel: str) -> Iterator[redis.client.PubS
 
 def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
                       read_record: Callable[[], dict[str, Any]],
-                      timeout: float | None = None) -> dict[str, Any]:
+                      timeout: float | None = None,
+                      read_status: Callable[[], str] | None = None) -> dict[str, Any]:
     """Block until the job is completed or failed and return its record.
 
-    Subscribes first, then reads the record, so an event published between the
-    two is not missed. TimeoutError when `timeout` passes first.
+    Subscribes first, then reads the job's state, so an event published between
+    the two is not missed. `read_status`, when given, is that cheaper first
+    look (the record is read once the job has ended). TimeoutError when
+    `timeout` passes first.
     """
+    def ended() -> dict[str, Any] | None:
+        if read_status is not None and read_status() not in TERMINAL:
+            return None
+        record = read_record()
+        return record if record["status"] in TERMINAL else None
+
     deadline = None if timeout is None else time.monotonic() + timeout
     channel = keys.job_channel(job_id)
     with _subscribed(client, channel) as pubsub:
-        record = read_record()
-        while record["status"] not in TERMINAL:
+        record = ended()
+        while record is None:
             wait = RECHECK_INTERVAL
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())
@@ -74,7 +83,7 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
                     raise TimeoutError(f"job {job_id} not finished within {timeout} s")
             message = _next_message(pubsub, channel, wait)
             if message is None:
-                record = read_record()
+                record = ended()
             elif decode_event(message["data"])["status"] in TERMINAL:
                 record = event_record(message["data"]) or read_record()
         return record

@@ -94,6 +94,19 @@ class Keys:
         (BLPOP), then take the job in one atomic step from whichever list holds it."""
         return f"{self.prefix}wake:{name}"
 
+    def idle(self, name: str = DEFAULT_QUEUE) -> str:
+        """List of the workers waiting idle on a queue: a post hands its job to one."""
+        return f"{self.prefix}idle:{name}"
+
+    def idle_flag(self, worker_id: str) -> str:
+        """Set while a worker waits idle; a post that hands it a job clears it, so a
+        worker on several queues' idle lists is handed one job, not one per queue."""
+        return f"{self.prefix}idle_flag:{worker_id}"
+
+    def inbox(self, worker_id: str) -> str:
+        """List an idle worker blocks on: the records of jobs posts started for it."""
+        return f"{self.prefix}inbox:{worker_id}"
+
     @property
     def queues(self) -> str:
         """Set of queue names that ever held a job."""

@@ -232,7 +232,8 @@ class MLQ:
         """Block (pushed by Redis) until the job completed or failed; its record."""
         job_id = _check_id(job_id)
         return wait_for_terminal(self.client, self.keys, job_id,
-                                 lambda: self.get_job(job_id), timeout)
+                                 lambda: self.get_job(job_id), timeout,
+                                 read_status=lambda: self._field(job_id, "status"))
 
     def block_until_result(self, job_id: str | int, timeout: float | None = None) -> Any:
         """The job's result once completed; JobFailed if it failed."""
@@ -265,14 +266,15 @@ class MLQ:
         pipe.zcard(self.keys.running)
         pipe.llen(self.keys.dead)
         pipe.hgetall(self.keys.stats)
-        processing, dead, raw = pipe.execute()
+        pipe.get(self.keys.counter)
+        processing, dead, raw, ids = pipe.execute()
         waiting = {queue: self.job_count(queue) for queue in queues}
         counters = {k.decode(): v.decode() for k, v in raw.items()}
         buckets = [(b, int(counters.get(bucket_field(b), 0))) for b in RUNTIME_BUCKETS]
         return {
             "waiting": sum(waiting.values()), "waiting_by_queue": waiting,
             "processing": int(processing), "dead": int(dead),
-            "posted": int(counters.get("posted", 0)),
+            "posted": int(ids or 0),  # each post takes the next id, and only posts do
             "completed": int(counters.get("completed", 0)),
             "failed": int(counters.get("failed", 0)),
             "requeued": int(counters.get("requeued", 0)),

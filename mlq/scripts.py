@@ -27,7 +27,8 @@ def _source(name: str) -> str:
 
 
 #: Lua shared by several steps, put in front of each (a script cannot import).
-_PRELUDES = {"post": _source("new_record"), "post_many": _source("new_record")}
+_PRELUDES = {"post": _source("new_record") + _source("start_job"),
+             "post_many": _source("new_record"), "take": _source("start_job")}
 
 
 class Scripts:
@@ -49,13 +50,18 @@ class Scripts:
         return self.keys.owned(queue, owner) if owner and not priority else self.keys.queue(queue, priority)
 
     def post(self, queue: str, fields: Sequence[Any], client: Any = None,
-             priority: int = 0, owner: str | None = None) -> Any:
+             priority: int = 0, owner: str | None = None, token: str | None = None) -> Any:
+        """Post one record; `token` names the post (a random one by default): the
+        same token sent again returns the first post's id."""
         k = self.keys
         return self._run(
             "post",
-            [k.counter, self.lane(queue, priority, owner), k.queues, k.stats, k.wake(queue),
-             k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex())],
-            [k.job_prefix, queue, "" if priority else owner or "", *fields],
+            [k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
+             k.owners(queue), k.index_all, k.index_queue(queue),
+             k.posted(token or os.urandom(9).hex()), k.running, k.idle(queue), k.registry_seq],
+            [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
+             k.heartbeat(""), k.inbox(""), k.job_channel(""), repr(time.time()), k.idle_flag(""),
+             *fields],
             client)
 
     def post_many(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
@@ -67,24 +73,28 @@ class Scripts:
             args += [len(fields) // 2, *fields]
         first, last = self._run(
             "post_many",
-            [k.counter, self.lane(queue, priority, owner), k.queues, k.stats, k.wake(queue),
+            [k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
              k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex())],
             args)
         return [str(i) for i in range(int(first), int(last) + 1)]
 
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
              count: int = 1, fair: bool = False, max_running_per_owner: int = 0,
-             strays: bool = True, client: Any = None) -> Any:
+             strays: bool = True, client: Any = None, was_idle: bool = False,
+             go_idle: bool = False, strays_only: bool = False) -> Any:
+        """Start up to `count` jobs on a worker (see take.lua for the flags)."""
         k = self.keys
         names = [queues] if isinstance(queues, str) else list(queues)
         lanes = [lane for name in names for lane in k.lanes(name)]
         args = [k.job_prefix, worker_id, repr(now), k.job_channel(""), "1" if strays else "0",
                 count, "1" if fair else "0", max_running_per_owner, len(lanes), len(PRIORITIES),
+                "1" if was_idle else "0", "1" if go_idle else "0", "1" if strays_only else "0",
                 *[k.owned_prefix(name) for name in names]]
         return self._run(
             "take",
-            [k.processing(worker_id), k.running, k.registry_seq, k.owner_running, *lanes,
-             *[k.owners(name) for name in names], *[k.wake(name) for name in names]],
+            [k.processing(worker_id), k.running, k.registry_seq, k.owner_running,
+             k.inbox(worker_id), k.idle_flag(worker_id), *lanes, *[k.owners(name) for name in names],
+             *[k.wake(name) for name in names], *[k.idle(name) for name in names]],
             args, client)
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,

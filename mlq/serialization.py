@@ -80,8 +80,18 @@ def event_record(data: bytes) -> dict[str, Any] | None:
     values = _unpack_event(data)
     if len(values) < 4 or not values[3]:
         return None
+    return _from_lua_flat(values[3])
+
+
+def handed_over(data: bytes) -> tuple[str, dict[str, Any]]:
+    """What a post hands an idle worker: (registry sequence, the started record)."""
+    sequence, flat = _unpack_event(data)
+    return str(sequence), _from_lua_flat(flat)
+
+
+def _from_lua_flat(flat: list[Any]) -> dict[str, Any]:
     return record_from_hash([v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v
-                             for v in values[3]])
+                             for v in flat])
 
 
 def to_json_text(value: Any) -> str:

@@ -381,6 +381,8 @@ class Supervisor:
                 self.mlq.fail_job(kill_reason[1], worker_id, kill_reason[2], kill_reason[0],
                                   error_kind=error_kind)
             keys = self.mlq.keys
+            # heartbeat first: from then on no post hands this worker a job
+            retire(self.mlq.client, keys, [worker_id])
             for raw_id in self.mlq.client.lrange(keys.processing(worker_id), 0, -1):
                 self.mlq.recover_job(raw_id.decode(), worker_id, self.max_retries,
                                      time.time(), reason)

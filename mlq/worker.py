@@ -21,12 +21,15 @@ from .errors import InvalidMessage, ListenerError, SignatureError
 from .job import COMPLETED, FAILED, error_kind, runtime_bucket, short_text, split_outcome
 from .listeners import Listener
 from .notebook import CALL_FIELD, pack_value, run_call
-from .serialization import pack, pack_fields, record_from_hash
+from .serialization import handed_over, pack, pack_fields, record_from_hash
 
 if TYPE_CHECKING:
     from .queue import MLQ
 
 log = logging.getLogger("mlq.worker")
+
+#: What a post leaves in an idle worker's inbox for a record too large to hand over.
+HAND_OVER_LARGE = b"take"
 
 #: Redis errors after which a worker waits and reconnects instead of crashing.
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -94,6 +97,8 @@ class Worker:
         #: smoothed run time of recent jobs; how many to take at once follows from it
         self._typical_runtime: float | None = None
         self._found_nothing = False
+        #: on its queues' idle lists: a post may hand a started job to this worker
+        self._idle = False
         self._stop: threading.Event | None = None
         _warn_once_without_secret(mlq.secret)
 
@@ -114,6 +119,7 @@ class Worker:
                                 self.worker_id, exc, delay)
                     stop.wait(delay)
                     delay = min(delay * 2, cap)
+            self._leave_idle()
         finally:
             if self._loop is not None:
                 self._loop.close()
@@ -154,27 +160,64 @@ class Worker:
         processing list has no strays to hand over.
         """
         # a take sent with the last finish just found nothing: go straight to
-        # blocking (a job posted since then has left a wake token)
-        answer = None if self._found_nothing and block > 0 else self._take_now(count, holding)
+        # blocking (a job posted since then has left a wake token, or was handed over)
+        if self._found_nothing and block > 0:
+            answer = None
+        else:
+            answer = self._take_now(count, holding, go_idle=block > 0 and not holding)
         self._found_nothing = False
         if answer:
             return self._decode(answer)
         if block <= 0:
             return None
-        # Nothing queued: block until a post pushes a wake token (no polling), then
-        # take in one atomic step. The token is only a hint: the job itself moves
-        # from its queue straight into our processing list, so a crash at any
-        # instant loses nothing.
-        if self.mlq.client.blpop([self.mlq.keys.wake(q) for q in self.queues], block) is None:
+        # Nothing queued: block (no polling) until a post hands a started job to
+        # this worker's inbox (it waits as idle), or pushes a wake token; then take
+        # in one atomic step. The token is only a hint: the job itself moves from
+        # its queue straight into our processing list, so a crash at any instant
+        # loses nothing.
+        keys = self.mlq.keys
+        inbox = keys.inbox(self.worker_id)
+        popped = self.mlq.client.blpop([inbox, *(keys.wake(q) for q in self.queues)], block)
+        if popped is None:
             return None
+        if popped[0].decode() == inbox:
+            self._idle = False  # the post took this worker off the idle list
+            if popped[1] != HAND_OVER_LARGE:
+                sequence, record = handed_over(popped[1])
+                self.mlq.registry.refresh(sequence)
+                return [record]
+            # a large record: it waits in our processing list, the take hands it over
         answer = self._take_now(count, holding)
         return self._decode(answer) if answer else None
 
-    def _take_now(self, count: int, holding: bool, client: Any = None) -> Any:
-        return self.mlq.scripts.take(self.queues, self.worker_id, self.clock(), count=count,
-                                     fair=self.fair,
-                                     max_running_per_owner=self.max_running_per_owner,
-                                     strays=not holding, client=client)
+    def _take_now(self, count: int, holding: bool, client: Any = None,
+                  go_idle: bool = False, strays_only: bool = False) -> Any:
+        """The take step; `go_idle`: when nothing is there, wait as idle (a post may
+        then hand its job straight to this worker)."""
+        was_idle = self._idle
+        # until an answer says otherwise: a reply lost on the wire may have left
+        # this worker on the idle lists, and the next take must clear them
+        self._idle = was_idle or go_idle
+        answer = self.mlq.scripts.take(self.queues, self.worker_id, self.clock(), count=count,
+                                       fair=self.fair,
+                                       max_running_per_owner=self.max_running_per_owner,
+                                       strays=not holding, client=client,
+                                       was_idle=was_idle, go_idle=go_idle,
+                                       strays_only=strays_only)
+        if client is None:
+            self._idle = go_idle and not answer
+        return answer
+
+    def _leave_idle(self) -> None:
+        """A stopping worker leaves the idle list and runs what was handed to it."""
+        if not self._idle:
+            return
+        try:
+            answer = self._take_now(defaults.TAKE_AT_MOST, holding=False, strays_only=True)
+        except REDIS_DOWN:
+            return  # anything handed over stays in our processing list for the reaper
+        for record in self._decode(answer) if answer else []:
+            self.run_job(record)
 
     def _decode(self, answer: list[Any]) -> list[dict[str, Any]]:
         self.mlq.registry.refresh(answer[0].decode())
@@ -421,13 +464,14 @@ class Worker:
         """
         pipe = self.mlq.client.pipeline(transaction=False)
         self.mlq.scripts.finish_many(self.worker_id, outcomes, self.mlq.result_ttl, client=pipe)
-        self._take_now(self._take_count(), holding=False, client=pipe)
+        self._take_now(self._take_count(), holding=False, client=pipe, go_idle=True)
         try:
             answers, taken = pipe.execute()
         except REDIS_DOWN:
             return None
         if taken:
             self._prefetched = self._decode(taken)
+            self._idle = False
         else:
             self._found_nothing = True
         return answers

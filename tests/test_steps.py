@@ -145,13 +145,8 @@ def test_a_take_whose_reply_was_lost_is_handed_over_again(q: MLQ) -> None:
 
 def test_a_post_sent_twice_makes_one_job(q: MLQ) -> None:
     fields = q._new_record("m", None, None, None, "default")
-    token_key = q.keys.posted("fixed-token")
-    k = q.keys
-    keys = [k.counter, k.queue(), k.queues, k.stats, k.wake("default"), k.owners("default"),
-            k.index_all, k.index_queue("default"), token_key]
-    args = [k.job_prefix, "default", "", *fields]
-    first = q.scripts._run("post", keys, args)
-    assert q.scripts._run("post", keys, args) == first
+    first = q.scripts.post("default", fields, token="fixed-token")
+    assert q.scripts.post("default", fields, token="fixed-token") == first
     assert q.job_count() == 1  # one job, whatever the retries
 
 

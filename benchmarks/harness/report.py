@@ -58,6 +58,7 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def goals_markdown(stats: dict[str, dict[str, Stat | None]], labels: dict[str, str]) -> str:
+    verdicts = {True: "met", False: "**not met**", None: "—"}
     rows = []
     for row in goals(stats):
         measured = row["ratio"]
@@ -67,9 +68,11 @@ def goals_markdown(stats: dict[str, dict[str, Stat | None]], labels: dict[str, s
             shown = f"{measured:.1f}"
         else:
             shown = f"{measured:.2f}× ({labels[row['peer']]})"
-        verdict = {True: "met", False: "**not met**", None: "—"}[row["met"]]
-        rows.append([row["goal"], shown, verdict])
-    return _markdown(["goal (issue 5)", "MLQ measured", ""], rows)
+        named = "—" if row["named"] is None else \
+            f"{row['named_ratio']:.2f}× ({labels[row['named']]}): {verdicts[row['named_met']]}"
+        rows.append([row["goal"], shown, verdicts[row["met"]], named])
+    return _markdown(["goal (issue 5)", "MLQ against the best peer", "",
+                      "against the peer issue 5 names"], rows)
 
 
 def http_markdown(http: dict[str, Any]) -> str:

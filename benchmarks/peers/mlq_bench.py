@@ -2,7 +2,7 @@
 `concurrency=N` spawned worker processes (what `controller consumer --concurrency N`
 runs), the listener given as a per-worker import (`--import mlq_bench:noop`, so no
 registry round trip), logging at WARNING. The reader waits with `MLQ.wait`
-(pub/sub). Bulk: `MLQ.post_many` (one pipelined round trip per 500 jobs)."""
+(pub/sub). Bulk: `MLQ.post_many` (one Lua step, one round trip, per 500 jobs)."""
 
 from __future__ import annotations
 

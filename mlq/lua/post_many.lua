@@ -1,11 +1,11 @@
 -- Enqueue a chunk of jobs to one queue in one step: consecutive ids, one push.
--- KEYS as post.lua: counter, queue list, queue-names set, stats hash, wake list,
+-- KEYS as post.lua: counter, queue list, queue-names set, wake list,
 -- owner ring, index of all ids, index of the queue's ids, this chunk's idempotency
 -- key (a chunk re-sent after a lost reply returns the ids it already made)
 -- ARGV[1] job key prefix   ARGV[2] queue name   ARGV[3] owner ('' for none)
 -- then per job: number of record values n, then n field, msgpack value pairs
 -- Returns {first id, last id}.
-local seen = redis.call('GET', KEYS[9])
+local seen = redis.call('GET', KEYS[8])
 if seen then
   local first, last = string.match(seen, '(%d+):(%d+)')
   return {tonumber(first), tonumber(last)}
@@ -19,7 +19,7 @@ while i <= #ARGV do
 end
 local last = redis.call('INCRBY', KEYS[1], #jobs)
 local first = last - #jobs + 1
-redis.call('SET', KEYS[9], first .. ':' .. last, 'EX', 300)
+redis.call('SET', KEYS[8], first .. ':' .. last, 'EX', 300)
 local ids, scored = {}, {}
 for j, span in ipairs(jobs) do
   local id = first + j - 1
@@ -31,16 +31,15 @@ for j, span in ipairs(jobs) do
   scored[#scored + 1] = id
 end
 local waiting = redis.call('LPUSH', KEYS[2], unpack(ids))
+redis.call('ZADD', KEYS[6], unpack(scored))
 redis.call('ZADD', KEYS[7], unpack(scored))
-redis.call('ZADD', KEYS[8], unpack(scored))
-if ARGV[3] ~= '' and not redis.call('LPOS', KEYS[6], ARGV[3]) then
-  redis.call('RPUSH', KEYS[6], ARGV[3])
+if ARGV[3] ~= '' and not redis.call('LPOS', KEYS[5], ARGV[3]) then
+  redis.call('RPUSH', KEYS[5], ARGV[3])
 end
 redis.call('SADD', KEYS[3], ARGV[2])
 -- the list was empty: wake a worker (a take that leaves work behind wakes the next)
 if waiting == #ids then
-  redis.call('LPUSH', KEYS[5], 1)
-  redis.call('LTRIM', KEYS[5], 0, 63)
+  redis.call('LPUSH', KEYS[4], 1)
+  redis.call('LTRIM', KEYS[4], 0, 63)
 end
-redis.call('HINCRBY', KEYS[4], 'posted', #ids)
 return {first, last}

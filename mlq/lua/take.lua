@@ -6,14 +6,19 @@
 -- owner at the per-owner limit of running jobs is passed over.
 -- KEYS[1] worker's processing list   KEYS[2] running zset
 -- KEYS[3] registry sequence (returned so the worker notices new listeners at no cost)
--- KEYS[4] owner -> running count hash
--- KEYS[5 .. 4+plain] plain queue lists, `levels` per queue, in the order to take from
--- then one owner ring per queue, then one wake list per queue (same queue order)
+-- KEYS[4] owner -> running count hash   KEYS[5] the worker's inbox (see post.lua)
+-- KEYS[6] the worker's idle flag (a post hands over one job per time it is set)
+-- KEYS[7 .. 6+plain] plain queue lists, `levels` per queue, in the order to take from
+-- then per queue (same order) an owner ring, then a wake list, then an idle-workers list
 -- ARGV[1] job key prefix   ARGV[2] worker id   ARGV[3] now (epoch seconds)
 -- ARGV[4] job channel prefix   ARGV[5] '1' to hand over strays first (see below)
 -- ARGV[6] count   ARGV[7] '1' to share fairly between owners
 -- ARGV[8] per-owner running limit (0: none)   ARGV[9] number of plain lists
--- ARGV[10] priority levels per queue   ARGV[11..] each queue's owner list prefix
+-- ARGV[10] priority levels per queue
+-- ARGV[11] '1': the worker was waiting as idle; it is not any more
+-- ARGV[12] '1': when nothing is started, the worker goes on to wait as idle
+-- ARGV[13] '1': hand over strays only, take nothing new (a worker that stops)
+-- ARGV[14..] each queue's owner list prefix
 -- Returns {registry sequence, {field, value, ...}, ...}: one flat record per started
 -- job, or false when nothing was started (empty queue, or ids whose records are
 -- gone or not queued).
@@ -24,49 +29,26 @@ local fair = ARGV[7] == '1'
 local limit = tonumber(ARGV[8])
 local plain = tonumber(ARGV[9])
 local levels = tonumber(ARGV[10])
-local queues = #ARGV - 10
-local rings = 4 + plain
+local queues = #ARGV - 13
+local rings = 6 + plain
 local wakes = rings + queues
+local idles = wakes + queues
 local running = {}
 
--- The started record is patched in the HGETALL answer instead of read twice.
+-- An idle worker may have been handed jobs by posts (post.lua): they are in its
+-- processing list, so the strays below hand them over; the inbox only announced them.
+if ARGV[11] == '1' then
+  redis.call('DEL', KEYS[5], KEYS[6])
+  for i = 1, queues do redis.call('LREM', KEYS[idles + i], 0, ARGV[2]) end
+end
+
 local function start(id)
-  local job_key = ARGV[1] .. id
-  local flat = redis.call('HGETALL', job_key)
-  local at = {}
-  for i = 1, #flat, 2 do at[flat[i]] = i + 1 end
-  if not at.status or cmsgpack.unpack(flat[at.status]) ~= 'queued' then
-    -- purged, cancelled or cleared while queued: drop the stray id, nothing to run
-    redis.call('LREM', KEYS[1], 1, id)
-    return
+  local flat = start_job(ARGV[1] .. id, id, ARGV[2], now, KEYS[1], KEYS[4], ARGV[4])
+  if flat then
+    running[#running + 1] = now
+    running[#running + 1] = id
+    answer[#answer + 1] = flat
   end
-  local attempt = 1
-  if at.attempt then attempt = (cmsgpack.unpack(flat[at.attempt]) or 0) + 1 end
-  local changes = {
-    'status', cmsgpack.pack('started'),
-    'worker', cmsgpack.pack(ARGV[2]),
-    'processing_started', cmsgpack.pack(now),
-    'processing_finished', cmsgpack.pack(nil),
-    'progress', cmsgpack.pack(0),
-    'attempt', cmsgpack.pack(attempt)}
-  redis.call('HSET', job_key, unpack(changes))
-  for i = 1, #changes, 2 do
-    local slot = at[changes[i]]
-    if slot then
-      flat[slot] = changes[i + 1]
-    else
-      flat[#flat + 1] = changes[i]
-      flat[#flat + 1] = changes[i + 1]
-    end
-  end
-  running[#running + 1] = now
-  running[#running + 1] = id
-  if at.owner then
-    local owner = cmsgpack.unpack(flat[at.owner])
-    if owner then redis.call('HINCRBY', KEYS[4], owner, 1) end
-  end
-  redis.call('PUBLISH', ARGV[4] .. id, cmsgpack.pack({id, 'started', 0}))
-  answer[#answer + 1] = flat
 end
 
 -- When a worker takes while idle, anything already in its processing list is a
@@ -101,8 +83,9 @@ end
 -- The plain lists come in groups of `levels` per queue, highest priority first
 -- and the default level last. Empty lists do not exist in Redis, so one EXISTS
 -- tells whether any higher level holds a job (the common case: none).
-local first = 5
-while count > 0 and first <= 4 + plain do
+if ARGV[13] == '1' then count = 0 end
+local first = 7
+while count > 0 and first <= 6 + plain do
   local last = first + levels - 1
   if levels > 1 and redis.call('EXISTS', unpack(KEYS, first, last - 1)) > 0 then
     for lane = first, last - 1 do take_from(lane) end
@@ -143,21 +126,31 @@ end
 
 for i = 1, queues do
   if count <= 0 then break end
-  take_owned(KEYS[rings + i], ARGV[10 + i])
+  take_owned(KEYS[rings + i], ARGV[13 + i])
 end
 
 if #running > 0 then redis.call('ZADD', KEYS[2], unpack(running)) end
 -- A post wakes a worker only when it finds its list empty. A take that filled
 -- its count may have left work behind: wake one more worker for it, so a burst
 -- spreads over idle workers (each woken one passes the wake on in turn).
-if count <= 0 then
+if count <= 0 and ARGV[13] ~= '1' then
   for i = 1, queues do
-    local lanes_from = 5 + (i - 1) * levels
+    local lanes_from = 7 + (i - 1) * levels
     if redis.call('EXISTS', KEYS[rings + i], unpack(KEYS, lanes_from, lanes_from + levels - 1)) > 0
         and redis.call('EXISTS', KEYS[wakes + i]) == 0 then
       redis.call('LPUSH', KEYS[wakes + i], 1)
     end
   end
 end
-if #answer == 1 then return false end
+if #answer == 1 then
+  -- nothing to do: from now on a post may hand its job straight to this worker
+  if ARGV[12] == '1' then
+    redis.call('SET', KEYS[6], 1)
+    for i = 1, queues do
+      redis.call('LREM', KEYS[idles + i], 0, ARGV[2])
+      redis.call('LPUSH', KEYS[idles + i], ARGV[2])
+    end
+  end
+  return false
+end
 return answer

@@ -1,0 +1,103 @@
+"""A post hands its job straight to a worker that waits idle: started for it in
+the post's own step, announced in the worker's inbox. Nothing is lost or run
+twice whichever way the worker picks it up."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+from mlq import MLQ
+from mlq.heartbeat import beat
+from mlq.worker import Worker
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+def _idle_worker(q: MLQ, worker_id: str = "w1", alive: bool = True) -> Worker:
+    worker = Worker(q, worker_id, local_listeners={"echo": lambda msg, ctx: msg})
+    if alive:
+        beat(q.client, q.keys, {worker_id: {}}, timeout=30)
+    assert worker.take(0.01) is None  # nothing queued: it now waits as idle
+    assert q.client.lrange(q.keys.idle("default"), 0, -1) == [worker_id.encode()]
+    return worker
+
+
+def test_a_post_starts_its_job_on_the_idle_worker(q: MLQ) -> None:
+    worker = Worker(q, "w1", local_listeners={"echo": lambda msg, ctx: msg})
+    beat(q.client, q.keys, {"w1": {}}, timeout=30)
+    taken: list[dict[str, Any]] = []
+    blocked = threading.Thread(target=lambda: taken.extend(worker.take(10) or []))
+    blocked.start()  # finds nothing, waits as idle, blocks on its inbox
+    wait_until(lambda: q.client.llen(q.keys.idle("default")) == 1)
+    job_id = q.post({"n": 1})
+    blocked.join(10)
+    assert taken and taken[0]["id"] == job_id and taken[0]["msg"] == {"n": 1}
+    assert taken[0]["status"] == "started" and taken[0]["attempt"] == 1
+    record = q.get_job(job_id)
+    assert (record["status"], record["worker"], record["attempt"]) == ("started", "w1", 1)
+    assert q.client.lrange(q.keys.processing("w1"), 0, -1) == [job_id.encode()]
+    assert q.job_count() == 0 and q.client.llen(q.keys.inbox("w1")) == 0
+    worker.run_job(taken[0])
+    assert q.wait(job_id, 5)["result"] == {"n": 1}
+
+
+def test_a_worker_whose_heartbeat_is_gone_is_passed_over(q: MLQ) -> None:
+    _idle_worker(q, "gone", alive=False)
+    job_id = q.post("m")
+    assert q.get_job(job_id)["status"] == "queued" and q.job_count() == 1
+    assert q.client.llen(q.keys.idle("default")) == 0
+    assert q.client.llen(q.keys.wake("default")) == 1  # a live worker is woken instead
+
+
+def test_a_job_handed_over_while_the_worker_takes_runs_once(q: MLQ) -> None:
+    worker = _idle_worker(q)
+    job_id = q.post("m")
+    # the worker stopped blocking before it saw its inbox, and takes instead: the
+    # job comes back as its stray, and the inbox no longer announces it
+    taken = worker.take(0)
+    assert taken and [r["id"] for r in taken] == [job_id]
+    assert q.client.llen(q.keys.inbox("w1")) == 0
+    worker.run_job(taken[0])
+    assert q.get_job(job_id)["status"] == "completed"
+    assert worker.take(0.01) is None
+
+
+def test_a_stopping_worker_runs_what_was_handed_to_it(q: MLQ) -> None:
+    worker = _idle_worker(q)
+    job_id = q.post("last one")
+    stop = threading.Event()
+    stop.set()
+    worker.run(stop)
+    assert q.get_job(job_id)["result"] == "last one"
+    assert q.client.llen(q.keys.idle("default")) == 0
+    assert q.client.llen(q.keys.processing("w1")) == 0
+
+
+def test_a_large_record_is_handed_over_through_the_processing_list(q: MLQ) -> None:
+    worker = _idle_worker(q)
+    big = "x" * 200_000
+    job_id = q.post(big)
+    assert q.client.lrange(q.keys.inbox("w1"), 0, -1) == [b"take"]
+    taken = worker.take(5)
+    assert taken and taken[0]["id"] == job_id and taken[0]["msg"] == big
+
+
+def test_a_worker_on_two_queues_is_handed_one_job(q: MLQ) -> None:
+    worker = Worker(q, "w1", queues=["a", "b"], local_listeners={"echo": lambda msg, ctx: msg})
+    beat(q.client, q.keys, {"w1": {}}, timeout=30)
+    assert worker.take(0.01) is None
+    first = q.post("to a", queue="a")
+    second = q.post("to b", queue="b")
+    assert q.get_job(first)["status"] == "started"
+    assert q.get_job(second)["status"] == "queued" and q.job_count("b") == 1
+    taken = worker.take(0)  # its handed job first, then the next waiting one
+    assert taken and [r["id"] for r in taken] == [first]
+    worker.run_job(taken[0])
+    assert [r["id"] for r in worker.take(0) or []] == [second]
