@@ -7,6 +7,7 @@ them live in one slot and a Redis Cluster can run each atomic step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 DEFAULT_QUEUE = "default"
 
@@ -25,7 +26,7 @@ class Keys:
 
     namespace: str
 
-    @property
+    @cached_property
     def prefix(self) -> str:
         return f"mlq:{{{self.namespace}}}:"
 

@@ -37,6 +37,7 @@ class Scripts:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
+        self._take_keys_built: dict[tuple[tuple[str, ...], str], tuple[list[str], list[str], int]] = {}
         self._scripts = {name: client.register_script(_PRELUDES.get(name, "") + _source(name))
                          for name in _SCRIPT_NAMES}
 
@@ -83,19 +84,32 @@ class Scripts:
              strays: bool = True, client: Any = None, was_idle: bool = False,
              go_idle: bool = False, strays_only: bool = False) -> Any:
         """Start up to `count` jobs on a worker (see take.lua for the flags)."""
+        names = (queues,) if isinstance(queues, str) else tuple(queues)
+        keys, owned_prefixes, lanes = self._take_keys(names, worker_id)
+        args = [self.keys.job_prefix, worker_id, repr(now), self.keys.job_channel(""),
+                "1" if strays else "0", count, "1" if fair else "0", max_running_per_owner,
+                lanes, len(PRIORITIES), "1" if was_idle else "0", "1" if go_idle else "0",
+                "1" if strays_only else "0", *owned_prefixes]
+        return self._run("take", keys, args, client)
+
+    def _take_keys(self, names: tuple[str, ...], worker_id: str
+                   ) -> tuple[list[str], list[str], int]:
+        """A worker's take keys, its queues' owner list prefixes, and its number of
+        lanes: the same on every take, so built once."""
+        built = self._take_keys_built.get((names, worker_id))
+        if built is None:
+            built = self._take_keys_built[(names, worker_id)] = self._build_take_keys(names, worker_id)
+        return built
+
+    def _build_take_keys(self, names: tuple[str, ...], worker_id: str
+                         ) -> tuple[list[str], list[str], int]:
         k = self.keys
-        names = [queues] if isinstance(queues, str) else list(queues)
         lanes = [lane for name in names for lane in k.lanes(name)]
-        args = [k.job_prefix, worker_id, repr(now), k.job_channel(""), "1" if strays else "0",
-                count, "1" if fair else "0", max_running_per_owner, len(lanes), len(PRIORITIES),
-                "1" if was_idle else "0", "1" if go_idle else "0", "1" if strays_only else "0",
-                *[k.owned_prefix(name) for name in names]]
-        return self._run(
-            "take",
-            [k.processing(worker_id), k.running, k.registry_seq, k.owner_running,
-             k.inbox(worker_id), k.idle_flag(worker_id), *lanes, *[k.owners(name) for name in names],
-             *[k.wake(name) for name in names], *[k.idle(name) for name in names]],
-            args, client)
+        keys = [k.processing(worker_id), k.running, k.registry_seq, k.owner_running,
+                k.inbox(worker_id), k.idle_flag(worker_id), *lanes,
+                *[k.owners(name) for name in names], *[k.wake(name) for name in names],
+                *[k.idle(name) for name in names]]
+        return keys, [k.owned_prefix(name) for name in names], len(lanes)
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,
                fields: Sequence[Any], bucket: str = "", runtime: float = 0.0,
