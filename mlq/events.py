@@ -12,7 +12,7 @@ import redis
 
 from .job import TERMINAL
 from .keys import Keys
-from .serialization import decode_event, event_record, record_from_hash
+from .serialization import decode_event, event_record
 
 #: Even with pub/sub, re-read the record this often while waiting, so a message
 #: lost to a reconnect costs at most this much delay.
@@ -60,12 +60,10 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
                       read_status: Callable[[], str] | None = None) -> dict[str, Any]:
     """Block until the job is completed or failed and return its record.
 
-    Subscribes first, then reads the record, so an event published between the
-    two is not missed: the read also asks Redis how many listen on the job's
-    channel, and a count of 0 means our subscription was not in place yet, so
-    the state is read once more. `read_status` is that cheaper second look (the
-    record is read once the job has ended). `read_record` raises for an unknown
-    job. TimeoutError when `timeout` passes first.
+    Subscribes first, then reads the job's state, so an event published between
+    the two is not missed. `read_status`, when given, is that cheaper first
+    look (the record is read once the job has ended). TimeoutError when
+    `timeout` passes first.
     """
     def ended() -> dict[str, Any] | None:
         if read_status is not None and read_status() not in TERMINAL:
@@ -76,14 +74,7 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
     deadline = None if timeout is None else time.monotonic() + timeout
     channel = keys.job_channel(job_id)
     with _subscribed(client, channel) as pubsub:
-        pipe = client.pipeline(transaction=False)
-        pipe.pubsub_numsub(channel)
-        pipe.hgetall(keys.job(job_id))
-        listeners, raw = pipe.execute()
-        record = record_from_hash(raw) if raw else read_record()
-        if record["status"] in TERMINAL:
-            return record
-        record = ended() if not listeners or not listeners[0][1] else None
+        record = ended()
         while record is None:
             wait = RECHECK_INTERVAL
             if deadline is not None:
