@@ -228,12 +228,19 @@ class MLQ:
             raise JobNotFound(f"no job {job_id!r}")
         return unpack(value)
 
+    def _status(self, job_id: str) -> str:
+        """The job's status in one read: every record has one."""
+        status = self.client.hget(self.keys.job(job_id), "status")
+        if status is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        return str(unpack(status))
+
     def wait(self, job_id: str | int, timeout: float | None = None) -> dict[str, Any]:
         """Block (pushed by Redis) until the job completed or failed; its record."""
         job_id = _check_id(job_id)
         return wait_for_terminal(self.client, self.keys, job_id,
                                  lambda: self.get_job(job_id), timeout,
-                                 read_status=lambda: self._field(job_id, "status"))
+                                 read_status=lambda: self._status(job_id))
 
     def block_until_result(self, job_id: str | int, timeout: float | None = None) -> Any:
         """The job's result once completed; JobFailed if it failed."""

@@ -37,6 +37,7 @@ class Scripts:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
+        self._post_keys: dict[tuple[str, int, str | None], tuple[list[str], list[str]]] = {}
         self._take_keys_built: dict[tuple[tuple[str, ...], str], tuple[list[str], list[str], int]] = {}
         self._scripts = {name: client.register_script(_PRELUDES.get(name, "") + _source(name))
                          for name in _SCRIPT_NAMES}
@@ -54,16 +55,24 @@ class Scripts:
              priority: int = 0, owner: str | None = None, token: str | None = None) -> Any:
         """Post one record; `token` names the post (a random one by default): the
         same token sent again returns the first post's id."""
-        k = self.keys
+        keys, args = self._post_keys.get((queue, priority, owner)) or \
+            self._build_post_keys(queue, priority, owner)
         return self._run(
-            "post",
-            [k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
-             k.owners(queue), k.index_all, k.index_queue(queue),
-             k.posted(token or os.urandom(9).hex()), k.running, k.idle(queue), k.registry_seq],
-            [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
-             k.heartbeat(""), k.inbox(""), k.job_channel(""), repr(time.time()), k.idle_flag(""),
-             *fields],
-            client)
+            "post", [*keys, self.keys.posted(token or os.urandom(9).hex())],
+            [*args, repr(time.time()), *fields], client)
+
+    def _build_post_keys(self, queue: str, priority: int, owner: str | None
+                         ) -> tuple[list[str], list[str]]:
+        """What every post to one lane sends (all but its token, time and record)."""
+        k = self.keys
+        built = ([k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
+                  k.owners(queue), k.index_all, k.index_queue(queue), k.running, k.idle(queue),
+                  k.registry_seq],
+                 [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
+                  k.heartbeat(""), k.inbox(""), k.job_channel(""), k.idle_flag("")])
+        if len(self._post_keys) < 1024:  # owners are many; keep the cache small
+            self._post_keys[(queue, priority, owner)] = built
+        return built
 
     def post_many(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
                   owner: str | None = None) -> list[str]:

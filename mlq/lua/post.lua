@@ -3,20 +3,20 @@
 -- KEYS[4] the queue's wake list   KEYS[5] the queue's owner ring
 -- KEYS[6] index of all ids   KEYS[7] index of the queue's ids
 -- (an owned job's list is its owner's list in that queue)
--- KEYS[8] this post's idempotency key: a post re-sent after a lost reply returns
+-- KEYS[8] running zset   KEYS[9] the queue's idle workers   KEYS[10] registry sequence
+-- KEYS[11] this post's idempotency key: a post re-sent after a lost reply returns
 -- the id it already made instead of making a second job
--- KEYS[9] running zset   KEYS[10] the queue's idle workers   KEYS[11] registry sequence
 -- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
 -- ARGV[2] queue name   ARGV[3] owner ('' for none)
 -- ARGV[4] processing list prefix   ARGV[5] heartbeat prefix   ARGV[6] inbox prefix
--- (a worker id completes each)   ARGV[7] job channel prefix   ARGV[8] now
--- ARGV[9] idle flag prefix
--- ARGV[10..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
+-- ARGV[7] job channel prefix   ARGV[8] idle flag prefix (a worker id completes each)
+-- ARGV[9] now   ARGV[10..] record field, msgpack value, ... (the job's own: msg, queue,
+-- timestamp ...)
 -- Returns the new job id (integer).
-local seen = redis.call('GET', KEYS[8])
+local seen = redis.call('GET', KEYS[11])
 if seen then return tonumber(seen) end
 local id = redis.call('INCR', KEYS[1])
-redis.call('SET', KEYS[8], id, 'EX', 300)
+redis.call('SET', KEYS[11], id, 'EX', 300)
 local fields = {'id', cmsgpack.pack(tostring(id)), unpack(NEW_RECORD)}
 for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 local job_key = ARGV[1] .. id
@@ -38,19 +38,19 @@ redis.call('SADD', KEYS[3], ARGV[2])
 local function hand_over()
   if ARGV[3] ~= '' then return false end  -- owners' jobs follow the owners' turns
   while true do
-    local worker = redis.call('RPOP', KEYS[10])
+    local worker = redis.call('RPOP', KEYS[9])
     if not worker then return false end
-    if redis.call('DEL', ARGV[9] .. worker) == 1 and redis.call('EXISTS', ARGV[5] .. worker) == 1 then
+    if redis.call('DEL', ARGV[8] .. worker) == 1 and redis.call('EXISTS', ARGV[5] .. worker) == 1 then
       local processing = ARGV[4] .. worker
-      local now = tonumber(ARGV[8])
+      local now = tonumber(ARGV[9])
       redis.call('LMOVE', KEYS[2], processing, 'RIGHT', 'LEFT')
       local flat = start_job(job_key, tostring(id), worker, now, processing, nil, ARGV[7])
-      redis.call('ZADD', KEYS[9], now, id)
+      redis.call('ZADD', KEYS[8], now, id)
       local size = 0
       for j = 2, #flat, 2 do size = size + #flat[j] end
       -- a large record stays in Redis: the worker takes it (it is its stray)
       local note = 'take'
-      if size <= 65536 then note = cmsgpack.pack({redis.call('GET', KEYS[11]) or '0', flat}) end
+      if size <= 65536 then note = cmsgpack.pack({redis.call('GET', KEYS[10]) or '0', flat}) end
       redis.call('LPUSH', ARGV[6] .. worker, note)
       return true
     end
