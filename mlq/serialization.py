@@ -8,7 +8,8 @@ bytes stay bytes.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import msgpack
 
