@@ -30,12 +30,16 @@ _idle_lock = threading.Lock()
 def _subscribed(client: redis.Redis, channel: str) -> Iterator[redis.client.PubSub]:
     """A pub/sub connection subscribed to `channel` alone, reused across waits.
 
-    A reused connection may still deliver the previous channel's last messages:
-    readers skip messages of other channels (see _next_message).
+    A reused connection is first read up to the confirmation of its last
+    unsubscribe: a message published before it (the same job's, when a job is
+    waited for again after a requeue) must not pass for a new one.
     """
     with _idle_lock:
         idle = _idle.setdefault(client, [])
         pubsub = idle.pop() if idle else None
+    if pubsub is not None and not _drained(pubsub):
+        pubsub.close()
+        pubsub = None
     if pubsub is None:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
     reusable = False
@@ -52,6 +56,21 @@ def _subscribed(client: redis.Redis, channel: str) -> Iterator[redis.client.PubS
                 pubsub = None
         if pubsub is not None:
             pubsub.close()
+
+
+def _drained(pubsub: redis.client.PubSub, timeout: float = 1.0) -> bool:
+    """Discard what a connection still delivers for its earlier subscriptions; False
+    when they are not all confirmed gone within `timeout` (the caller drops it)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while pubsub.channels or pubsub.pending_unsubscribe_channels:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            pubsub.get_message(timeout=remaining)
+    except (redis.ConnectionError, redis.TimeoutError):
+        return False
+    return True
 
 
 def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
