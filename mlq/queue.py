@@ -220,27 +220,20 @@ class MLQ:
 
     def _field(self, job_id: str | int, name: str) -> Any:
         job_id = _check_id(job_id)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.exists(self.keys.job(job_id))
-        pipe.hget(self.keys.job(job_id), name)
-        exists, value = pipe.execute()
-        if not exists:
+        key = self.keys.job(job_id)
+        value = self.client.hget(key, name)
+        # every stored value is msgpack (None too): no value means no field, and
+        # only then is it worth asking whether the job exists at all
+        if value is None and not self.client.exists(key):
             raise JobNotFound(f"no job {job_id!r}")
         return unpack(value)
-
-    def _status(self, job_id: str) -> str:
-        """The job's status in one read: every record has one."""
-        status = self.client.hget(self.keys.job(job_id), "status")
-        if status is None:
-            raise JobNotFound(f"no job {job_id!r}")
-        return str(unpack(status))
 
     def wait(self, job_id: str | int, timeout: float | None = None) -> dict[str, Any]:
         """Block (pushed by Redis) until the job completed or failed; its record."""
         job_id = _check_id(job_id)
         return wait_for_terminal(self.client, self.keys, job_id,
                                  lambda: self.get_job(job_id), timeout,
-                                 read_status=lambda: self._status(job_id))
+                                 read_status=lambda: self._field(job_id, "status"))
 
     def block_until_result(self, job_id: str | int, timeout: float | None = None) -> Any:
         """The job's result once completed; JobFailed if it failed."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import redis
 
@@ -26,6 +26,9 @@ def _source(name: str) -> str:
     return resources.files("mlq").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
+#: Most sets of fixed call parts one Scripts keeps (see Scripts._fixed).
+FIXED_PARTS_KEPT = 1024
+
 #: Lua shared by several steps, put in front of each (a script cannot import).
 _PRELUDES = {"post": _source("new_record") + _source("start_job"),
              "post_many": _source("new_record"), "take": _source("start_job")}
@@ -37,10 +40,19 @@ class Scripts:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
-        self._post_keys: dict[tuple[str, int, str | None], tuple[list[str], list[str]]] = {}
-        self._take_keys_built: dict[tuple[tuple[str, ...], str], tuple[list[str], list[str], int]] = {}
+        self._fixed_parts: dict[tuple[Any, ...], Any] = {}
         self._scripts = {name: client.register_script(_PRELUDES.get(name, "") + _source(name))
                          for name in _SCRIPT_NAMES}
+
+    def _fixed(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """What every call of one kind sends unchanged (keys, fixed arguments),
+        built once; the cache stays small however many owners or workers come."""
+        found = self._fixed_parts.get(key)
+        if found is None:
+            found = build()
+            if len(self._fixed_parts) < FIXED_PARTS_KEPT:
+                self._fixed_parts[key] = found
+        return found
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
         return self._scripts[name](keys=list(keys), args=list(args), client=client or self.client)
@@ -55,24 +67,21 @@ class Scripts:
              priority: int = 0, owner: str | None = None, token: str | None = None) -> Any:
         """Post one record; `token` names the post (a random one by default): the
         same token sent again returns the first post's id."""
-        keys, args = self._post_keys.get((queue, priority, owner)) or \
-            self._build_post_keys(queue, priority, owner)
+        keys, args = self._fixed(("post", queue, priority, owner),
+                                 lambda: self._post_parts(queue, priority, owner))
         return self._run(
             "post", [*keys, self.keys.posted(token or os.urandom(9).hex())],
             [*args, repr(time.time()), *fields], client)
 
-    def _build_post_keys(self, queue: str, priority: int, owner: str | None
-                         ) -> tuple[list[str], list[str]]:
-        """What every post to one lane sends (all but its token, time and record)."""
+    def _post_parts(self, queue: str, priority: int, owner: str | None
+                    ) -> tuple[list[str], list[str]]:
+        """A post's keys and arguments but its token, time and record."""
         k = self.keys
-        built = ([k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
-                  k.owners(queue), k.index_all, k.index_queue(queue), k.running, k.idle(queue),
-                  k.registry_seq],
-                 [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
-                  k.heartbeat(""), k.inbox(""), k.job_channel(""), k.idle_flag("")])
-        if len(self._post_keys) < 1024:  # owners are many; keep the cache small
-            self._post_keys[(queue, priority, owner)] = built
-        return built
+        return ([k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
+                 k.owners(queue), k.index_all, k.index_queue(queue), k.running, k.idle(queue),
+                 k.registry_seq],
+                [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
+                 k.heartbeat(""), k.inbox(""), k.job_channel(""), k.idle_flag("")])
 
     def post_many(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
                   owner: str | None = None) -> list[str]:
@@ -94,24 +103,17 @@ class Scripts:
              go_idle: bool = False, strays_only: bool = False) -> Any:
         """Start up to `count` jobs on a worker (see take.lua for the flags)."""
         names = (queues,) if isinstance(queues, str) else tuple(queues)
-        keys, owned_prefixes, lanes = self._take_keys(names, worker_id)
+        keys, owned_prefixes, lanes = self._fixed(("take", names, worker_id),
+                                                  lambda: self._take_parts(names, worker_id))
         args = [self.keys.job_prefix, worker_id, repr(now), self.keys.job_channel(""),
                 "1" if strays else "0", count, "1" if fair else "0", max_running_per_owner,
                 lanes, len(PRIORITIES), "1" if was_idle else "0", "1" if go_idle else "0",
                 "1" if strays_only else "0", *owned_prefixes]
         return self._run("take", keys, args, client)
 
-    def _take_keys(self, names: tuple[str, ...], worker_id: str
-                   ) -> tuple[list[str], list[str], int]:
-        """A worker's take keys, its queues' owner list prefixes, and its number of
-        lanes: the same on every take, so built once."""
-        built = self._take_keys_built.get((names, worker_id))
-        if built is None:
-            built = self._take_keys_built[(names, worker_id)] = self._build_take_keys(names, worker_id)
-        return built
-
-    def _build_take_keys(self, names: tuple[str, ...], worker_id: str
-                         ) -> tuple[list[str], list[str], int]:
+    def _take_parts(self, names: tuple[str, ...], worker_id: str
+                    ) -> tuple[list[str], list[str], int]:
+        """A worker's take keys, its queues' owner list prefixes, its number of lanes."""
         k = self.keys
         lanes = [lane for name in names for lane in k.lanes(name)]
         keys = [k.processing(worker_id), k.running, k.registry_seq, k.owner_running,

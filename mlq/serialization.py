@@ -65,12 +65,12 @@ def record_from_hash(raw: Mapping[bytes, bytes] | Iterable[bytes]) -> dict[str, 
 
 def decode_event(data: bytes) -> dict[str, Any]:
     """A published job event: msgpack [id, status, progress?, record?]."""
-    values = list(_unpack_event(data)) + [None, None]
+    values = list(_unpack_from_lua(data)) + [None, None]
     return {"id": str(values[0]), "status": values[1], "progress": values[2]}
 
 
-def _unpack_event(data: bytes) -> Any:
-    # Lua's msgpack writes the record's binary values as strings: keep their bytes
+def _unpack_from_lua(data: bytes) -> Any:
+    # Lua's msgpack writes binary values (a record's) as strings: keep their bytes
     return msgpack.unpackb(data, raw=False, strict_map_key=False,
                            unicode_errors="surrogateescape")
 
@@ -78,7 +78,7 @@ def _unpack_event(data: bytes) -> Any:
 def event_record(data: bytes) -> dict[str, Any] | None:
     """The record a terminal event carries when someone was waiting and it was
     small; None otherwise."""
-    values = _unpack_event(data)
+    values = _unpack_from_lua(data)
     if len(values) < 4 or not values[3]:
         return None
     return _from_lua_flat(values[3])
@@ -86,7 +86,7 @@ def event_record(data: bytes) -> dict[str, Any] | None:
 
 def handed_over(data: bytes) -> tuple[str, dict[str, Any]]:
     """What a post hands an idle worker: (registry sequence, the started record)."""
-    sequence, flat = _unpack_event(data)
+    sequence, flat = _unpack_from_lua(data)
     return str(sequence), _from_lua_flat(flat)
 
 

@@ -27,15 +27,32 @@ def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
     assert q.wait(job_id, 5)["status"] == "failed"
     # a wait that returned from reading the record can leave the failure's event
     # unread on its connection; the next wait on that job reuses the connection
+    # (the failure's event, as a finish sends it to a listener: with the record)
     channel = q.keys.job_channel(job_id)
+    failed = [part for item in q.client.hgetall(q.keys.job(job_id)).items() for part in item]
     with events._subscribed(q.client, channel):
-        q.client.publish(channel, pack([job_id, "failed", -1]))
-        time.sleep(0.1)
+        assert q.client.publish(channel, pack([job_id, "failed", -1, failed])) == 1
     assert q.requeue_dead(job_id) == 1
-    later = threading.Timer(0.3, lambda: worker.step(1))
-    later.start()
-    try:
-        record = q.wait(job_id, 10)
-    finally:
-        later.join()
-    assert (record["status"], record["result"]) == ("completed", "second attempt works")
+    waited: list[dict[str, Any]] = []
+    waiter = threading.Thread(target=lambda: waited.append(q.wait(job_id, 10)))
+    waiter.start()
+    # the job runs only once the waiter listens: it must wait for this outcome
+    deadline = time.monotonic() + 10
+    while q.client.pubsub_numsub(channel)[0][1] == 0:
+        assert time.monotonic() < deadline, "the waiter never subscribed"
+        time.sleep(0.005)
+    assert worker.step(1)
+    waiter.join(10)
+    assert waited, "wait() did not return"
+    assert (waited[0]["status"], waited[0]["result"]) == ("completed", "second attempt works")
+
+
+def test_a_reused_subscriber_connection_delivers_no_earlier_message(q: MLQ) -> None:
+    channel = q.keys.job_channel("1")
+    with events._subscribed(q.client, channel):
+        assert q.client.publish(channel, pack(["1", "failed", -1])) == 1  # never read
+    with events._subscribed(q.client, channel) as pubsub:
+        assert events._next_message(pubsub, channel, 0.3) is None
+        assert q.client.publish(channel, pack(["1", "completed", 100])) == 1
+        message = events._next_message(pubsub, channel, 5)
+    assert message is not None and message["data"] == pack(["1", "completed", 100])
