@@ -156,7 +156,7 @@ def _alive(pid: int) -> bool:
     # a zombie until the supervisor joins it still counts as gone
     try:
         return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped meanwhile (ESRCH reading /proc)
         return False
 
 
