@@ -90,6 +90,9 @@ def post_job() -> Response:
 
 
 def _prefers_json() -> bool:
+    accept = request.headers.get("Accept")
+    if not accept or accept == "*/*":
+        return False  # what curl and most clients send: spares parsing it on every post
     best = request.accept_mimetypes.best_match(["text/plain", "application/json"])
     return best == "application/json"
 

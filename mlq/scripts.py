@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import redis
 
 from .keys import PRIORITIES, Keys
+from .roundtrips import SharedRoundTrips
 
 _SCRIPT_NAMES = (
     "post", "post_many", "take", "finish", "progress", "requeue", "requeue_dead",
@@ -41,6 +42,7 @@ class Scripts:
         self.client = client
         self.keys = keys
         self._fixed_parts: dict[tuple[Any, ...], Any] = {}
+        self.round_trips = SharedRoundTrips(client)
         self._scripts = {name: client.register_script(_PRELUDES.get(name, "") + _source(name))
                          for name in _SCRIPT_NAMES}
 
@@ -69,9 +71,11 @@ class Scripts:
         same token sent again returns the first post's id."""
         keys, args = self._fixed(("post", queue, priority, owner),
                                  lambda: self._post_parts(queue, priority, owner))
-        return self._run(
-            "post", [*keys, self.keys.posted(token or os.urandom(9).hex())],
-            [*args, repr(time.time()), *fields], client)
+        keys = [*keys, self.keys.posted(token or os.urandom(9).hex())]
+        args = [*args, repr(time.time()), *fields]
+        if client is None:
+            return self.round_trips.evalsha(self._scripts["post"], len(keys), *keys, *args)
+        return self._run("post", keys, args, client)
 
     def _post_parts(self, queue: str, priority: int, owner: str | None
                     ) -> tuple[list[str], list[str]]:

@@ -1,0 +1,149 @@
+"""Shared round trips for one kind of idempotent script call (a post).
+
+Calls made from several threads or greenlets while a round trip is on the wire
+wait and go out together in the next one (auto-pipelining, as ioredis and
+Lettuce do it), so a busy web server pays one send and one receive for many
+posts. A lone call goes straight out.
+
+The calls travel over one connection of their own, made by the client's pool
+with the client's settings, rather than through redis-py's command path: that
+path checks the pool and polls the socket before every command and records
+metrics after it, which costs about as much Python as the round trip itself
+waits for Redis. Only one batch is ever on the wire, so one connection is all
+it needs.
+
+Only idempotent calls belong here: when the connection is lost, the whole
+batch is sent again under the client's retry policy (a post carries a token,
+so a post sent twice returns the id of the first).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Sequence
+
+import hiredis
+import redis
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError, ResponseError
+from redis.retry import Retry
+
+
+class _Call:
+    __slots__ = ("script", "args", "reply", "error", "done", "lead")
+
+    def __init__(self, script: Script, args: Sequence[Any]) -> None:
+        self.script = script
+        self.args = args
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.done: threading.Event | None = None  # only a call that waits for another's trip
+        self.lead = False
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.reply
+
+
+class SharedRoundTrips:
+    """EVALSHA calls of `client`'s server, batched while one is in flight."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._reset()
+
+    def _reset(self) -> None:
+        # a forked child starts afresh: the parent's socket and lock are not its own
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._queued: list[_Call] = []
+        self._sending = False
+        self._connection: Any = None
+
+    def evalsha(self, script: Script, numkeys: int, *keys_and_args: Any) -> Any:
+        """The script's reply, as `script(keys, args)` would give it."""
+        if os.getpid() != self._pid:
+            self._reset()
+        call = _Call(script, (numkeys, *keys_and_args))
+        with self._lock:
+            self._queued.append(call)
+            if self._sending:
+                call.done = threading.Event()
+            else:
+                self._sending = True
+                call.lead = True
+        if not call.lead:
+            call.done.wait()  # type: ignore[union-attr]
+            if not call.lead:
+                return call.outcome()
+        # this call sends the next batch, its own included
+        try:
+            with self._lock:
+                batch, self._queued = self._queued, []
+            self._send(batch)
+        finally:
+            with self._lock:
+                if self._queued:
+                    follower = self._queued[0]
+                    follower.lead = True
+                    follower.done.set()  # type: ignore[union-attr]
+                else:
+                    self._sending = False
+        return call.outcome()
+
+    def close(self) -> None:
+        if self._connection is not None and os.getpid() == self._pid:
+            self._connection.disconnect()
+
+    def _send(self, batch: list[_Call]) -> None:
+        try:
+            connection = self._connection or self._new_connection()
+            retry: Retry = connection.retry
+            retry.call_with_retry(lambda: self._round_trip(connection, batch),
+                                  lambda _error: connection.disconnect())
+        except BaseException as exc:  # every waiting caller learns why, then this one's own raise
+            for call in batch:
+                if call.error is None and call.reply is None:
+                    call.error = exc if isinstance(exc, Exception) else redis.ConnectionError(
+                        f"the round trip was interrupted: {exc!r}")
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for call in batch:
+                if call.done is not None and not call.lead:
+                    call.done.set()
+
+    def _new_connection(self) -> Any:
+        self._connection = self._pool.make_connection()
+        return self._connection
+
+    def _round_trip(self, connection: Any, batch: list[_Call]) -> None:
+        pending = batch
+        for _ in range(2):  # the second pass only after loading scripts Redis had lost
+            try:
+                # hiredis packs in C what redis-py's packer walks argument by argument
+                connection.send_packed_command([b"".join(
+                    [hiredis.pack_command(("EVALSHA", call.script.sha, *call.args))
+                     for call in pending])], check_health=False)
+                unloaded: list[_Call] = []
+                for call in pending:
+                    try:
+                        call.reply = connection.read_response()
+                        call.error = None
+                    except NoScriptError:
+                        unloaded.append(call)
+                    except ResponseError as exc:
+                        call.error = exc
+            except BaseException:
+                connection.disconnect()  # a reply may be left unread on it
+                raise
+            if not unloaded:
+                return
+            for script in {id(call.script): call.script for call in unloaded}.values():
+                connection.send_command("SCRIPT", "LOAD", script.script)
+                sha = connection.read_response()
+                script.sha = sha.decode() if isinstance(sha, bytes) else sha
+            pending = unloaded
+        raise NoScriptError("Redis lost the script again while it was loaded")

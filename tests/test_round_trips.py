@@ -1,0 +1,90 @@
+"""Posts from many threads share round trips; each caller still gets its own
+job, its own error, and a working connection after Redis forgets or drops it."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+import redis
+
+from mlq import MLQ
+
+THREADS = 8
+POSTS_EACH = 60
+
+
+def _post_from_threads(q: MLQ) -> dict[str, tuple[int, int]]:
+    posted: dict[str, tuple[int, int]] = {}
+    start = threading.Barrier(THREADS)
+
+    def post_all(thread: int) -> None:
+        start.wait()
+        for n in range(POSTS_EACH):
+            posted[q.post({"thread": thread, "n": n})] = (thread, n)
+
+    threads = [threading.Thread(target=post_all, args=(t,)) for t in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return posted
+
+
+def test_concurrent_posts_each_get_their_own_job_in_fewer_round_trips(q: MLQ) -> None:
+    reads_before = q.client.info("stats")["total_reads_processed"]
+    posted = _post_from_threads(q)
+    reads = q.client.info("stats")["total_reads_processed"] - reads_before
+
+    assert len(posted) == THREADS * POSTS_EACH  # no id handed out twice
+    assert sorted(int(i) for i in posted) == list(range(1, THREADS * POSTS_EACH + 1))
+    for job_id, (thread, n) in posted.items():
+        assert q.get_job(job_id)["msg"] == {"thread": thread, "n": n}
+    assert q.job_count() == THREADS * POSTS_EACH
+    # Redis read the posts in fewer socket reads than there were posts: calls
+    # made while a round trip was out went together in the next one
+    assert reads < THREADS * POSTS_EACH
+
+
+def test_a_post_after_redis_forgot_its_scripts_still_goes_through(q: MLQ) -> None:
+    first = q.post("before")
+    q.client.script_flush()
+    second = q.post("after")
+    assert int(second) == int(first) + 1
+    assert q.get_job(second)["msg"] == "after"
+
+
+def test_a_post_whose_connection_was_dropped_is_sent_again_once(q: MLQ) -> None:
+    q.post("opens the connection")
+    killed = q.client.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    job_id = q.post("after the cut")
+    assert q.get_job(job_id)["msg"] == "after the cut"
+    assert q.job_count() == 2  # the re-sent post made no second job
+
+
+def test_an_error_reply_reaches_its_caller_and_the_next_post_works(q: MLQ) -> None:
+    q.client.set(q.keys.queue("broken"), "not a list")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        q.post("refused", queue="broken")
+    job_id = q.post("fine")
+    assert q.get_job(job_id)["msg"] == "fine"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_posts_on_a_connection_of_its_own(q: MLQ) -> None:
+    parent_first = q.post("parent")
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only when its post landed
+        try:
+            child_id = q.post("child")
+            ok = q.get_job(child_id)["msg"] == "child"
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parent_next = q.post("parent again")
+    assert int(parent_next) == int(parent_first) + 2
+    assert q.get_job(parent_next)["msg"] == "parent again"
