@@ -1,9 +1,12 @@
-"""Shared round trips for one kind of idempotent script call (a post).
+"""Shared round trips for the script calls on the hot paths: posts, and a
+worker's finish of its last jobs with the take of its next.
 
 Calls made from several threads or greenlets while a round trip is on the wire
 wait and go out together in the next one (auto-pipelining, as ioredis and
 Lettuce do it), so a busy web server pays one send and one receive for many
-posts. A lone call goes straight out.
+posts. A lone call goes straight out. Unlike a redis-py pipeline of scripts,
+no SCRIPT EXISTS round trip goes before each batch: a script Redis has lost is
+loaded when its call is refused with NOSCRIPT, and that call sent again.
 
 The calls travel over one connection of their own, made by the client's pool
 with the client's settings, rather than through redis-py's command path: that
@@ -12,9 +15,11 @@ metrics after it, which costs about as much Python as the round trip itself
 waits for Redis. Only one batch is ever on the wire, so one connection is all
 it needs.
 
-Only idempotent calls belong here: when the connection is lost, the whole
-batch is sent again under the client's retry policy (a post carries a token,
-so a post sent twice returns the id of the first).
+Only calls that are safe to send twice belong here: when the connection is
+lost, the whole batch is sent again under the client's retry policy. A post
+carries a token, so a post sent twice returns the id of the first; a finish
+sent twice changes nothing; jobs a lost take started wait in the worker's
+processing list, and the take sent again hands them over.
 """
 
 from __future__ import annotations
@@ -64,34 +69,39 @@ class SharedRoundTrips:
 
     def evalsha(self, script: Script, numkeys: int, *keys_and_args: Any) -> Any:
         """The script's reply, as `script(keys, args)` would give it."""
+        return self.evalsha_many([(script, (numkeys, *keys_and_args))])[0]
+
+    def evalsha_many(self, calls: Sequence[tuple[Script, Sequence[Any]]]) -> list[Any]:
+        """Each call's reply, all sent in one round trip, in order; the first
+        error reply is raised."""
         if os.getpid() != self._pid:
             self._reset()
-        call = _Call(script, (numkeys, *keys_and_args))
+        mine = [_Call(script, args) for script, args in calls]
+        last = mine[-1]  # the one that waits or leads for the group
         with self._lock:
-            self._queued.append(call)
+            self._queued += mine
             if self._sending:
-                call.done = threading.Event()
+                last.done = threading.Event()
             else:
                 self._sending = True
-                call.lead = True
-        if not call.lead:
-            call.done.wait()  # type: ignore[union-attr]
-            if not call.lead:
-                return call.outcome()
-        # this call sends the next batch, its own included
-        try:
-            with self._lock:
-                batch, self._queued = self._queued, []
-            self._send(batch)
-        finally:
-            with self._lock:
-                if self._queued:
-                    follower = self._queued[0]
-                    follower.lead = True
-                    follower.done.set()  # type: ignore[union-attr]
-                else:
-                    self._sending = False
-        return call.outcome()
+                last.lead = True
+        if not last.lead:
+            last.done.wait()  # type: ignore[union-attr]
+        if last.lead:  # this caller sends the next batch, its own calls included
+            try:
+                with self._lock:
+                    batch, self._queued = self._queued, []
+                self._send(batch)
+            finally:
+                with self._lock:
+                    # queued groups each end with a call that waits: it leads next
+                    follower = next((c for c in self._queued if c.done is not None), None)
+                    if follower is not None:
+                        follower.lead = True
+                        follower.done.set()  # type: ignore[union-attr]
+                    else:
+                        self._sending = False
+        return [call.outcome() for call in mine]
 
     def close(self) -> None:
         if self._connection is not None and os.getpid() == self._pid:

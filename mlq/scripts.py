@@ -35,6 +35,18 @@ _PRELUDES = {"post": _source("new_record") + _source("start_job"),
              "post_many": _source("new_record"), "take": _source("start_job")}
 
 
+class Together:
+    """Steps collected to go out in one round trip (see Scripts.together)."""
+
+    def __init__(self, round_trips: SharedRoundTrips) -> None:
+        self.round_trips = round_trips
+        self.calls: list[tuple[Any, Sequence[Any]]] = []
+
+    def send(self) -> list[Any]:
+        """Each step's reply, in order."""
+        return self.round_trips.evalsha_many(self.calls)
+
+
 class Scripts:
     """The Lua steps of one namespace, bound to one Redis client."""
 
@@ -57,7 +69,15 @@ class Scripts:
         return found
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
+        if isinstance(client, Together):
+            client.calls.append((self._scripts[name], (len(keys), *keys, *args)))
+            return client
         return self._scripts[name](keys=list(keys), args=list(args), client=client or self.client)
+
+    def together(self) -> Together:
+        """Steps to send in one round trip: pass it as each step's `client`, then
+        call its send()."""
+        return Together(self.round_trips)
 
     def lane(self, queue: str, priority: int = 0, owner: str | None = None) -> str:
         """The list a job waits in: its queue's list at its priority, or, for a job of
@@ -138,7 +158,7 @@ class Scripts:
                     ttl: float | None = None, client: Any = None) -> Any:
         """Record several attempts' outcomes in one step, each (job id, attempt,
         outcome, fields, histogram bucket, run time, finish time): a list of
-        1 recorded / 0 fenced off (on a pipeline, that list is its reply)."""
+        1 recorded / 0 fenced off (sent together, that list is its reply)."""
         k = self.keys
         args: list[Any] = [k.job_prefix, k.job_channel(""), worker_id,
                            int(ttl * 1000) if ttl else 0]

@@ -462,11 +462,12 @@ class Worker:
         alone (finish is safe to repeat, and a take that did run is handed over
         again by the next take).
         """
-        pipe = self.mlq.client.pipeline(transaction=False)
-        self.mlq.scripts.finish_many(self.worker_id, outcomes, self.mlq.result_ttl, client=pipe)
-        self._take_now(self._take_count(), holding=False, client=pipe, go_idle=True)
+        together = self.mlq.scripts.together()
+        self.mlq.scripts.finish_many(self.worker_id, outcomes, self.mlq.result_ttl,
+                                     client=together)
+        self._take_now(self._take_count(), holding=False, client=together, go_idle=True)
         try:
-            answers, taken = pipe.execute()
+            answers, taken = together.send()
         except REDIS_DOWN:
             return None
         if taken:

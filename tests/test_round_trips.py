@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from mlq import MLQ
+from mlq.worker import Worker
 
 THREADS = 8
 POSTS_EACH = 60
@@ -88,3 +89,25 @@ def test_a_forked_child_posts_on_a_connection_of_its_own(q: MLQ) -> None:
     parent_next = q.post("parent again")
     assert int(parent_next) == int(parent_first) + 2
     assert q.get_job(parent_next)["msg"] == "parent again"
+
+
+def test_a_running_worker_does_not_ask_redis_for_its_scripts_before_each_step(q: MLQ) -> None:
+    """Recording a job and taking the next is one round trip, not two: no SCRIPT
+    EXISTS goes before it (what INFO commandstats shows an operator)."""
+    worker = Worker(q, "w1", local_listeners={"echo": lambda msg, ctx: msg})
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop, 0.5))
+    runner.start()
+    try:
+        q.wait(q.post("warm-up"), 10)
+        before = _calls(q, "script|exists")
+        for n in range(20):
+            assert q.wait(q.post(n), 10)["result"] == n
+        assert _calls(q, "script|exists") == before
+    finally:
+        stop.set()
+        runner.join(10)
+
+
+def _calls(q: MLQ, command: str) -> int:
+    return int(q.client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
