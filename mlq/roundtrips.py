@@ -8,8 +8,8 @@ posts. A lone call goes straight out. Unlike a redis-py pipeline of scripts,
 no SCRIPT EXISTS round trip goes before each batch: a script Redis has lost is
 loaded when its call is refused with NOSCRIPT, and that call sent again.
 
-The calls travel over one connection of their own, made by the client's pool
-with the client's settings, rather than through redis-py's command path: that
+The calls travel over one connection of their own, made with the client's
+connection settings, rather than through redis-py's command path: that
 path checks the pool and polls the socket before every command and records
 metrics after it, which costs about as much Python as the round trip itself
 waits for Redis. Only one batch is ever on the wire, so one connection is all
@@ -66,6 +66,7 @@ class SharedRoundTrips:
         self._queued: list[_Call] = []
         self._sending = False
         self._connection: Any = None
+        self._loaded: set[str] = set()  # scripts loaded through this connection
 
     def evalsha(self, script: Script, numkeys: int, *keys_and_args: Any) -> Any:
         """The script's reply, as `script(keys, args)` would give it."""
@@ -126,34 +127,53 @@ class SharedRoundTrips:
                     call.done.set()
 
     def _new_connection(self) -> Any:
-        self._connection = self._pool.make_connection()
+        # made apart from the pool: it must not take one of the pool's places
+        # (redis-py 8 caps a pool at 100 connections)
+        self._connection = self._pool.connection_class(**self._pool.connection_kwargs)
+        self._connection.register_connect_callback(self._connected)
         return self._connection
+
+    def _connected(self, _connection: Any) -> None:
+        self._loaded.clear()  # a new connection may have reached a restarted server
 
     def _round_trip(self, connection: Any, batch: list[_Call]) -> None:
         pending = batch
-        for _ in range(2):  # the second pass only after loading scripts Redis had lost
-            try:
+        for _ in range(2):  # the second pass only after Redis lost scripts (SCRIPT FLUSH)
+            connection.connect()  # at once if connected; a reconnect forgets what was loaded
+            # A script is loaded ahead of its first call on a connection, in the same
+            # round trip: answered with NOSCRIPT instead, a call sent again would run
+            # after the calls that followed it (a take before the finish it follows).
+            commands, readers = [], []
+            for call in pending:
+                script = call.script
+                if script.sha not in self._loaded:
+                    self._loaded.add(script.sha)
+                    commands.append(hiredis.pack_command(("SCRIPT", "LOAD", script.script)))
+                    readers.append(None)
                 # hiredis packs in C what redis-py's packer walks argument by argument
-                connection.send_packed_command([b"".join(
-                    [hiredis.pack_command(("EVALSHA", call.script.sha, *call.args))
-                     for call in pending])], check_health=False)
-                unloaded: list[_Call] = []
-                for call in pending:
+                commands.append(hiredis.pack_command(("EVALSHA", script.sha, *call.args)))
+                readers.append(call)
+            unloaded: list[_Call] = []
+            try:
+                connection.send_packed_command([b"".join(commands)], check_health=False)
+                for call in readers:
                     try:
-                        call.reply = connection.read_response()
-                        call.error = None
+                        reply = connection.read_response()
                     except NoScriptError:
-                        unloaded.append(call)
+                        unloaded.append(call)  # type: ignore[arg-type]
+                        continue
                     except ResponseError as exc:
+                        if call is None:
+                            raise
                         call.error = exc
+                        continue
+                    if call is not None:
+                        call.reply, call.error = reply, None
             except BaseException:
                 connection.disconnect()  # a reply may be left unread on it
                 raise
             if not unloaded:
                 return
-            for script in {id(call.script): call.script for call in unloaded}.values():
-                connection.send_command("SCRIPT", "LOAD", script.script)
-                sha = connection.read_response()
-                script.sha = sha.decode() if isinstance(sha, bytes) else sha
+            self._loaded.clear()
             pending = unloaded
-        raise NoScriptError("Redis lost the script again while it was loaded")
+        raise NoScriptError("Redis lost the scripts again while they were loaded")

@@ -111,3 +111,23 @@ def test_a_running_worker_does_not_ask_redis_for_its_scripts_before_each_step(q:
 
 def _calls(q: MLQ, command: str) -> int:
     return int(q.client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_each_job_runs_once_when_redis_meets_the_finish_script_for_the_first_time(
+        q: MLQ) -> None:
+    """Scripts unknown to Redis are loaded ahead of their first call in the same
+    round trip, so a finish and the take after it still run in that order (the
+    take would otherwise hand back the job the finish had not yet recorded)."""
+    q.client.script_flush()
+    runs: list[int] = []
+    worker = Worker(q, "w1", local_listeners={"count": lambda msg, ctx: runs.append(msg)})
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop, 0.5))
+    runner.start()
+    try:
+        for n in range(5):
+            q.wait(q.post(n), 10)
+    finally:
+        stop.set()
+        runner.join(10)
+    assert runs == [0, 1, 2, 3, 4]
