@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import checkout, drivers, http_bench, machine, quiet, report, server, summary, venvs
+from . import checkout, drivers, floor, http_bench, machine, quiet, report, server, summary, venvs
 from .systems import SYSTEMS, System, select
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
@@ -89,9 +89,11 @@ def run(args: argparse.Namespace, workdir: Path, started: float) -> int:
                 say(f"{repeat + 1}/{args.repeats} {_progress(system, result)} "
                     f"({time.monotonic() - pass_started:.1f} s)")
         http: dict[str, Any] = {} if args.no_http else _http(url, args, workdir)
+        floors = floor.measure(url, args.repeats)
     stats = summary.table(runnable, results)
     say("\n" + report.text_table(runnable, stats))
     context = _context(args, runnable, results, failures, http, server_info, loads, started)
+    context["floors"] = floors
     _write_docs(args, runnable, stats, context)
     if args.json:
         args.json.write_text(json.dumps({"results": results, "http": http,

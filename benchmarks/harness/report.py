@@ -95,6 +95,16 @@ def http_markdown(http: dict[str, Any]) -> str:
                       "goal", ""], rows)
 
 
+def floor_markdown(floors: dict[str, dict[str, float]]) -> str:
+    if not floors:
+        return "Not measured."
+    rows = [[name, _spread(values)] for name, values in floors.items()]
+    return (_markdown(["one call at a time, from the harness", "calls/s"], rows)
+            + "\n\nNo enqueue that waits for its reply can beat these: an `LPUSH` is all a "
+            "Huey enqueue sends, and an MLQ post is one `EVALSHA` whose script does the "
+            "work.")
+
+
 def _spread(values: dict[str, float]) -> str:
     text = number(values["median"], 0)
     if values["n"] > 1:
@@ -135,6 +145,10 @@ MLQ ahead for latency, commands and CPU):
 ### Goals of issue 5
 
 {goals_markdown(stats, labels)}
+
+### One round trip per call, for scale
+
+{floor_markdown(context.get('floors', {}))}
 
 ### HTTP (`POST /jobs`, and `GET /jobs/<id>/result` of a 10 MiB result)
 
