@@ -72,28 +72,35 @@ def run(args: argparse.Namespace, workdir: Path, started: float) -> int:
         drain_timeout=max(30.0, args.jobs / 40), startup_timeout=60.0)
     results: dict[str, list[dict[str, Any]]] = {s.key: [] for s in runnable}
     loads: list[float] = []
+    floors: list[dict[str, float]] = []
     quiet_budget = QUIET_BUDGET
+
+    def wait_for_quiet() -> None:
+        nonlocal quiet_budget
+        waited = time.monotonic()
+        loads.append(quiet.wait_for_quiet(limit=min(5.0, quiet_budget)))
+        quiet_budget = max(quiet_budget - (time.monotonic() - waited), 0.0)
+
     with server.private_redis(workdir / "redis") as redis_server:
         url = redis_server.url
         server_info = server.describe(url)
         say(f"{server_info['server']} at {url}; {len(runnable)} systems x {args.repeats} repeats")
         for repeat in range(args.repeats):
+            wait_for_quiet()
+            floors.append(floor.measure(url))
             shift = repeat % len(runnable)  # rotate, so no system always runs first
             for system in runnable[shift:] + runnable[:shift]:
-                waited = time.monotonic()
-                loads.append(quiet.wait_for_quiet(limit=min(5.0, quiet_budget)))
-                quiet_budget = max(quiet_budget - (time.monotonic() - waited), 0.0)
+                wait_for_quiet()
                 pass_started = time.monotonic()
                 result = drivers.run(system, url, settings, workdir, f"r{repeat}")
                 results[system.key].append(result)
                 say(f"{repeat + 1}/{args.repeats} {_progress(system, result)} "
                     f"({time.monotonic() - pass_started:.1f} s)")
         http: dict[str, Any] = {} if args.no_http else _http(url, args, workdir)
-        floors = floor.measure(url, args.repeats)
     stats = summary.table(runnable, results)
     say("\n" + report.text_table(runnable, stats))
     context = _context(args, runnable, results, failures, http, server_info, loads, started)
-    context["floors"] = floors
+    context["floors"] = floor.summarize(floors)
     _write_docs(args, runnable, stats, context)
     if args.json:
         args.json.write_text(json.dumps({"results": results, "http": http,

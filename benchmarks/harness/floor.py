@@ -9,12 +9,13 @@ from typing import Any, Callable
 
 import redis
 
-CALLS = 2000
+CALLS = 1000
+ROUNDS = 5  # alternating, median kept: one burst of someone else's load moves one round
 
 
-def measure(url: str, repeats: int) -> dict[str, dict[str, float]]:
-    """Calls/s (median, low, high over `repeats`) of a redis-py LPUSH of a small
-    payload and of an EVALSHA of a script that does nothing, one per call."""
+def measure(url: str) -> dict[str, float]:
+    """Calls/s of a redis-py LPUSH of a small payload and of an EVALSHA of a
+    script that does nothing, one per call."""
     client = redis.Redis.from_url(url)
     try:
         empty = client.register_script("return 1")
@@ -22,17 +23,24 @@ def measure(url: str, repeats: int) -> dict[str, dict[str, float]]:
             "redis-py LPUSH": lambda: client.lpush("bench-floor", b"x" * 64),
             "redis-py EVALSHA, empty script": lambda: empty(),
         }
-        rates: dict[str, list[float]] = {name: [] for name in cases}
+        rounds: dict[str, list[float]] = {name: [] for name in cases}
         for call in cases.values():
             call()  # connection and script load outside the timing
-        for _ in range(repeats):
+        for _ in range(ROUNDS):
             for name, call in cases.items():
                 started = time.perf_counter()
                 for _ in range(CALLS):
                     call()
-                rates[name].append(CALLS / (time.perf_counter() - started))
+                rounds[name].append(CALLS / (time.perf_counter() - started))
         client.delete("bench-floor")
     finally:
         client.close()
-    return {name: {"median": statistics.median(values), "low": min(values),
-                   "high": max(values), "n": len(values)} for name, values in rates.items()}
+    return {name: statistics.median(rates) for name, rates in rounds.items()}
+
+
+def summarize(passes: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Median, low and high of each case over the passes."""
+    names = passes[0] if passes else {}
+    return {name: {"median": statistics.median(p[name] for p in passes),
+                   "low": min(p[name] for p in passes), "high": max(p[name] for p in passes),
+                   "n": len(passes)} for name in names}
