@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""What one `MLQ.post` costs, taken apart, against a bare redis-py LPUSH.
+
+    python benchmarks/post_costs.py [--calls 3000] [--rounds 5]
+
+On a private Redis, times one call at a time (µs per call, median over rounds
+that alternate between the cases, so a burst of other load moves one round):
+
+- a redis-py LPUSH of 64 bytes: all a Huey enqueue sends;
+- a redis-py EVALSHA of an empty script, and the same through MLQ's shared
+  round trips (mlq/roundtrips.py): the round trip a post cannot go below;
+- MLQ's post script with its arguments built beforehand, whole and stopped at
+  its first line: what the script's own work adds in Redis;
+- `MLQ.post`, and its record building alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mlq.embedded import EmbeddedServer  # noqa: E402
+from mlq.queue import MLQ  # noqa: E402
+
+
+def cases(q: MLQ) -> dict[str, Callable[[], Any]]:
+    client, scripts = q.client, q.scripts
+    empty = client.register_script("return 1")
+    post = scripts._scripts["post"]
+    stopped = client.register_script("do return 0 end\n" + post.script)
+    keys, args = scripts._post_parts("default", 0, None)
+    fields = q._new_record({"a": 1}, None, None, None, "default")
+    tokens = iter(range(10 ** 9))
+
+    def post_script(script: Any) -> Callable[[], Any]:
+        def call() -> Any:
+            all_keys = [*keys, q.keys.posted(f"post-costs-{next(tokens)}")]
+            return scripts.round_trips.evalsha(script, len(all_keys), *all_keys, *args,
+                                               repr(time.time()), *fields)
+        return call
+
+    return {
+        "redis-py LPUSH (Huey's enqueue)": lambda: client.lpush("post-costs", b"x" * 64),
+        "redis-py EVALSHA, empty script": lambda: empty(),
+        "shared round trip, empty script": lambda: scripts.round_trips.evalsha(empty, 0),
+        "post script, stopped at line 1": post_script(stopped),
+        "post script, whole": post_script(post),
+        "MLQ.post": lambda: q.post({"a": 1}),
+        "MLQ.post's record building alone": lambda: q._new_record(
+            {"a": 1}, None, None, None, "default"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=3000, help="calls per case and round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with EmbeddedServer() as server:
+        q = MLQ("post-costs", redis_url=server.url)
+        timed = cases(q)
+        for call in timed.values():  # connections, script loads
+            for _ in range(200):
+                call()
+        rounds: dict[str, list[float]] = {name: [] for name in timed}
+        for _ in range(args.rounds):
+            for name, call in timed.items():
+                started = time.perf_counter()
+                for _ in range(args.calls):
+                    call()
+                rounds[name].append((time.perf_counter() - started) / args.calls * 1e6)
+    width = max(len(name) for name in rounds)
+    for name, values in rounds.items():
+        print(f"{name:{width}}  {statistics.median(values):7.1f} µs  "
+              f"(min {min(values):.1f}, max {max(values):.1f})")
+    lpush = statistics.median(rounds["redis-py LPUSH (Huey's enqueue)"])
+    print(f"\n1.5x a bare LPUSH's rate leaves {lpush / 1.5:.0f} µs per post.")
+
+
+if __name__ == "__main__":
+    main()
