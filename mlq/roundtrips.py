@@ -86,44 +86,65 @@ class SharedRoundTrips:
                 self._sending = True
                 last.lead = True
         if not last.lead:
-            last.done.wait()  # type: ignore[union-attr]
+            try:
+                last.done.wait()  # type: ignore[union-attr]
+            except BaseException:  # this caller was interrupted (its greenlet killed)
+                self._abandon(mine)
+                raise
         if last.lead:  # this caller sends the next batch, its own calls included
+            batch: list[_Call] = []
             try:
                 with self._lock:
                     batch, self._queued = self._queued, []
                 self._send(batch)
+            except BaseException:
+                # interrupted mid-trip: the other callers' calls go out again in the
+                # next round trip (each is safe to send twice)
+                with self._lock:
+                    self._queued[:0] = [call for call in batch if call not in mine]
+                raise
             finally:
                 with self._lock:
-                    # queued groups each end with a call that waits: it leads next
-                    follower = next((c for c in self._queued if c.done is not None), None)
-                    if follower is not None:
-                        follower.lead = True
-                        follower.done.set()  # type: ignore[union-attr]
-                    else:
-                        self._sending = False
+                    self._hand_on()
         return [call.outcome() for call in mine]
+
+    def _hand_on(self) -> None:
+        """Let the next waiting caller send the queued calls (the lock is held)."""
+        # queued groups each end with a call that waits: it leads next
+        follower = next((call for call in self._queued if call.done is not None), None)
+        if follower is not None:
+            follower.lead = True
+            follower.done.set()  # type: ignore[union-attr]
+        else:
+            self._sending = False
+
+    def _abandon(self, mine: list[_Call]) -> None:
+        """An interrupted caller's calls leave the queue, and the turn to send,
+        if it had just been handed to it, passes on."""
+        with self._lock:
+            self._queued = [call for call in self._queued if call not in mine]
+            if mine[-1].lead:
+                self._hand_on()
 
     def close(self) -> None:
         if self._connection is not None and os.getpid() == self._pid:
             self._connection.disconnect()
 
     def _send(self, batch: list[_Call]) -> None:
+        """Send a batch; every call gets its reply or the error that stopped it.
+        An interruption (a BaseException) leaves the calls as they were."""
         try:
             connection = self._connection or self._new_connection()
             retry: Retry = connection.retry
             retry.call_with_retry(lambda: self._round_trip(connection, batch),
                                   lambda _error: connection.disconnect())
-        except BaseException as exc:  # every waiting caller learns why, then this one's own raise
+        except Exception as exc:
             for call in batch:
                 if call.error is None and call.reply is None:
-                    call.error = exc if isinstance(exc, Exception) else redis.ConnectionError(
-                        f"the round trip was interrupted: {exc!r}")
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            for call in batch:
-                if call.done is not None and not call.lead:
-                    call.done.set()
+                    call.error = exc
+        for call in batch:
+            if call.done is not None and not call.lead:
+                call.done.set()
 
     def _new_connection(self) -> Any:
         # made apart from the pool: it must not take one of the pool's places

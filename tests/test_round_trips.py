@@ -3,7 +3,10 @@ job, its own error, and a working connection after Redis forgets or drops it."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -131,3 +134,55 @@ def test_each_job_runs_once_when_redis_meets_the_finish_script_for_the_first_tim
         stop.set()
         runner.join(10)
     assert runs == [0, 1, 2, 3, 4]
+
+
+_GREENLETS = r"""
+from gevent import monkey
+monkey.patch_all()
+import json, sys
+import gevent, redis
+from mlq import MLQ
+
+url, namespace = sys.argv[1], sys.argv[2]
+q = MLQ(namespace, redis_url=url)
+admin = redis.Redis.from_url(url)
+q.post("warm-up")  # the connection is open and the script loaded
+outcome = {}
+
+# Redis holds every write for a while; the first post is on the wire meanwhile.
+admin.client_pause(400, all=False)
+leader = gevent.spawn(q.post, "sent first")
+gevent.sleep(0.05)
+killed_waiting = gevent.spawn(q.post, "never sent")
+gevent.sleep(0.02)
+waiting = gevent.spawn(q.post, "waits its turn")
+gevent.sleep(0.02)
+killed_waiting.kill()  # a caller waiting for its turn is interrupted
+outcome["after a waiting caller was killed"] = [leader.get(timeout=5), waiting.get(timeout=5)]
+
+admin.client_pause(400, all=False)
+doomed = gevent.spawn(q.post, "interrupted on the wire")
+gevent.sleep(0.05)
+after = gevent.spawn(q.post, "after the interrupted one")
+gevent.sleep(0.02)
+doomed.kill()  # the caller whose round trip is out is interrupted
+outcome["after the sending caller was killed"] = [after.get(timeout=5)]
+print(json.dumps(outcome))
+"""
+
+
+def test_an_interrupted_greenlet_stalls_no_other_post(redis_url: str, namespace: str) -> None:
+    """Under gevent (the HTTP server), a caller killed while it waits for its turn
+    or while its round trip is out leaves the others to be sent, not waiting forever."""
+    done = subprocess.run([sys.executable, "-c", _GREENLETS, redis_url, namespace],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    q = MLQ(namespace, redis_url=redis_url)
+    first, second = outcome["after a waiting caller was killed"]
+    assert [q.get_job(i)["msg"] for i in (first, second)] == ["sent first", "waits its turn"]
+    (last,) = outcome["after the sending caller was killed"]
+    assert q.get_job(last)["msg"] == "after the interrupted one"
+    messages = [q.get_job(str(i))["msg"] for i in range(1, int(last) + 1)
+                if q.client.exists(q.keys.job(str(i)))]
+    assert "never sent" not in messages
