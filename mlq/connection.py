@@ -10,6 +10,10 @@ from redis.retry import Retry
 #: a silent Redis must not hang a worker forever.
 CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 30.0
+#: redis-py 8 caps a pool at 100 connections; the HTTP server holds one per open
+#: event stream (pub/sub), so that cap would refuse the 100th viewer. Redis's own
+#: default limit of clients is 10,000.
+MAX_CONNECTIONS = 10_000
 
 
 def connect(redis_url: str | None = None, host: str = "localhost", port: int = 6379,
@@ -21,6 +25,7 @@ def connect(redis_url: str | None = None, host: str = "localhost", port: int = 6
         "socket_keepalive": True,
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         "health_check_interval": 30,
+        "max_connections": MAX_CONNECTIONS,
     }
     settings.update(options)
     if redis_url:
