@@ -35,7 +35,7 @@ from redis.retry import Retry
 
 
 class _Call:
-    __slots__ = ("script", "args", "reply", "error", "done", "lead")
+    __slots__ = ("script", "args", "reply", "error", "done", "lead", "abandoned")
 
     def __init__(self, script: Script, args: Sequence[Any]) -> None:
         self.script = script
@@ -44,6 +44,7 @@ class _Call:
         self.error: BaseException | None = None
         self.done: threading.Event | None = None  # only a call that waits for another's trip
         self.lead = False
+        self.abandoned = False  # its caller was interrupted: nobody waits for it
 
     def outcome(self) -> Any:
         if self.error is not None:
@@ -101,7 +102,8 @@ class SharedRoundTrips:
                 # interrupted mid-trip: the other callers' calls go out again in the
                 # next round trip (each is safe to send twice)
                 with self._lock:
-                    self._queued[:0] = [call for call in batch if call not in mine]
+                    self._queued[:0] = [call for call in batch
+                                        if call not in mine and not call.abandoned]
                 raise
             finally:
                 with self._lock:
@@ -122,6 +124,8 @@ class SharedRoundTrips:
         """An interrupted caller's calls leave the queue, and the turn to send,
         if it had just been handed to it, passes on."""
         with self._lock:
+            for call in mine:
+                call.abandoned = True
             self._queued = [call for call in self._queued if call not in mine]
             if mine[-1].lead:
                 self._hand_on()
