@@ -23,10 +23,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]
 
 from mlq.embedded import EmbeddedServer  # noqa: E402
 from mlq.queue import MLQ  # noqa: E402
+
+from harness.floor import time_rounds  # noqa: E402
 
 
 def cases(q: MLQ) -> dict[str, Callable[[], Any]]:
@@ -63,18 +66,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with EmbeddedServer() as server:
-        q = MLQ("post-costs", redis_url=server.url)
-        timed = cases(q)
-        for call in timed.values():  # connections, script loads
-            for _ in range(200):
-                call()
-        rounds: dict[str, list[float]] = {name: [] for name in timed}
-        for _ in range(args.rounds):
-            for name, call in timed.items():
-                started = time.perf_counter()
-                for _ in range(args.calls):
-                    call()
-                rounds[name].append((time.perf_counter() - started) / args.calls * 1e6)
+        timed = time_rounds(cases(MLQ("post-costs", redis_url=server.url)),
+                            args.calls, args.rounds)
+    rounds = {name: [s * 1e6 for s in seconds] for name, seconds in timed.items()}
     width = max(len(name) for name in rounds)
     for name, values in rounds.items():
         print(f"{name:{width}}  {statistics.median(values):7.1f} µs  "

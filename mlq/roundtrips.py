@@ -130,10 +130,6 @@ class SharedRoundTrips:
             if mine[-1].lead:
                 self._hand_on()
 
-    def close(self) -> None:
-        if self._connection is not None and os.getpid() == self._pid:
-            self._connection.disconnect()
-
     def _send(self, batch: list[_Call]) -> None:
         """Send a batch; every call gets its reply or the error that stopped it.
         An interruption (a BaseException) leaves the calls as they were."""

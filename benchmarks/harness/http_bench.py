@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any, Callable
 
 from mlq.embedded import free_port, port_open
 
-from . import loadgen, procs, venvs
+from . import loadgen, procs, summary, venvs
 from .venvs import BENCH_DIR, REPO_DIR
 
 NAMESPACE = "bench-http"
@@ -111,7 +110,7 @@ def run(redis_url: str, repeats: int, seconds: float, workdir: Path,
                  "Redis-backed enqueue does per request. MLQ's app runs on "
                  "`controller.server.make_server` as shipped."),
         "cases": [{"title": case.title, "goal": case.goal,
-                   **{side: _stats(samples[(case.title, side)]) for side, _, _ in case.targets}}
+                   **{side: summary.spread(samples[(case.title, side)]) for side, _, _ in case.targets}}
                   for case in cases],
     }
 
@@ -130,7 +129,3 @@ def _measure(cases: tuple[Case, ...], repeats: int, seconds: float,
                 say(f"  http {repeat + 1}/{repeats} {case.title:30} {side:12} {rate:10,.0f} req/s")
     return samples
 
-
-def _stats(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "low": min(values), "high": max(values),
-            "n": len(values)}

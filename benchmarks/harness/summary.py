@@ -53,6 +53,12 @@ class Stat:
     n: int
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, low, high and count of one measurement's samples (as the report shows them)."""
+    return {"median": statistics.median(values), "low": min(values), "high": max(values),
+            "n": len(values)}
+
+
 def values(runs: list[dict[str, Any]], column: Column) -> list[float]:
     found = []
     for run in runs:
