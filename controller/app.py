@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import redis
 from flask import Flask, Response, current_app, json, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from mlq.errors import ConnectionFailed, JobNotFound, MLQError
+from mlq.errors import ConnectionFailed, JobNotFound, MLQError, SignatureError
 from mlq.queue import MLQ
 
 from .result_cache import ResultCache
@@ -40,16 +41,26 @@ class ServerState:
     mlq: MLQ
     token: str | None
     link_key: bytes
+    admin_token: str | None = None  # needed for code uploads and dead-letter changes
+    max_depth: int = 64  # deepest nesting POST /jobs accepts
+    allowed_hosts: frozenset[str] | None = None  # Host names answered; None: any
     sse_keepalive: float = SSE_KEEPALIVE
     extras: dict[str, Any] = field(default_factory=dict)  # lazily built clients, registries
     results: ResultCache = field(default_factory=ResultCache)
 
 
 def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
-               max_body: int = 64 * 1024 ** 2, link_key: bytes | None = None) -> Flask:
+               max_body: int = 64 * 1024 ** 2, link_key: bytes | None = None,
+               admin_token: str | None = None, allowed_hosts: Iterable[str] = (),
+               bind_address: str | None = None, max_depth: int = 64) -> Flask:
     """Build the HTTP app serving `mlq`'s namespace.
 
     `token`: required as ``Authorization: Bearer`` on every route but /healthz.
+    `admin_token`: when set, required instead for uploading or removing code and
+    for changing the dead letters (with only `token`, it covers both scopes).
+    `allowed_hosts`: Host names answered besides loopback and `bind_address`
+    (``*``: any); other names get 403, which defeats DNS rebinding.
+    `max_depth`: POST /jobs refuses bodies nested deeper than this with 400.
     `link_key` (else `secret`, else `token`) keys the signed result links; with
     none of them a random key is drawn, so links then only work on this process.
     `max_body`: request bodies above this many bytes get 413, chunked ones too.
@@ -60,12 +71,14 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
     app.config["MAX_CONTENT_LENGTH"] = max_body
     # keep the record's documented field order (SPEC §4)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["mlq"] = ServerState(mlq=mlq, token=token or None,
-                                        link_key=_link_key(link_key, secret, token))
-
     # Imported here: the blueprints import current_state from this module.
-    from . import auth, dashboard, deadletter, functions, jobs, ops
+    from . import auth, dashboard, deadletter, functions, jobs, ops, origin
 
+    app.extensions["mlq"] = ServerState(
+        mlq=mlq, token=token or None, admin_token=admin_token or None,
+        link_key=_link_key(link_key, secret, token), max_depth=max_depth,
+        allowed_hosts=origin.allowed_hosts(bind_address, allowed_hosts))
+    origin.install(app)  # first: a request from a foreign page is refused before anything
     auth.install(app)
     for blueprint in (jobs.bp, functions.bp, deadletter.bp, ops.bp, dashboard.bp):
         app.register_blueprint(blueprint)
@@ -113,17 +126,37 @@ def json_response(value: Any, status: int = 200) -> Response:
         json.dumps(jsonable(value)) + "\n", status=status, mimetype="application/json")
 
 
-def jsonable(value: Any) -> Any:
+#: Deepest nesting a JSON answer shows; deeper parts become a placeholder, so that no
+#: stored value (a library user may post any depth msgpack holds) can make a route fail.
+MAX_SHOWN_DEPTH = 100
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
     """`value` with bytes (at any depth) as ``{"base64": ...}`` and keys as strings."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (dict, list, tuple)) and depth >= MAX_SHOWN_DEPTH:
+        return f"[nested deeper than {MAX_SHOWN_DEPTH} levels]"
     if isinstance(value, dict):
-        return {_key_text(k): jsonable(v) for k, v in value.items()}
+        return {_key_text(k): jsonable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, depth + 1) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)  # msgpack extension types and the like: readable beats a 500
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (iterative: any depth)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def _key_text(key: Any) -> str:
@@ -153,6 +186,9 @@ def handle_error(exc: Exception) -> Response:
         return error_response(exc.description or exc.name, status, exc.get_response().headers)
     if isinstance(exc, JobNotFound):
         return error_response(str(exc), 404)
+    if isinstance(exc, SignatureError):
+        # code not signed with the shared secret: the request is understood, and refused
+        return error_response(str(exc), 403)
     if isinstance(exc, MLQError) and not isinstance(exc, ConnectionFailed):
         # InvalidMessage, ListenerError, SignatureError: the input was refused
         return error_response(str(exc), 400)

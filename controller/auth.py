@@ -12,7 +12,7 @@ import time
 
 from flask import Flask, request
 from werkzeug.datastructures import WWWAuthenticate
-from werkzeug.exceptions import Unauthorized
+from werkzeug.exceptions import Forbidden, Unauthorized
 
 from mlq.signing import sign_text, verify_text
 
@@ -22,6 +22,13 @@ from .app import ServerState, current_state
 PUBLIC_ENDPOINTS = frozenset({"ops.healthz"})
 #: Endpoints a signed link opens (a browser following a link sends no header).
 RESULT_ENDPOINTS = frozenset({"jobs.result", "jobs.result_ext"})
+#: Endpoints that need the admin scope: they change which code workers run, or
+#: what happens to failed jobs, rather than post and read jobs.
+ADMIN_ENDPOINTS = frozenset({
+    "functions.register", "functions.unregister",
+    "deadletter.requeue_all", "deadletter.requeue_one", "deadletter.purge_all",
+    "deadletter.purge_one",
+})
 #: Longest link lifetime we sign: a year; beyond that a link is a second password.
 MAX_LINK_TTL = 366 * 24 * 3600
 _SIG_LENGTH = 64  # hex SHA-256
@@ -37,7 +44,10 @@ def check_request() -> None:
     if request.endpoint in PUBLIC_ENDPOINTS or request.blueprint == "dashboard":
         return  # the dashboard checks its own session cookie (controller/dashsession.py)
     state = current_state()
-    if _bearer_ok(state):
+    if request.endpoint in ADMIN_ENDPOINTS:
+        _check_admin(state)
+        return
+    if _bearer_ok(state.token) or _bearer_ok(state.admin_token):
         return
     if request.endpoint in RESULT_ENDPOINTS and _has_link_params():
         # a link is checked even without a token, so an expired link never
@@ -53,13 +63,27 @@ def _unauthorized(message: str) -> Unauthorized:
     return Unauthorized(message, www_authenticate=WWWAuthenticate("bearer", {"realm": "mlq"}))
 
 
-def _bearer_ok(state: ServerState) -> bool:
-    if state.token is None:
+def admin_token(state: ServerState) -> str | None:
+    """The token that opens the admin scope: the admin token, else the one token."""
+    return state.admin_token or state.token
+
+
+def _check_admin(state: ServerState) -> None:
+    required = admin_token(state)
+    if required is None or _bearer_ok(required):
+        return
+    if _bearer_ok(state.token):
+        raise Forbidden("this needs the admin token (--admin_token / MLQ_ADMIN_TOKEN)")
+    raise _unauthorized("missing or wrong bearer token (Authorization: Bearer <admin token>)")
+
+
+def _bearer_ok(token: str | None) -> bool:
+    if token is None:
         return False
     auth = request.authorization
     if auth is None or auth.type != "bearer" or not auth.token:
         return False
-    return hmac.compare_digest(auth.token.encode(), state.token.encode())
+    return hmac.compare_digest(auth.token.encode(), token.encode())
 
 
 def _has_link_params() -> bool:

@@ -37,6 +37,8 @@ from .options import (
     ConnectionSettings,
     connection_options,
     data_dir_option,
+    admin_token_option,
+    allowed_hosts_option,
     heartbeat_timeout_option,
     insecure_option,
     max_body_option,
@@ -180,7 +182,8 @@ class ServerProcess:
 
     def __init__(self, conn: ConnectionSettings, address: str, port: int, max_body: int,
                  token: str | None, insecure: bool, secret: str | None,
-                 log_format: str = "text", limits: tuple[int, int] | None = None) -> None:
+                 log_format: str = "text", limits: tuple[int, int] | None = None,
+                 admin_token: str | None = None, allowed_hosts: str = "") -> None:
         command = [sys.executable, "-m", "controller", "server", "--namespace", conn.namespace,
                    "--server_address", address, "--server_port", str(port),
                    "--max_body", str(max_body), "--log_format", log_format] + (
@@ -190,7 +193,9 @@ class ServerProcess:
                         "--max_function_size", str(limits[1])]
         env = dict(os.environ, MLQ_REDIS_URL=conn.redis_url)
         env[PARENT_PIPE_VAR] = "1"  # it stops when our end of its stdin closes
-        for name, value in (("MLQ_TOKEN", token), ("MLQ_SECRET", secret)):
+        for name, value in (("MLQ_TOKEN", token), ("MLQ_SECRET", secret),
+                            ("MLQ_ADMIN_TOKEN", admin_token),
+                            ("MLQ_ALLOWED_HOSTS", allowed_hosts)):
             env.pop(name, None)
             if value:
                 env[name] = value
@@ -262,6 +267,8 @@ class ReaperThread:
 @server_port_option
 @max_body_option
 @token_option
+@admin_token_option
+@allowed_hosts_option
 @insecure_option
 @option("reaper", is_flag=True, help="Also run the reaper.")
 @reaper_interval_option
@@ -335,7 +342,8 @@ def run_consumer(conn: ConnectionSettings, signals: StopSignals, settings: dict[
             http = ServerProcess(conn, settings["server_address"], settings["server_port"],
                                  settings["max_body"], settings["token"],
                                  settings["insecure"], settings["secret"], settings["log_format"],
-                                 (settings["max_message_size"], settings["max_function_size"]))
+                                 (settings["max_message_size"], settings["max_function_size"]),
+                                 settings["admin_token"], settings["allowed_hosts"])
             parts.append(http)
             http.watch(supervisor.request_stop)  # a server that fails stops everything
         for part in parts:
@@ -407,6 +415,8 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 @server_port_option
 @max_body_option
 @token_option
+@admin_token_option
+@allowed_hosts_option
 @insecure_option
 @secret_option
 @data_dir_option
@@ -417,7 +427,8 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 @logs.log_format_option
 @connection_options
 def server(conn: ConnectionSettings, server_address: str, server_port: int, max_body: int,
-           token: str | None, insecure: bool, secret: str | None, data_dir: Path | None,
+           token: str | None, admin_token: str | None, allowed_hosts: str, insecure: bool,
+           secret: str | None, data_dir: Path | None,
            max_message_size: int, max_function_size: int, log_format: str) -> None:
     """Run the HTTP server alone (gevent); SIGTERM or Ctrl-C stops it.
 
@@ -437,7 +448,9 @@ def server(conn: ConnectionSettings, server_address: str, server_port: int, max_
     with embedded_default(conn, data_dir) as live:
         mlq = open_mlq(live, secret=secret, max_message_size=max_message_size,
                        max_function_size=max_function_size)
-        app = create_app(mlq, token=token, secret=secret, max_body=max_body)
+        app = create_app(mlq, token=token, admin_token=admin_token, secret=secret,
+                         max_body=max_body, allowed_hosts=allowed_hosts.split(","),
+                         bind_address=server_address)
         try:
             serve_forever(app, server_address, server_port,
                           stop_on_stdin_eof=os.environ.get(PARENT_PIPE_VAR) == "1")

@@ -35,7 +35,7 @@ from mlq.job import STATUSES, TERMINAL
 
 from . import dashsession, overview
 from .app import ServerState, current_state, handle_error, jsonable
-from .auth import canonical_id, sign_link
+from .auth import admin_token, canonical_id, sign_link
 
 bp = Blueprint("dashboard", __name__, template_folder="templates",
                static_folder="static", static_url_path="/ui/static")
@@ -55,6 +55,9 @@ _SNIFF: tuple[tuple[bytes, int, str, str], ...] = (
     (b"WAVE", 8, "audio", "wav"), (b"ID3", 0, "audio", "mp3"), (b"\xff\xfb", 0, "audio", "mp3"),
     (b"\xff\xf3", 0, "audio", "mp3"), (b"OggS", 0, "audio", "ogg"), (b"fLaC", 0, "audio", "flac"),
 )
+#: Dashboard actions that need the admin scope (as their API routes do).
+ADMIN_ENDPOINTS = frozenset({"dashboard.requeue_all", "dashboard.requeue_one",
+                             "dashboard.purge_all", "dashboard.purge_one"})
 #: What a dead-letter action's redirect may report, so no page shows text from a URL.
 _DONE = {"requeued": "Requeued {n} job(s).", "purged": "Purged {n} job(s).",
          "missing": "Job {id} is no longer a dead letter."}
@@ -74,6 +77,8 @@ def guard() -> Response | None:
         abort(401, description="log in to the dashboard first")
     if request.method == "POST":
         dashsession.check_post(g.csrf)
+        if request.endpoint in ADMIN_ENDPOINTS and not dashsession.is_admin(state):
+            abort(403, description="log in with the admin token to change dead letters")
     return None
 
 
@@ -284,7 +289,8 @@ def _done(what: str, count: int, job_id: str = "") -> Response:
 @bp.get("/ui/login")
 def login() -> Response | str:
     """The token form; straight on when no token is needed or the session is valid."""
-    if dashsession.logged_in(current_state()):
+    state = current_state()
+    if dashsession.session_scope(state) is not None or admin_token(state) is None:
         return redirect(dashsession.safe_next(request.args.get("next")))
     return render_template("login.html", next=request.args.get("next", ""), error=None)
 
@@ -294,11 +300,12 @@ def login_post() -> Response:
     """Check the token; on success set the session cookie and go where the user was going."""
     state = current_state()
     target = dashsession.safe_next(request.form.get("next"))
-    if not dashsession.token_ok(state, request.form.get("token", "")):
+    scope = dashsession.token_scope(state, request.form.get("token", ""))
+    if scope is None:
         page = render_template("login.html", next=target, error="That is not the server's token.")
         return current_app.response_class(page, status=401, mimetype="text/html")
     response = redirect(target, code=303)
-    dashsession.start_session(state, response)
+    dashsession.start_session(state, response, scope)
     return response
 
 

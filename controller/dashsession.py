@@ -26,6 +26,8 @@ from werkzeug.exceptions import Forbidden
 from werkzeug.wrappers import Response
 
 from .app import ServerState
+from .auth import admin_token
+from .origin import names_this_server
 
 SESSION_COOKIE = "mlq_session"
 CSRF_COOKIE = "mlq_csrf"
@@ -36,40 +38,60 @@ CSRF_HEADER = "X-CSRF-Token"
 SESSION_SECONDS = 7 * 24 * 3600
 
 
+#: What a session may do: read and post, or also change code and dead letters.
+USER, ADMIN = "user", "admin"
+
+
 def _session_key(state: ServerState) -> bytes:
-    assert state.token is not None
-    # derived: the token itself is never an HMAC key for something else
-    return hmac.new(state.token.encode(), b"mlq dashboard session v1", hashlib.sha256).digest()
+    # derived: a token itself is never an HMAC key for something else; changing
+    # either token ends every session
+    material = f"{state.token or ''}\0{state.admin_token or ''}".encode()
+    return hmac.new(material, b"mlq dashboard session v2", hashlib.sha256).digest()
 
 
-def _signature(state: ServerState, expires: int) -> str:
-    return hmac.new(_session_key(state), f"session:{expires}".encode(), hashlib.sha256).hexdigest()
+def _signature(state: ServerState, scope: str, expires: int) -> str:
+    return hmac.new(_session_key(state), f"session:{scope}:{expires}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def session_scope(state: ServerState) -> str | None:
+    """The scope of the request's valid, unexpired session cookie; None without one."""
+    expires_text, _, rest = request.cookies.get(SESSION_COOKIE, "").partition(".")
+    scope, _, signature = rest.partition(".")
+    if not (expires_text.isascii() and expires_text.isdigit()) or len(expires_text) > 12:
+        return None
+    expires = int(expires_text)
+    if scope not in (USER, ADMIN) or expires < time.time() or not signature.isascii():
+        return None
+    return scope if hmac.compare_digest(signature, _signature(state, scope, expires)) else None
 
 
 def logged_in(state: ServerState) -> bool:
-    """True when no token is needed, or the request carries a valid, unexpired session."""
-    if state.token is None:
-        return True
-    expires_text, _, signature = request.cookies.get(SESSION_COOKIE, "").partition(".")
-    if not (expires_text.isascii() and expires_text.isdigit()) or len(expires_text) > 12:
-        return False
-    expires = int(expires_text)
-    if expires < time.time() or not signature.isascii():
-        return False
-    return hmac.compare_digest(signature, _signature(state, expires))
+    """True when no token is needed to look, or the request carries a valid session."""
+    return state.token is None or session_scope(state) is not None
 
 
-def token_ok(state: ServerState, given: str) -> bool:
-    """Whether `given` is the server's token (constant time)."""
-    if state.token is None:
-        return True
-    return hmac.compare_digest(given.strip().encode(), state.token.encode())
+def is_admin(state: ServerState) -> bool:
+    """Whether this browser may change code and dead letters."""
+    return admin_token(state) is None or session_scope(state) == ADMIN
 
 
-def start_session(state: ServerState, response: Response) -> None:
+def token_scope(state: ServerState, given: str) -> str | None:
+    """The scope `given` opens (constant-time compares); None when it is no token of ours."""
+    given_bytes = given.strip().encode()
+    if admin_token(state) is None:
+        return ADMIN
+    if state.admin_token and hmac.compare_digest(given_bytes, state.admin_token.encode()):
+        return ADMIN
+    if state.token and hmac.compare_digest(given_bytes, state.token.encode()):
+        return USER if state.admin_token else ADMIN
+    return None
+
+
+def start_session(state: ServerState, response: Response, scope: str) -> None:
     """Set the session cookie on `response`."""
     expires = int(time.time()) + SESSION_SECONDS
-    response.set_cookie(SESSION_COOKIE, f"{expires}.{_signature(state, expires)}",
+    response.set_cookie(SESSION_COOKIE, f"{expires}.{scope}.{_signature(state, scope, expires)}",
                         max_age=SESSION_SECONDS, path="/", httponly=True, samesite="Strict",
                         secure=request.is_secure)
 
@@ -81,12 +103,15 @@ def end_session(response: Response) -> None:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after login: a path on this server, never another site."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
+    """Where to go after login: a path on this server, never another site (else /ui)."""
+    # Control characters and spaces are refused before parsing: urlsplit drops some
+    # of them, and a check made on what it returns would pass "/\n/evil.example".
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in target)):
+        return "/ui"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
-        return "/"
+        return "/ui"
     return target
 
 
@@ -127,9 +152,4 @@ def _same_origin() -> bool:
     source = request.headers.get("Origin") or request.headers.get("Referer")
     if not source:
         return True
-    parts = urlsplit(source)
-    if not parts.netloc:
-        return False  # "null" (sandboxed frames, file:) is never us
-    # the host only: a proxy that ends TLS makes our scheme http while the
-    # browser's Origin says https, and a scheme alone is no other site
-    return parts.netloc.lower() == request.host.lower()
+    return names_this_server(source)

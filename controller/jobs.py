@@ -22,6 +22,7 @@ from .app import (
     error_response,
     json_response,
     jsonable,
+    nesting_depth,
     read_body,
     text_response,
 )
@@ -45,9 +46,15 @@ for _type, _ext in (("audio/mpeg", ".mp3"), ("audio/wav", ".wav"), ("audio/flac"
                     ("application/xhtml+xml", ".xhtml"), ("text/javascript", ".mjs")):
     MIME.add_type(_type, _ext)
 
-#: Types a browser would run or render as a page: served as downloads, so a
-#: listener's output can never script this origin.
-_ACTIVE_TYPE = re.compile(r"html|xml|javascript|ecmascript|^text/xsl$")
+#: Types a browser would run, or render as a page that runs: served as opaque
+#: downloads, so a listener's output can never script this origin (not even as a
+#: `<script src>` of one of our own pages, which the page's CSP would allow).
+_ACTIVE_TYPE = re.compile(r"html|xml|javascript|ecmascript|wasm|^text/xsl$|^text/css$")
+#: On every result: a result opened as a page runs nothing and reaches nothing, and
+#: no other site may embed it.
+RESULT_HEADERS = {"Content-Security-Policy": "default-src 'none'; sandbox",
+                  "Cross-Origin-Resource-Policy": "same-origin",
+                  "X-Content-Type-Options": "nosniff"}
 _SAFE_EXT = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -71,6 +78,9 @@ def post_job() -> Response:
         abort(400, description='body must be a JSON object like {"msg": ...}')
     if "msg" not in body:
         abort(400, description='missing "msg"')
+    limit = current_state().max_depth
+    if nesting_depth(body) > limit + 1:  # +1: the body object itself
+        abort(400, description=f"msg is nested deeper than {limit} levels (--max_depth)")
     unknown = sorted(set(body) - set(POST_FIELDS))
     if unknown:
         abort(400, description=f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(POST_FIELDS)}")
@@ -150,6 +160,12 @@ _RESULT_META = ("status", "attempt", "processing_finished", "error")
 
 
 def _serve_result(job_id: str, ext: str | None) -> Response:
+    response = _result_response(job_id, ext)
+    response.headers.update(RESULT_HEADERS)
+    return response
+
+
+def _result_response(job_id: str, ext: str | None) -> Response:
     state = current_state()
     job = state.mlq.get_job(job_id, fields=_RESULT_META)
     cached = state.results.get(_result_key(job)) if job["status"] == COMPLETED else None
@@ -168,10 +184,9 @@ def _serve_result(job_id: str, ext: str | None) -> Response:
         return response
     body, content_type = result_body(job["result"], ext)
     response = Response(body, content_type=content_type)
-    response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "private, no-cache"  # a requeued job gets a new result
-    if _ACTIVE_TYPE.search(content_type.split(";")[0].strip().lower()):
-        name = _SAFE_EXT.sub("_", f"result-{job['id']}.{ext or 'bin'}")
+    if ext and _is_active(ext):
+        name = _SAFE_EXT.sub("_", f"result-{job['id']}.{ext}")
         response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     response.set_etag(_etag(job, content_type))
     if isinstance(job.get("processing_finished"), (int, float)):
@@ -200,9 +215,16 @@ def result_body(value: Any, ext: str | None) -> tuple[bytes, str]:
         mime = "application/octet-stream"
     if mime is None:
         return body, default
+    if _is_active(ext):
+        return body, "application/octet-stream"
     if mime.startswith("text/") and isinstance(value, str):
         mime += "; charset=utf-8"
     return body, mime
+
+
+def _is_active(ext: str | None) -> bool:
+    mime = MIME.guess_type(f"result.{ext}")[0] if ext else None
+    return mime is not None and bool(_ACTIVE_TYPE.search(mime))
 
 
 def _etag(job: dict[str, Any], content_type: str) -> str:

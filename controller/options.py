@@ -162,6 +162,14 @@ secret_option = option(
 token_option = option(
     "token", envvar="MLQ_TOKEN", default=None,
     help="API token the HTTP server requires as 'Authorization: Bearer ...' [env: MLQ_TOKEN]")
+admin_token_option = option(
+    "admin_token", envvar="MLQ_ADMIN_TOKEN", default=None,
+    help="Token for uploading code and changing dead letters; without it --token "
+         "covers both [env: MLQ_ADMIN_TOKEN]")
+allowed_hosts_option = option(
+    "allowed_hosts", envvar="MLQ_ALLOWED_HOSTS", default="", metavar="A,B",
+    help="Host names the HTTP server answers besides loopback and its own address "
+         "('*': any) [env: MLQ_ALLOWED_HOSTS]")
 insecure_option = option(
     "insecure", is_flag=True, help="Allow a non-loopback --server_address without a token.")
 max_body_option = option(

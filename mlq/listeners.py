@@ -6,7 +6,9 @@ import base64
 import binascii
 import json
 import logging
+import pickletools
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import cloudpickle
@@ -15,30 +17,108 @@ import redis
 from .errors import ListenerError, SignatureError
 from .keys import Keys
 from .scripts import Scripts
-from .signing import seal, unseal
+from .signing import seal, seal_signed, unseal
 
 log = logging.getLogger("mlq.listeners")
 
 Listener = Callable[..., Any]
 
 
-def bytes_from_envelope(obj: Any) -> bytes:
-    """The pickle inside `jsonpickle.encode(bytes)`'s ``{"py/b64": ...}`` envelope.
+@dataclass(frozen=True)
+class Upload:
+    """A function as it arrives over the wire: its pickle, and what the uploader said of it."""
+
+    payload: bytes
+    name: str | None = None
+    signature: str | None = None  # hex HMAC-SHA256 of `payload`, made by the uploader
+
+
+#: Keys the upload envelope may carry besides jsonpickle's own "py/b64".
+_ENVELOPE_EXTRAS = ("name", "signature")
+
+
+def read_envelope(obj: Any) -> Upload:
+    """The upload inside `jsonpickle.encode(bytes)`'s ``{"py/b64": ...}`` envelope.
 
     Read with the json module only: jsonpickle.decode would run any py/reduce
-    the envelope smuggles in.
+    the envelope smuggles in. The envelope may also carry the function's
+    ``name`` and the uploader's ``signature`` of the pickle.
     """
     if isinstance(obj, (str, bytes, bytearray)):
         try:
             obj = json.loads(obj)
         except ValueError as exc:
             raise ListenerError(f"not a JSON object: {exc}") from exc
-    if not (isinstance(obj, dict) and set(obj) == {"py/b64"} and isinstance(obj["py/b64"], str)):
-        raise ListenerError('expected {"py/b64": "<base64 of cloudpickle.dumps(f)>"}')
+    if not (isinstance(obj, dict) and "py/b64" in obj and isinstance(obj["py/b64"], str)
+            and set(obj) <= {"py/b64", *_ENVELOPE_EXTRAS}
+            and all(isinstance(obj.get(k, ""), str) for k in _ENVELOPE_EXTRAS)):
+        raise ListenerError('expected {"py/b64": "<base64 of cloudpickle.dumps(f)>"'
+                            ', optionally with "name" and "signature"}')
     try:
-        return base64.b64decode(obj["py/b64"], validate=True)
+        payload = base64.b64decode(obj["py/b64"], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ListenerError(f"py/b64 is not base64: {exc}") from exc
+    return Upload(payload, obj.get("name") or None, obj.get("signature") or None)
+
+
+
+_STRING_OPS = frozenset({"UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8",
+                         "STRING", "BINSTRING", "SHORT_BINSTRING"})
+
+
+def _pickle_values(payload: bytes) -> list[Any]:
+    """What each opcode of a pickle pushes: the text of string opcodes (memo
+    look-ups resolved), the opcode's name for anything else. Nothing is built
+    and no code runs."""
+    memo: dict[int, Any] = {}
+    values: list[Any] = []
+    for opcode, arg, _ in pickletools.genops(payload):
+        name = opcode.name
+        if name in ("PROTO", "FRAME"):
+            continue
+        if name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+            memo[len(memo) if name == "MEMOIZE" else int(arg)] = values[-1] if values else None
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            values.append(memo.get(int(arg)))
+        elif name in _STRING_OPS:
+            values.append(str(arg))
+        elif name == "GLOBAL":
+            values.append(("GLOBAL", str(arg)))
+        else:
+            values.append((name,))
+    return values
+
+
+def name_from_pickle(payload: bytes) -> str | None:
+    """A pickled function's ``__name__``, read from its opcodes without unpickling.
+
+    Two shapes are known: a function pickled by reference (the whole pickle is
+    one global: module and name) and cloudpickle's by-value form, whose state
+    holds ``__name__`` right before ``__qualname__``. None when neither is there.
+    """
+    try:
+        values = _pickle_values(payload)
+    except Exception as exc:  # pickletools raises ValueError and others on garbage
+        raise ListenerError(f"not a pickle: {exc}") from exc
+    body = [v for v in values if v != ("STOP",)]
+    if len(body) == 3 and body[2] == ("STACK_GLOBAL",) and all(isinstance(v, str) for v in body[:2]):
+        return body[1].rsplit(".", 1)[-1]
+    if len(body) == 1 and isinstance(body[0], tuple) and body[0][0] == "GLOBAL":
+        return body[0][1].rsplit(" ", 1)[-1].rsplit(".", 1)[-1]
+    for i in range(len(values) - 3):
+        if (values[i] == "__name__" and isinstance(values[i + 1], str)
+                and values[i + 2] == "__qualname__" and isinstance(values[i + 3], str)):
+            return values[i + 1]
+    return None
+
+
+def upload_name(upload: Upload, given: str | None = None) -> str:
+    """The name to register `upload` under: as given, else read from the pickle."""
+    name = given or upload.name or name_from_pickle(upload.payload)
+    if not name:
+        raise ListenerError("cannot tell the function's name from the pickle: "
+                            'give it as "name" in the body or ?name=')
+    return name
 
 
 def load_pickled(payload: bytes) -> Listener:
@@ -147,22 +227,41 @@ class Registry:
 
     # -- writing ------------------------------------------------------------
     def register(self, function: Listener | dict | bytes) -> str:
-        """Store a function (object, pickle bytes or jsonpickle envelope); returns its name."""
-        if isinstance(function, dict):
-            function = bytes_from_envelope(function)
-        if isinstance(function, (bytes, bytearray)):
-            payload = bytes(function)
-            self._check_size(len(payload))
-            function = load_pickled(payload)
-        else:
-            if not callable(function):
-                raise ListenerError(f"not a function: {type(function).__name__}")
+        """Store a function (object, pickle bytes or upload envelope), signed with
+        this side's secret when it has one; returns its name.
+
+        Bytes are never unpickled here: the name is read from the pickle's opcodes.
+        """
+        if callable(function):
             payload = cloudpickle.dumps(function)
             self._check_size(len(payload))
-        name = function_name(function)
-        stored = seal(payload, self.secret)
-        with self._lock:
-            self._cache[name] = (stored, function)
+            name = function_name(function)
+            stored = seal(payload, self.secret)
+            with self._lock:
+                self._cache[name] = (stored, function)
+            self.scripts.register(name, stored)
+            return name
+        if isinstance(function, dict):
+            upload = read_envelope(function)
+        elif isinstance(function, (bytes, bytearray)):
+            upload = Upload(bytes(function))
+        else:
+            raise ListenerError(f"not a function: {type(function).__name__}")
+        return self.store_upload(upload, upload_name(upload), sign=True)
+
+    def store_upload(self, upload: Upload, name: str, *, sign: bool = False) -> str:
+        """Store uploaded code under `name`, never unpickling it.
+
+        `sign`: sign it with this side's secret (a trusted caller, such as this
+        library's own user). Otherwise, with a secret set, the upload must carry
+        the uploader's own valid signature (SignatureError if not), which is
+        stored as it is: holding the server's token is not holding the secret.
+        """
+        self._check_size(len(upload.payload))
+        if sign or not (self.secret or upload.signature):
+            stored = seal(upload.payload, self.secret)
+        else:
+            stored = seal_signed(upload.payload, upload.signature, self.secret)
         self.scripts.register(name, stored)
         return name
 
@@ -175,8 +274,8 @@ class Registry:
         if isinstance(function, str):
             name = function
         elif isinstance(function, (dict, bytes, bytearray)):
-            payload = bytes_from_envelope(function) if isinstance(function, dict) else bytes(function)
-            name = function_name(load_pickled(payload))
+            name = upload_name(read_envelope(function) if isinstance(function, dict)
+                               else Upload(bytes(function)))
         else:
             name = function_name(function)
         return bool(self.scripts.unregister(name))

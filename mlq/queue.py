@@ -20,7 +20,7 @@ from .events import wait_for_terminal, watch
 from .job import FAILED, QUEUED, RUNTIME_BUCKETS, STARTED, STATUSES, bucket_field, progress_text
 from .keys import DEFAULT_QUEUE, PRIORITIES, Keys
 from .notebook import Job, submit_many
-from .listeners import Listener, ListenerStates, Registry, function_name, listener
+from .listeners import Listener, ListenerStates, Registry, Upload, function_name, listener
 from .scripts import Scripts
 from .serialization import RECORD_FIELDS, pack, pack_fields, record_from_hash, unpack
 
@@ -315,8 +315,16 @@ class MLQ:
         return name
 
     def register_listener(self, function: Listener | dict | bytes) -> str:
-        """Register without consuming here (what POST /consumer does)."""
+        """Register without consuming here, signed with this object's secret if it has one."""
         return self.registry.register(function)
+
+    def store_upload(self, upload: Upload, name: str) -> str:
+        """Register code uploaded by someone else (POST /consumer), never unpickling it.
+
+        With a secret set, the upload must carry its uploader's valid signature:
+        SignatureError otherwise, and nothing is stored.
+        """
+        return self.registry.store_upload(upload, name)
 
     def remove_listener(self, function: Listener | str | dict | bytes) -> bool:
         return self.registry.unregister(function)

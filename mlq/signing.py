@@ -31,6 +31,41 @@ def seal(payload: bytes, secret: str | bytes | None) -> bytes:
     return _SIGNED + mac(secret, payload) + payload
 
 
+def seal_signed(payload: bytes, signature: str | None, secret: str | bytes | None) -> bytes:
+    """Wrap a pickle that its uploader signed (`signature`: hex, optionally "sha256=hex").
+
+    With a secret, the signature must be valid for it (SignatureError otherwise);
+    without one it is kept unchecked, for workers that do hold the secret to check.
+    """
+    given = parse_signature(signature)
+    if given is None:
+        raise SignatureError("unsigned upload: sign the pickle with the shared secret "
+                             "(X-MLQ-Signature: sha256=<hex HMAC-SHA256>)")
+    if secret and not hmac.compare_digest(given, mac(secret, payload)):
+        raise SignatureError("the upload's signature does not match the shared secret")
+    return _SIGNED + given + payload
+
+
+def parse_signature(signature: str | None) -> bytes | None:
+    """The MAC in "sha256=<hex>" or "<hex>"; None when absent or not that shape."""
+    if not signature:
+        return None
+    text = signature.strip()
+    if text.lower().startswith("sha256="):
+        text = text[len("sha256="):]
+    if len(text) != 2 * _MAC_SIZE:
+        return None
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
+
+
+def signature_header(secret: str | bytes, payload: bytes) -> str:
+    """The X-MLQ-Signature value an uploader sends with `payload`."""
+    return "sha256=" + mac(secret, payload).hex()
+
+
 def unseal(stored: bytes, secret: str | bytes | None) -> bytes:
     """The pickle inside `stored`; SignatureError when a secret is set and it is not signed with it."""
     kind = stored[:1]

@@ -222,6 +222,7 @@ def test_server_limits_on_messages_and_functions(spawn: Spawn, redis_url: str,
         return "a fairly long constant string that pushes the pickle over 100 bytes" * 3
 
     body = jsonpickle.encode(cloudpickle.dumps(listener_with_a_long_body))
-    refused = requests.post(f"{base}/consumer", data=body, timeout=10)
+    refused = requests.post(f"{base}/consumer", data=body, timeout=10,
+                            headers={"Content-Type": "application/json"})
     assert refused.status_code == 400 and "exceeds the limit" in refused.json()["error"]
     assert server.stop() == 0

@@ -27,6 +27,8 @@ from mlq.embedded import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "t0ken-for-tests"
+#: What an upload to /consumer must say it is (a cross-site page cannot say it unasked).
+JSON = {"Content-Type": "application/json"}
 #: The open server's body limit: small, so the 413 tests send little.
 SMALL_BODY = 256 * 1024
 
@@ -41,8 +43,9 @@ from mlq import MLQ
 from controller.app import create_app
 from controller.server import serve_forever
 args = json.loads(sys.argv[1])
-app = create_app(MLQ(args["namespace"], redis_url=args["redis_url"]), token=args["token"],
-                 max_body=args["max_body"])
+app = create_app(MLQ(args["namespace"], redis_url=args["redis_url"], secret=args["secret"]),
+                 token=args["token"], admin_token=args["admin_token"], secret=args["secret"],
+                 max_body=args["max_body"], allowed_hosts=args["allowed_hosts"])
 app.extensions["mlq"].sse_keepalive = args["keepalive"]
 serve_forever(app, "127.0.0.1", args["port"], stop_timeout=args["stop_timeout"])
 """
@@ -55,6 +58,9 @@ class ServerProcess:
     namespace: str
     redis_url: str
     token: str | None = None
+    admin_token: str | None = None
+    secret: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
     max_body: int = 64 * 1024 ** 2
     keepalive: float = 0.5
     stop_timeout: float = 0.5
@@ -68,6 +74,8 @@ class ServerProcess:
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         args = {"namespace": self.namespace, "redis_url": self.redis_url, "token": self.token,
+                "admin_token": self.admin_token, "secret": self.secret,
+                "allowed_hosts": list(self.allowed_hosts),
                 "max_body": self.max_body, "port": self.port, "keepalive": self.keepalive,
                 "stop_timeout": self.stop_timeout}
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -115,8 +123,8 @@ class ServerProcess:
     # -- requests with the server's token and a timeout ---------------------------
     def request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", None) or {})
-        if auth and self.token:
-            headers.setdefault("Authorization", f"Bearer {self.token}")
+        if auth and (self.admin_token or self.token):
+            headers.setdefault("Authorization", f"Bearer {self.admin_token or self.token}")
         kwargs.setdefault("timeout", 10)
         return requests.request(method, self.url + path, headers=headers, **kwargs)
 

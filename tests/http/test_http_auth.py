@@ -15,7 +15,7 @@ from controller.auth import sign_link
 from controller.server import BindRefused, check_bind, is_loopback
 from mlq import MLQ, MLQError
 
-from .conftest import TOKEN, ServerProcess, tiny_png
+from .conftest import JSON, TOKEN, ServerProcess, tiny_png
 
 PNG = tiny_png()
 
@@ -63,7 +63,7 @@ def test_auth_is_checked_before_the_body_is_read(token_server: ServerProcess, tm
     trap = tmp_path / "pwned"
     body = json.dumps({"py/reduce": [{"py/function": "builtins.open"},
                                      {"py/tuple": [str(trap), "w"]}]})
-    response = token_server.post("/consumer", auth=False, data=body)
+    response = token_server.post("/consumer", auth=False, data=body, headers=JSON)
     assert response.status_code == 401
     garbage = token_server.post("/jobs", auth=False, data=b"not json" * 1024)
     assert garbage.status_code == 401  # not 400: the body was never parsed

@@ -135,7 +135,12 @@ def test_jsonable() -> None:
     ({"a": 1}, None, "application/json"), (None, None, "application/json"),
     (b"\x01", "tar.gz", "application/octet-stream"), (b"\x01", "gz", "application/octet-stream"),
     ("é", "unknownext", "text/plain; charset=utf-8"), (b"\x01", "PNG", "image/png"),
-    ("<p>", "html", "text/html; charset=utf-8"), (b"<p>", "html", "text/html"),
+    ("<p>", "html", "application/octet-stream"), (b"<p>", "html", "application/octet-stream"),
+    ("x", "js", "application/octet-stream"), ("x", "mjs", "application/octet-stream"),
+    ("<svg/>", "svg", "application/octet-stream"), ("<a/>", "xml", "application/octet-stream"),
+    ("x", "xsl", "application/octet-stream"), (b"\0asm", "wasm", "application/octet-stream"),
+    ("x", "xhtml", "application/octet-stream"), ("a{}", "css", "application/octet-stream"),
+    ("x", "txt", "text/plain; charset=utf-8"),
     ({"a": 1}, "json", "application/json"),
 ])
 def test_result_body_types(value: Any, ext: str | None, expected: str) -> None:

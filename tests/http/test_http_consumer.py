@@ -14,7 +14,7 @@ import pytest
 
 from mlq import MLQ
 
-from .conftest import ServerProcess
+from .conftest import JSON, ServerProcess
 
 
 def base(msg: Any, *args: Any) -> Any:
@@ -35,17 +35,17 @@ def test_uploaded_function_runs_on_the_workers(server: ServerProcess, worker: ML
     def multiply(msg: Any, *args: Any) -> Any:  # local: cloudpickle sends it by value
         return msg["arg1"] * msg["arg2"]
 
-    response = server.post("/consumer", data=_envelope(multiply))
+    response = server.post("/consumer", data=_envelope(multiply), headers=JSON)
     assert (response.status_code, response.text) == (200, "True")
     assert "multiply" in server.get("/consumer").json()
     job_id = server.post_job({"arg1": 6, "arg2": 3}, functions=["multiply"])
     assert worker.wait(job_id, timeout=10)["result"] == 18
     assert server.get(f"/jobs/{job_id}/short_result").text == "18"
 
-    response = server.delete("/consumer", data=_envelope(multiply))
+    response = server.delete("/consumer", data=_envelope(multiply), headers=JSON)
     assert (response.status_code, response.text) == (200, "True")
     assert "multiply" not in server.get("/consumer").json()
-    assert server.delete("/consumer", data=_envelope(multiply)).text == "False"
+    assert server.delete("/consumer", data=_envelope(multiply), headers=JSON).text == "False"
     failed = server.post_job({"arg1": 1, "arg2": 1}, functions=["multiply"])
     assert worker.wait(failed, timeout=10)["error"] == "no listener named 'multiply'"
 
@@ -54,7 +54,7 @@ def test_delete_by_name(server: ServerProcess) -> None:
     def temporary(msg: Any, *args: Any) -> Any:
         return msg
 
-    assert server.post("/consumer", data=_envelope(temporary)).text == "True"
+    assert server.post("/consumer", data=_envelope(temporary), headers=JSON).text == "True"
     assert server.delete("/consumer?name=temporary").text == "True"
     assert server.delete("/consumer?name=temporary").text == "False"
 
@@ -67,7 +67,7 @@ def test_booby_trapped_jsonpickle_is_refused_and_never_decoded(server: ServerPro
     for body in (reduce, {"py/b64": payload, **reduce}, {"py/b64": reduce},
                  [reduce], {"py/object": "builtins.open"}):
         for method in ("POST", "DELETE"):
-            response = server.request(method, "/consumer", data=json.dumps(body))
+            response = server.request(method, "/consumer", data=json.dumps(body), headers=JSON)
             assert response.status_code == 400, body
             assert response.json()["error"]
     assert not trap.exists()
@@ -78,14 +78,15 @@ def test_booby_trapped_jsonpickle_is_refused_and_never_decoded(server: ServerPro
                                   b'{"py/b64": "' + base64.b64encode(cloudpickle.dumps(42)) + b'"}',
                                   b"[" * 5000])
 def test_bad_uploads_are_400(server: ServerProcess, body: bytes) -> None:
-    response = server.post("/consumer", data=body)
+    response = server.post("/consumer", data=body, headers=JSON)
     assert response.status_code == 400
     assert response.json()["error"]
 
 
-def test_function_by_reference_that_the_server_cannot_import_is_400(
-        server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
-    # a module that exists only in this process: cloudpickle sends its functions by reference
+def test_function_by_reference_that_the_worker_cannot_import_fails_its_jobs_only(
+        server: ServerProcess, worker: MLQ, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a module that exists only in this process: cloudpickle sends its functions by
+    # reference; the server stores it without unpickling, the worker cannot load it
     module = types.ModuleType("mlq_only_in_the_test_process")
 
     def elsewhere(msg: Any, *args: Any) -> Any:
@@ -95,10 +96,17 @@ def test_function_by_reference_that_the_server_cannot_import_is_400(
     elsewhere.__qualname__ = "elsewhere"
     module.elsewhere = elsewhere  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    response = server.post("/consumer", data=_envelope(elsewhere))
-    assert response.status_code == 400
-    assert "cannot unpickle" in response.json()["error"]
-    assert "elsewhere" not in server.get("/consumer").json()
+    body = _envelope(elsewhere)
+    monkeypatch.delitem(sys.modules, module.__name__)  # gone before any worker loads it
+    response = server.post("/consumer", data=body, headers=JSON)
+    assert (response.status_code, response.text) == (200, "True")
+    try:
+        job_id = server.post_job(1, functions=["elsewhere"])
+        assert worker.wait(job_id, timeout=10)["error"] == "no listener named 'elsewhere'"
+        assert worker.wait(server.post_job("still fine", functions=["base"]),
+                           timeout=10)["result"] == "still fine"
+    finally:
+        server.delete("/consumer?name=elsewhere")
 
 
 # -- dead letters ---------------------------------------------------------------------------

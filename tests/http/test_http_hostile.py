@@ -15,7 +15,7 @@ import redis
 
 from mlq import MLQ
 
-from .conftest import SMALL_BODY, ServerProcess
+from .conftest import JSON, SMALL_BODY, ServerProcess
 
 
 def double(msg: Any, *args: Any) -> Any:
@@ -50,6 +50,8 @@ HOSTILE: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/jobs", {"data": b'{"message": "no msg key"}'}),
     ("POST", "/jobs", {"data": b"x" * (SMALL_BODY + 10)}),
     ("POST", "/jobs", {"data": _deep(1000)}),
+    ("POST", "/jobs", {"data": _deep(65)}),
+    ("POST", "/jobs", {"data": _deep(600)}),
     ("POST", "/jobs", {"data": b'{"msg": "\xff\xfe\xfa"}'}),
     ("POST", "/jobs", {"data": b'{"msg": 1, "callback": "file:///etc/passwd"}'}),
     ("POST", "/jobs", {"data": b'{"msg": 1, "timeout": -5}'}),
@@ -61,12 +63,14 @@ HOSTILE: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/jobs/" + "1" * 30, {}),
     ("GET", "/jobs/1/result.%2e%2e%2fetc%2fpasswd", {}),
     ("GET", "/jobs/1/result/../../../etc/passwd", {}),
-    ("POST", "/consumer", {"data": b"garbage"}),
-    ("POST", "/consumer", {"data": _envelope(b"not a pickle")}),
-    ("POST", "/consumer", {"data": _envelope(pickle.dumps(_RaisesOnLoad()))}),
-    ("POST", "/consumer", {"data": _envelope(pickle.dumps(42))}),
-    ("POST", "/consumer", {"data": b'{"py/reduce": [{"py/function": "os.system"}, ["true"]]}'}),
-    ("DELETE", "/consumer", {"data": b"\xff\xfe"}),
+    ("POST", "/consumer", {"data": b"garbage", "headers": JSON}),
+    ("POST", "/consumer", {"data": _envelope(cloudpickle.dumps(len)),
+                           "headers": {"Content-Type": "text/plain"}}),
+    ("POST", "/consumer", {"data": _envelope(b"not a pickle"), "headers": JSON}),
+    ("POST", "/consumer", {"data": _envelope(pickle.dumps(_RaisesOnLoad())), "headers": JSON}),
+    ("POST", "/consumer", {"data": _envelope(pickle.dumps(42)), "headers": JSON}),
+    ("POST", "/consumer", {"data": b'{"py/reduce": [{"py/function": "os.system"}, ["true"]]}', "headers": JSON}),
+    ("DELETE", "/consumer", {"data": b"\xff\xfe", "headers": JSON}),
     ("POST", "/deadletter/abc/requeue", {}),
     ("DELETE", "/deadletter/" + "9" * 30, {}),
 ]
@@ -114,7 +118,7 @@ def test_uploaded_function_that_raises_fails_only_its_job(server: ServerProcess,
         raise ValueError("raised on purpose")
 
     body = jsonpickle.encode(cloudpickle.dumps(raises_when_called))
-    assert server.post("/consumer", data=body).text == "True"
+    assert server.post("/consumer", data=body, headers=JSON).text == "True"
     try:
         job_id = server.post_job(1, functions=["raises_when_called"])
         record = worker.wait(job_id, timeout=20)
@@ -122,5 +126,39 @@ def test_uploaded_function_that_raises_fails_only_its_job(server: ServerProcess,
         assert server.get(f"/jobs/{job_id}/result").status_code == 422
         assert worker.wait(server.post_job(4, functions=["double"]), 20)["result"] == 8
     finally:
-        server.request("DELETE", "/consumer", data=body)
+        server.request("DELETE", "/consumer", data=body, headers=JSON)
 
+
+
+def test_nesting_up_to_the_limit_is_accepted(server: ServerProcess, worker: MLQ) -> None:
+    response = server.post("/jobs", data=_deep(64))
+    assert response.status_code == 200
+    refused = server.post("/jobs", data=_deep(65))
+    assert refused.status_code == 400 and "--max_depth" in refused.json()["error"]
+
+
+def test_no_stored_record_makes_a_route_fail(server: ServerProcess, worker: MLQ) -> None:
+    # a library user may post what HTTP refuses: the routes must still answer it
+    deep: Any = "bottom"
+    for _ in range(500):
+        deep = [deep]
+    job_id = worker.post(deep, functions=["no_such_listener"])
+    assert worker.wait(job_id, timeout=20)["status"] == "failed"
+    for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/result", f"/ui/jobs/{job_id}",
+                 "/deadletter", "/ui/deadletters", "/ui/jobs"):
+        response = server.get(path)
+        assert response.status_code < 500, (path, response.status_code, response.text[:200])
+    shown = server.get(f"/jobs/{job_id}").json()["msg"]
+    for _ in range(99):
+        shown = shown[0]
+    assert shown == "[nested deeper than 100 levels]"
+    server.delete(f"/deadletter/{job_id}")
+
+
+@pytest.mark.parametrize("target", ["/ui%0aX", "/ui%0d%0aSet-Cookie:x=1", "/%09/evil.example",
+                                    "/ui%20x", "//evil.example", "https://evil.example/"])
+def test_login_next_with_control_characters_goes_to_the_dashboard(server: ServerProcess,
+                                                                 target: str) -> None:
+    response = server.get(f"/ui/login?next={target}", allow_redirects=False)
+    assert response.status_code in (302, 303)
+    assert response.headers["Location"] == "/ui"

@@ -193,15 +193,29 @@ def test_text_and_json_results_by_default_type(server: ServerProcess, worker: ML
     assert server.get(f"/jobs/{number_id}/result").json() == 21
 
 
-@pytest.mark.parametrize("suffix", [".html", ".svg", ".xml", ".js", ".xhtml"])
-def test_active_types_are_attachments(server: ServerProcess, worker: MLQ, suffix: str) -> None:
+@pytest.mark.parametrize("suffix", [".html", ".svg", ".xml", ".js", ".xhtml", ".mjs", ".wasm",
+                                    ".xsl", ".css"])
+def test_active_types_are_opaque_attachments(server: ServerProcess, worker: MLQ,
+                                             suffix: str) -> None:
     job_id = run(server, worker, {"kind": "html"})
     response = server.get(f"/jobs/{job_id}/result{suffix}")
     assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
     assert response.headers["Content-Disposition"] == f'attachment; filename="result-{job_id}{suffix}"'
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     plain = server.get(f"/jobs/{job_id}/result")  # text/plain + nosniff: never rendered
     assert plain.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_every_result_answer_is_sandboxed_and_not_embeddable(server: ServerProcess,
+                                                             worker: MLQ) -> None:
+    done = run(server, worker, {"kind": "text"})
+    waiting = server.post_job("held", queue="nobody-serves-this")
+    for path in (f"/jobs/{done}/result", f"/jobs/{done}/result.png", f"/jobs/{waiting}/result"):
+        response = server.get(path)
+        assert response.status_code in (200, 202)
+        assert response.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+        assert response.headers["Cross-Origin-Resource-Policy"] == "same-origin"
 
 
 def test_range_requests(server: ServerProcess, worker: MLQ) -> None:

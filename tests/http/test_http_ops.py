@@ -19,7 +19,7 @@ from controller.app import create_app
 from mlq import MLQ
 from mlq.embedded import free_port
 
-from .conftest import SMALL_BODY, ServerProcess
+from .conftest import JSON, SMALL_BODY, ServerProcess
 
 
 def slow(msg: Any, *args: Any) -> Any:
@@ -139,7 +139,7 @@ def test_body_over_the_limit_is_413(server: ServerProcess) -> None:
     big = b'{"msg": "' + b"x" * SMALL_BODY + b'"}'
     response = server.post("/jobs", data=big)
     assert response.status_code == 413 and response.json()["error"]
-    assert server.post("/consumer", data=big).status_code == 413
+    assert server.post("/consumer", data=big, headers=JSON).status_code == 413
 
 
 def test_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None:
