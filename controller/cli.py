@@ -42,6 +42,7 @@ from .options import (
     heartbeat_timeout_option,
     insecure_option,
     max_body_option,
+    max_depth_option,
     open_mlq,
     option,
     reaper_interval_option,
@@ -183,10 +184,12 @@ class ServerProcess:
     def __init__(self, conn: ConnectionSettings, address: str, port: int, max_body: int,
                  token: str | None, insecure: bool, secret: str | None,
                  log_format: str = "text", limits: tuple[int, int] | None = None,
-                 admin_token: str | None = None, allowed_hosts: str = "") -> None:
+                 admin_token: str | None = None, allowed_hosts: str = "",
+                 max_depth: int = 64) -> None:
         command = [sys.executable, "-m", "controller", "server", "--namespace", conn.namespace,
                    "--server_address", address, "--server_port", str(port),
-                   "--max_body", str(max_body), "--log_format", log_format] + (
+                   "--max_body", str(max_body), "--log_format", log_format,
+                   "--max_depth", str(max_depth)] + (
                        ["--insecure"] if insecure else [])
         if limits is not None:
             command += ["--max_message_size", str(limits[0]),
@@ -269,6 +272,7 @@ class ReaperThread:
 @token_option
 @admin_token_option
 @allowed_hosts_option
+@max_depth_option
 @insecure_option
 @option("reaper", is_flag=True, help="Also run the reaper.")
 @reaper_interval_option
@@ -343,7 +347,8 @@ def run_consumer(conn: ConnectionSettings, signals: StopSignals, settings: dict[
                                  settings["max_body"], settings["token"],
                                  settings["insecure"], settings["secret"], settings["log_format"],
                                  (settings["max_message_size"], settings["max_function_size"]),
-                                 settings["admin_token"], settings["allowed_hosts"])
+                                 settings["admin_token"], settings["allowed_hosts"],
+                                 settings["max_depth"])
             parts.append(http)
             http.watch(supervisor.request_stop)  # a server that fails stops everything
         for part in parts:
@@ -417,6 +422,7 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 @token_option
 @admin_token_option
 @allowed_hosts_option
+@max_depth_option
 @insecure_option
 @secret_option
 @data_dir_option
@@ -427,8 +433,8 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 @logs.log_format_option
 @connection_options
 def server(conn: ConnectionSettings, server_address: str, server_port: int, max_body: int,
-           token: str | None, admin_token: str | None, allowed_hosts: str, insecure: bool,
-           secret: str | None, data_dir: Path | None,
+           token: str | None, admin_token: str | None, allowed_hosts: str, max_depth: int,
+           insecure: bool, secret: str | None, data_dir: Path | None,
            max_message_size: int, max_function_size: int, log_format: str) -> None:
     """Run the HTTP server alone (gevent); SIGTERM or Ctrl-C stops it.
 
@@ -450,7 +456,7 @@ def server(conn: ConnectionSettings, server_address: str, server_port: int, max_
                        max_function_size=max_function_size)
         app = create_app(mlq, token=token, admin_token=admin_token, secret=secret,
                          max_body=max_body, allowed_hosts=allowed_hosts.split(","),
-                         bind_address=server_address)
+                         bind_address=server_address, max_depth=max_depth)
         try:
             serve_forever(app, server_address, server_port,
                           stop_on_stdin_eof=os.environ.get(PARENT_PIPE_VAR) == "1")

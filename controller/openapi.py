@@ -58,6 +58,9 @@ def _op(summary: str, responses: dict[str, Any], *, params: list[Any] | None = N
         all_responses.setdefault("404", _error("No such job."))
     if security != []:
         all_responses.setdefault("401", _error("Missing or wrong bearer token."))
+    all_responses.setdefault("403", _error(
+        "The Host header names no host this server answers to (--allowed_hosts), or a "
+        "browser sent this state-changing request from a page of another site."))
     all_responses.setdefault("503", _error("Redis is unreachable."))
     operation["responses"] = all_responses
     if security is not None:
@@ -72,14 +75,39 @@ _POST_BODY = {
 }
 _ENVELOPE = {
     "required": True,
-    "description": "jsonpickle.encode(cloudpickle.dumps(f)); read with the json module only.",
+    "description": "jsonpickle.encode(cloudpickle.dumps(f)), optionally with the function's "
+                   "name and the uploader's signature; Content-Type must be application/json. "
+                   "Read with the json module only; the server never unpickles it.",
     "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"py/b64": {"type": "string"}},
+        "type": "object", "properties": {
+            "py/b64": {"type": "string", "description": "Base64 of the pickle."},
+            "name": {"type": "string", "description": "The name to register it under; "
+                     "else read from the pickle's opcodes (400 when that fails)."},
+            "signature": {"type": "string", "description": "sha256=<hex HMAC-SHA256 of the "
+                          "pickle with the shared secret>, as in X-MLQ-Signature."}},
         "required": ["py/b64"], "additionalProperties": False}}},
 }
+_NAME_QUERY = {"name": "name", "in": "query", "schema": {"type": "string"},
+               "description": "The function's name (wins over the body's)."}
+_SIGNATURE_HEADER = {"name": "X-MLQ-Signature", "in": "header", "schema": {"type": "string"},
+                     "description": "sha256=<hex HMAC-SHA256 of the pickle bytes with the "
+                                    "shared secret>; required when the server has a secret."}
+#: Code and dead letters: the admin token where one is set, else the one token.
+_ADMIN_SECURITY: list[dict[str, list[str]]] = [{"adminBearer": []}, {}]
+_ADMIN_403 = "Only the user token was given (the admin token is needed), a cross-site " \
+             "request, or an unknown Host."
 _BOOL_TEXT = _text("True or False.", "True")
+_RESULT_HEADERS = {
+    "Content-Security-Policy": {"schema": {"const": "default-src 'none'; sandbox"},
+                                "description": "A result opened as a page runs nothing."},
+    "Cross-Origin-Resource-Policy": {"schema": {"const": "same-origin"},
+                                     "description": "No other site may embed a result."},
+}
 _RESULT_RESPONSES = {
-    "200": {"description": "The raw result: bytes as stored, str as UTF-8, others as JSON.",
+    "200": {"description": "The raw result: bytes as stored, str as UTF-8, others as JSON. "
+                           "Types a browser would run (html, svg, xml, js, wasm, css ...) are "
+                           "served as application/octet-stream attachments.",
+            "headers": _RESULT_HEADERS,
             "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
     "202": _text("Not finished yet.", "[no result]"),
     "206": {"description": "The requested byte range.",
@@ -107,7 +135,8 @@ def _paths() -> dict[str, Any]:
                                 "application/json": {"schema": {
                                     "type": "object", "properties": {"job_id": {"type": "string"}},
                                     "required": ["job_id"]}}}},
-            "400": _error("Not a JSON object, no msg, unknown field or invalid option."),
+            "400": _error("Not a JSON object, no msg, unknown field, invalid option, or "
+                          "nested deeper than --max_depth (64)."),
             "413": _error("Body over the size limit.")}, body=_POST_BODY)},
         "/jobs/count": {"get": _op("Jobs waiting", {"200": _text("The number.", "3")}, params=[
             {"name": "queue", "in": "query", "schema": {"type": "string", "default": "default"}}])},
@@ -145,26 +174,38 @@ def _paths() -> dict[str, Any]:
             "get": _op("Registered listener names", {
                 "200": _json("Names in registration order.",
                              {"type": "array", "items": {"type": "string"}})}),
-            "post": _op("Register a listener function for every worker", {
-                "200": _BOOL_TEXT, "400": _error("Not the expected envelope, or not a function."),
-                "413": _error("Body over the size limit.")}, body=_ENVELOPE),
-            "delete": _op("Unregister a listener function", {
-                "200": _BOOL_TEXT, "400": _error("Not the expected envelope.")},
+            "post": _op("Register a listener function for every worker (admin scope)", {
+                "200": _BOOL_TEXT,
+                "400": _error("Not the expected envelope, or no name given or readable."),
+                "403": _error(_ADMIN_403 + " With a secret: an unsigned or mis-signed upload."),
+                "413": _error("Body over the size limit."),
+                "415": _error("Content-Type is not application/json.")},
+                body=_ENVELOPE, params=[_NAME_QUERY, _SIGNATURE_HEADER],
+                security=_ADMIN_SECURITY),
+            "delete": _op("Unregister a listener function (admin scope)", {
+                "200": _BOOL_TEXT, "400": _error("Not the expected envelope."),
+                "403": _error(_ADMIN_403),
+                "415": _error("A body that is not application/json.")},
                 body={**_ENVELOPE, "required": False}, params=[
-                {"name": "name", "in": "query", "description": "Unregister by name instead.",
-                 "schema": {"type": "string"}}]),
+                {**_NAME_QUERY, "description": "Unregister by name instead of by body."}],
+                security=_ADMIN_SECURITY),
         },
         "/deadletter": {
             "get": _op("Dead letters, oldest first", {"200": _json("Records.", {
                 "type": "array", "items": {"$ref": "#/components/schemas/Job"}})}),
-            "delete": _op("Purge every dead letter", {"200": _json("How many.", _count("purged"))}),
+            "delete": _op("Purge every dead letter (admin scope)", {
+                "200": _json("How many.", _count("purged")), "403": _error(_ADMIN_403)},
+                security=_ADMIN_SECURITY),
         },
-        "/deadletter/requeue": {"post": _op("Requeue every dead letter", {
-            "200": _json("How many.", _count("requeued"))})},
-        "/deadletter/{job_id}/requeue": {"post": _op("Requeue one dead letter", {
-            "200": _json("How many.", _count("requeued"))}, job=True)},
-        "/deadletter/{job_id}": {"delete": _op("Purge one dead letter", {
-            "200": _json("How many.", _count("purged"))}, job=True)},
+        "/deadletter/requeue": {"post": _op("Requeue every dead letter (admin scope)", {
+            "200": _json("How many.", _count("requeued")), "403": _error(_ADMIN_403)},
+            security=_ADMIN_SECURITY)},
+        "/deadletter/{job_id}/requeue": {"post": _op("Requeue one dead letter (admin scope)", {
+            "200": _json("How many.", _count("requeued")), "403": _error(_ADMIN_403)},
+            job=True, security=_ADMIN_SECURITY)},
+        "/deadletter/{job_id}": {"delete": _op("Purge one dead letter (admin scope)", {
+            "200": _json("How many.", _count("purged")), "403": _error(_ADMIN_403)},
+            job=True, security=_ADMIN_SECURITY)},
         "/metrics": {"get": _op("Prometheus metrics", {
             "200": {"description": "Text exposition format.",
                     "content": {"text/plain": {"schema": {"type": "string"}}}}})},
@@ -191,7 +232,8 @@ def _dashboard_paths() -> dict[str, Any]:
         if body:
             operation["requestBody"] = _FORM
             operation["responses"].update({
-                "403": html("Cross-site request, or missing or stale CSRF token."),
+                "403": html("Cross-site request, missing or stale CSRF token, or a dead-letter "
+                            "change without an admin session."),
                 "413": html("Form over the size limit.")})
         return operation
 
@@ -262,6 +304,10 @@ _COMPONENTS = {
     "securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer",
                    "description": "Required on every route but /healthz when the server has a token."},
+        "adminBearer": {"type": "http", "scheme": "bearer",
+                        "description": "The admin token (--admin_token): needed to upload or "
+                                       "remove code and to change dead letters. Without one, "
+                                       "the one --token opens these routes too."},
         "signedLink": {"type": "apiKey", "in": "query", "name": "sig",
                        "description": "With `expires`, from GET /jobs/{job_id}/link."},
         "dashboardSession": {"type": "apiKey", "in": "cookie", "name": "mlq_session",

@@ -170,6 +170,9 @@ allowed_hosts_option = option(
     "allowed_hosts", envvar="MLQ_ALLOWED_HOSTS", default="", metavar="A,B",
     help="Host names the HTTP server answers besides loopback and its own address "
          "('*': any) [env: MLQ_ALLOWED_HOSTS]")
+max_depth_option = option(
+    "max_depth", type=click.IntRange(min=1, max=500), default=64, show_default=True,
+    help="Deepest nesting of lists and objects POST /jobs accepts (deeper: 400).")
 insecure_option = option(
     "insecure", is_flag=True, help="Allow a non-loopback --server_address without a token.")
 max_body_option = option(

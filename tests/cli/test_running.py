@@ -226,3 +226,29 @@ def test_server_limits_on_messages_and_functions(spawn: Spawn, redis_url: str,
                             headers={"Content-Type": "application/json"})
     assert refused.status_code == 400 and "exceeds the limit" in refused.json()["error"]
     assert server.stop() == 0
+
+
+@pytest.mark.parametrize("command", ["server", "consumer"])
+def test_server_flags_for_hosts_scopes_and_depth(spawn: Spawn, redis_url: str, namespace: str,
+                                                 command: str) -> None:
+    port = free_port()
+    extra = ("--server",) if command == "consumer" else ()
+    env = base_env(MLQ_ADMIN_TOKEN="admin-token-of-the-cli-test")
+    server = spawn(command, *extra, "--server_port", str(port), "--allowed_hosts",
+                   "mlq.example,gpu-box", "--token", "user-token-of-the-cli-test",
+                   "--max_depth", "3", *connection(redis_url, namespace), env=env)
+    server.wait_for_port(port)
+    base = f"http://127.0.0.1:{port}"
+    user = {"Authorization": "Bearer user-token-of-the-cli-test"}
+    admin = {"Authorization": "Bearer admin-token-of-the-cli-test"}
+    assert requests.get(f"{base}/healthz", headers={"Host": "gpu-box:80"}, timeout=10).text == "ok"
+    assert requests.get(f"{base}/healthz", headers={"Host": "evil.example"},
+                        timeout=10).status_code == 403
+    assert requests.post(f"{base}/jobs", json={"msg": [[[1]]]}, headers=user,
+                         timeout=10).status_code == 200
+    assert requests.post(f"{base}/jobs", json={"msg": [[[[1]]]]}, headers=user,
+                         timeout=10).status_code == 400
+    assert requests.post(f"{base}/deadletter/requeue", headers=user, timeout=10).status_code == 403
+    assert requests.post(f"{base}/deadletter/requeue", headers=admin, timeout=10).json() == {
+        "requeued": 0}
+    assert server.stop() == 0

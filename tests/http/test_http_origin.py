@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import pickle
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import cloudpickle
 import jsonpickle
 import pytest
 import redis
+import requests
 
 from mlq import MLQ
 
@@ -247,3 +249,28 @@ def test_the_admin_token_guards_code_and_dead_letters(servers: dict[str, ServerP
     # the admin token opens everything
     assert server.post("/deadletter/requeue").json() == {"requeued": 0}
     assert server.get("/jobs/count").status_code == 200
+
+
+def _dashboard_login(server: ServerProcess, token: str) -> tuple[requests.Session, str]:
+    session = requests.Session()
+    page = session.get(server.url + "/ui/login", timeout=10).text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    answer = session.post(server.url + "/ui/login", data={"csrf": csrf, "token": token,
+                                                         "next": "/ui/deadletters"},
+                          allow_redirects=False, timeout=10)
+    assert answer.status_code == 303
+    return session, csrf
+
+
+def test_the_dashboard_changes_dead_letters_only_in_an_admin_session(
+        servers: dict[str, ServerProcess]) -> None:
+    server = servers["scoped"]
+    user, csrf = _dashboard_login(server, USER)
+    assert user.get(server.url + "/ui/deadletters", timeout=10).status_code == 200
+    refused = user.post(server.url + "/ui/deadletter/requeue", data={"csrf": csrf},
+                        allow_redirects=False, timeout=10)
+    assert refused.status_code == 403
+    admin, csrf = _dashboard_login(server, ADMIN)
+    done = admin.post(server.url + "/ui/deadletter/requeue", data={"csrf": csrf},
+                      allow_redirects=False, timeout=10)
+    assert done.status_code == 303
