@@ -7,6 +7,7 @@ request without credentials is refused before its body is read, parsed or
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 
@@ -14,6 +15,7 @@ from flask import Flask, request
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized
 
+from mlq.errors import JobNotFound
 from mlq.signing import sign_text, verify_text
 
 from .app import ServerState, current_state
@@ -29,8 +31,8 @@ ADMIN_ENDPOINTS = frozenset({
     "deadletter.requeue_all", "deadletter.requeue_one", "deadletter.purge_all",
     "deadletter.purge_one",
 })
-#: Longest link lifetime we sign: a year; beyond that a link is a second password.
-MAX_LINK_TTL = 366 * 24 * 3600
+#: Longest link lifetime we sign: 30 days; beyond that a link is a second password.
+MAX_LINK_TTL = 30 * 24 * 3600
 _SIG_LENGTH = 64  # hex SHA-256
 
 
@@ -97,13 +99,29 @@ def canonical_id(job_id: str) -> str | None:
     return str(int(job_id))
 
 
-def _link_text(job_id: str, expires: int) -> str:
-    return f"result:{job_id}:{expires}"
+def _link_text(state: ServerState, job_id: str, expires: int) -> str | None:
+    """What a link signs: the namespace, the job, the job's own random value (so a
+    link dies with its job, even when `clear_all` lets the id come again) and the
+    expiry. None when there is no such job."""
+    try:
+        salt = state.mlq.get_job(job_id, fields=("link_salt",))["link_salt"] or ""
+    except JobNotFound:
+        return None
+    return f"result:{state.mlq.namespace}:{job_id}:{salt}:{expires}"
+
+
+def _namespace_key(state: ServerState) -> bytes:
+    # one key per namespace: a link minted for one namespace opens nothing in another
+    return hmac.new(state.link_key, f"namespace:{state.mlq.namespace}".encode(),
+                    hashlib.sha256).digest()
 
 
 def sign_link(state: ServerState, job_id: str, expires: int) -> str:
     """The `sig` of a result link for `job_id` valid until `expires` (epoch seconds)."""
-    return sign_text(state.link_key, _link_text(job_id, expires))
+    text = _link_text(state, job_id, expires)
+    if text is None:
+        raise JobNotFound(f"no job {job_id!r}")
+    return sign_text(_namespace_key(state), text)
 
 
 def _link_ok(state: ServerState) -> bool:
@@ -116,6 +134,7 @@ def _link_ok(state: ServerState) -> bool:
     if len(expires_text) > 12 or len(signature) != _SIG_LENGTH or not signature.isascii():
         return False
     expires = int(expires_text)
-    if expires < time.time():
+    if expires < time.time() or expires > time.time() + MAX_LINK_TTL:
         return False
-    return verify_text(state.link_key, _link_text(job_id, expires), signature)
+    text = _link_text(state, job_id, expires)
+    return text is not None and verify_text(_namespace_key(state), text, signature)

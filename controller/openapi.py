@@ -10,11 +10,12 @@ import copy
 from typing import Any
 
 from mlq import __version__
+from mlq.keys import NAME_RULE
 
 from .auth import MAX_LINK_TTL
 
-#: Queue and owner names: 1 to 200 characters, no control characters.
-_NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$"
+#: Queue and owner names (mlq.keys.NAME_RULE).
+_NAME_PATTERN = f"^{NAME_RULE}$"
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True,
@@ -138,8 +139,10 @@ def _paths() -> dict[str, Any]:
             "400": _error("Not a JSON object, no msg, unknown field, invalid option, or "
                           "nested deeper than --max_depth (64)."),
             "413": _error("Body over the size limit.")}, body=_POST_BODY)},
-        "/jobs/count": {"get": _op("Jobs waiting", {"200": _text("The number.", "3")}, params=[
-            {"name": "queue", "in": "query", "schema": {"type": "string", "default": "default"}}])},
+        "/jobs/count": {"get": _op("Jobs waiting", {
+            "200": _text("The number.", "3"), "400": _error("Not a valid queue name.")}, params=[
+            {"name": "queue", "in": "query", "schema": {"type": "string", "default": "default",
+                                                         "pattern": _NAME_PATTERN}}])},
         "/jobs/{job_id}": {"get": _op("The job's record", {
             "200": _json("The record (bytes as {\"base64\": ...}).",
                          {"$ref": "#/components/schemas/Job"})}, job=True)},

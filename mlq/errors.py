@@ -15,6 +15,10 @@ class InvalidMessage(MLQError, ValueError):
     """A message (or option) that cannot be stored; raised before any id is taken."""
 
 
+class InvalidName(InvalidMessage):
+    """A namespace, queue, owner or function name outside the naming rule (keys.check_name)."""
+
+
 class JobNotFound(MLQError, KeyError):
     """No job with this id in the namespace (or not in the place asked for)."""
 

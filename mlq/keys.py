@@ -6,14 +6,44 @@ them live in one slot and a Redis Cluster can run each atomic step.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
+
+from .errors import InvalidName
 
 DEFAULT_QUEUE = "default"
 
 #: Priority levels a job may have; higher runs first. Each level of a queue is a
 #: list of its own, so taking stays O(1) and FIFO holds within a level.
 PRIORITIES = range(0, 10)
+
+
+#: Namespaces, queues and owners become parts of key names: with only these
+#: characters no separator (":") or hash-tag brace can appear in one, so no two
+#: distinct names can ever map to one key.
+NAME_RULE = "[A-Za-z0-9_.-]{1,128}"
+_NAME = re.compile(NAME_RULE + r"\Z")
+#: Function names are hash fields, not key parts; they also take Python's
+#: generated forms such as `<lambda>` and `outer.<locals>.inner`.
+FUNCTION_NAME_RULE = "[A-Za-z0-9_.<>-]{1,128}"
+_FUNCTION_NAME = re.compile(FUNCTION_NAME_RULE + r"\Z")
+
+
+def check_name(kind: str, name: object) -> str:
+    """`name` when it follows NAME_RULE; InvalidName saying what is allowed otherwise."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidName(f"{kind} {name!r} is not a valid name: 1 to 128 characters "
+                          "of A-Z, a-z, 0-9, '_', '.' and '-'")
+    return name
+
+
+def check_function_name(name: object) -> str:
+    """`name` when it follows FUNCTION_NAME_RULE; InvalidName otherwise."""
+    if not isinstance(name, str) or not _FUNCTION_NAME.match(name):
+        raise InvalidName(f"function name {name!r} is not valid: 1 to 128 characters "
+                          "of A-Z, a-z, 0-9, '_', '.', '-', '<' and '>'")
+    return name
 
 
 def _escape_glob(text: str) -> str:

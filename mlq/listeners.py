@@ -15,7 +15,7 @@ import cloudpickle
 import redis
 
 from .errors import ListenerError, SignatureError
-from .keys import Keys
+from .keys import Keys, check_function_name
 from .scripts import Scripts
 from .signing import seal, seal_signed, unseal
 
@@ -118,7 +118,7 @@ def upload_name(upload: Upload, given: str | None = None) -> str:
     if not name:
         raise ListenerError("cannot tell the function's name from the pickle: "
                             'give it as "name" in the body or ?name=')
-    return name
+    return check_function_name(name)
 
 
 def load_pickled(payload: bytes) -> Listener:
@@ -202,7 +202,7 @@ def function_name(function: Listener) -> str:
     name = getattr(function, "__name__", None)
     if not isinstance(name, str) or not name:
         raise ListenerError("a listener needs a __name__")
-    return name
+    return check_function_name(name)
 
 
 class Registry:
@@ -272,7 +272,7 @@ class Registry:
 
     def unregister(self, function: Listener | str | dict | bytes) -> bool:
         if isinstance(function, str):
-            name = function
+            name = check_function_name(function)
         elif isinstance(function, (dict, bytes, bytearray)):
             name = upload_name(read_envelope(function) if isinstance(function, dict)
                                else Upload(bytes(function)))

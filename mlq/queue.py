@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import pickle
+import secrets
 import threading
 import time
-import unicodedata
 import uuid
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -18,7 +18,7 @@ from .connection import connect
 from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
 from .job import FAILED, QUEUED, RUNTIME_BUCKETS, STARTED, STATUSES, bucket_field, progress_text
-from .keys import DEFAULT_QUEUE, PRIORITIES, Keys
+from .keys import DEFAULT_QUEUE, PRIORITIES, Keys, check_function_name, check_name
 from .notebook import Job, submit_many
 from .listeners import Listener, ListenerStates, Registry, Upload, function_name, listener
 from .scripts import Scripts
@@ -42,12 +42,6 @@ def _check_priority(priority: Any) -> int:
     return priority
 
 
-def _valid_name(name: Any) -> bool:
-    """Queue and owner names: 1–200 characters, none of them control characters."""
-    return (isinstance(name, str) and 0 < len(name) <= 200
-            and not any(unicodedata.category(ch) == "Cc" for ch in name))
-
-
 class MLQ:
     """A namespace of jobs in Redis: post, inspect, consume."""
 
@@ -67,9 +61,7 @@ class MLQ:
                  result_ttl: float | None = defaults.RESULT_TTL,
                  queues: Sequence[str] = (DEFAULT_QUEUE,), fair: bool = False,
                  max_running_per_owner: int = 0) -> None:
-        if not isinstance(q_name, str) or not q_name:
-            raise InvalidMessage("the namespace must be a non-empty string")
-        self.namespace = q_name
+        self.namespace = check_name("namespace", q_name)
         self.client = client or connect(redis_url, redis_host, redis_port, redis_db)
         self.keys = Keys(q_name)
         self.scripts = Scripts(self.client, self.keys)
@@ -86,7 +78,7 @@ class MLQ:
         self.result_ttl = result_ttl
         #: what this object's workers consume: queues in order of preference, and
         #: whether owners' jobs are shared round-robin (with a per-owner limit)
-        self.queues = tuple(queues)
+        self.queues = tuple(check_name("queue", queue) for queue in queues)
         self.fair = fair
         self.max_running_per_owner = max_running_per_owner
         self.concurrency = concurrency
@@ -170,26 +162,24 @@ class MLQ:
             functions = [functions]
         if functions is not None:
             functions = list(functions)
-            if not all(isinstance(f, str) and f for f in functions):
-                raise InvalidMessage("functions must be a list of function names")
+            for name in functions:
+                check_function_name(name)
         if timeout is not None:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
                 raise InvalidMessage("timeout must be a positive number of seconds")
             if timeout == float("inf"):
                 raise InvalidMessage("timeout must be finite")
-        if not _valid_name(queue):
-            raise InvalidMessage("queue must be a name of 1 to 200 characters, "
-                                 "without control characters")
+        check_name("queue", queue)
         if owner is not None:
-            if not _valid_name(owner):
-                raise InvalidMessage("owner must be a name of 1 to 200 characters, "
-                                     "without control characters")
+            check_name("owner", owner)
         packed_msg = pack(msg)
         if len(packed_msg) > self.max_message_size:
             raise InvalidMessage(f"message of {len(packed_msg)} bytes exceeds the limit of "
                                  f"{self.max_message_size} bytes")
         # the fields every new record starts with (status queued ...) are set by the post step
-        return ["timestamp", pack(time.time()), "callback", pack(callback),
+        # link_salt: what ties a signed result link to this job and no later one
+        return ["timestamp", pack(time.time()), "link_salt", pack(secrets.token_hex(8)),
+                "callback", pack(callback),
                 "functions", pack(functions), "timeout", pack(timeout), "queue", pack(queue),
                 "priority", pack(priority), "owner", pack(owner), "msg", packed_msg]
 
@@ -250,6 +240,7 @@ class MLQ:
 
     def job_count(self, queue: str = DEFAULT_QUEUE) -> int:
         """Jobs waiting to be taken."""
+        check_name("queue", queue)
         owners = [o.decode() for o in self.client.lrange(self.keys.owners(queue), 0, -1)]
         pipe = self.client.pipeline(transaction=False)
         for lane in self.keys.lanes(queue) + [self.keys.owned(queue, o) for o in owners]:

@@ -21,6 +21,7 @@ RECORD_FIELDS: tuple[str, ...] = (
     "progress", "short_result", "result", "callback", "retries", "functions",
     "msg", "status", "error",
     "timeout", "queue", "priority", "owner", "attempt", "last_error", "error_kind",
+    "link_salt",
 )
 
 

@@ -88,7 +88,7 @@ def test_login_redirects_only_to_this_server(dash_token_server: ServerProcess) -
         done = client.post(dash_token_server.url + "/ui/login",
                            data={"token": TOKEN, "csrf": csrf, "next": target},
                            allow_redirects=False, timeout=10)
-        assert done.headers["Location"] == "/", target
+        assert done.headers["Location"] == "/ui", target
 
 
 def test_pages_forbid_framing(dash_server: ServerProcess) -> None:

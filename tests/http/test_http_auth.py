@@ -132,7 +132,8 @@ def test_bad_links_get_401(token_server: ServerProcess, finished: str) -> None:
 def test_expired_link_gets_401(token_server: ServerProcess, finished: str) -> None:
     # A correctly signed link whose time is up: signed here with the key the
     # server derives from its token, so no test has to wait for a clock.
-    state = create_app(MLQ("unused", redis_url="redis://127.0.0.1:1/0"), token=TOKEN).extensions["mlq"]
+    state = create_app(MLQ(token_server.namespace, redis_url=token_server.redis_url),
+                       token=TOKEN).extensions["mlq"]
     expires = int(time.time()) - 1
     url = f"/jobs/{finished}/result?expires={expires}&sig={sign_link(state, finished, expires)}"
     response = requests.get(token_server.url + url, timeout=10)

@@ -40,6 +40,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
                              allowed_hosts=("*",)),
         "scoped": ServerProcess(namespace=f"o_{uuid.uuid4().hex[:10]}", redis_url=redis_url,
                                 token=USER, admin_token=ADMIN, secret=SECRET),
+        "neighbour": ServerProcess(namespace=f"o_{uuid.uuid4().hex[:10]}", redis_url=redis_url,
+                                   token=USER, admin_token=ADMIN, secret=SECRET),
     }
     for name, server in started.items():
         server.log_path = tmp_path_factory.mktemp("origin") / f"{name}.log"
@@ -274,3 +276,26 @@ def test_the_dashboard_changes_dead_letters_only_in_an_admin_session(
     done = admin.post(server.url + "/ui/deadletter/requeue", data={"csrf": csrf},
                       allow_redirects=False, timeout=10)
     assert done.status_code == 303
+
+
+def test_a_signed_link_opens_only_its_own_job(servers: dict[str, ServerProcess],
+                                              redis_url: str) -> None:
+    mine, neighbour = servers["scoped"], servers["neighbour"]
+    own_job = mine.post_job("mine")
+    for _ in range(int(own_job) - int(neighbour.post_job("theirs"))):
+        neighbour.post_job("catching up")  # the neighbour now has a job with the same id
+    link = mine.get(f"/jobs/{own_job}/link?ttl=60").json()["url"]
+    assert requests.get(mine.url + link, timeout=10).status_code == 202  # valid, not done
+    assert requests.get(neighbour.url + link, timeout=10).status_code == 401
+    # after clear_all the id comes again, for another job: the old link opens nothing
+    MLQ(mine.namespace, redis_url=redis_url).clear_all()
+    while int(mine.post_job("reborn")) < int(own_job):
+        pass
+    assert requests.get(mine.url + link, timeout=10).status_code == 401
+
+
+def test_links_live_at_most_30_days(servers: dict[str, ServerProcess]) -> None:
+    server = servers["scoped"]
+    job_id = server.post_job("x")
+    assert server.get(f"/jobs/{job_id}/link?ttl={30 * 24 * 3600}").status_code == 200
+    assert server.get(f"/jobs/{job_id}/link?ttl={30 * 24 * 3600 + 1}").status_code == 400
