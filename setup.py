@@ -24,7 +24,7 @@ setup(
         "cloudpickle>=3",
         "jsonpickle>=3",
         "click>=8.1",
-        "requests>=2.28",
+        "urllib3>=2",  # callbacks, pinned to the address that was checked
         "prometheus-client>=0.17",
         "tqdm>=4.60",
         "rich>=13",  # controller top: a live terminal table without hand-written escape codes
@@ -33,7 +33,7 @@ setup(
     # test-only: the runner and its plugins, the wheel build, the API fuzzer and the
     # OpenAPI validator, example models (scikit-learn, numpy), the browser driver
     extras_require={"test": [
-        "pytest>=8.3", "pytest-timeout>=2.3", "packaging>=23",
+        "pytest>=8.3", "pytest-timeout>=2.3", "packaging>=23", "requests>=2.28",
         "build>=1.0", "setuptools>=61", "wheel",
         "schemathesis>=4", "hypothesis>=6.100", "openapi-spec-validator>=0.7",
         "scikit-learn>=1.3", "numpy>=1.24", "playwright>=1.40",

@@ -13,7 +13,7 @@ import cloudpickle
 import pytest
 
 from mlq import MLQ, InvalidMessage, ListenerError
-from mlq.callbacks import SIGNATURE_HEADER, CallbackSender
+from mlq.callbacks import SIGNATURE_HEADER, CallbackSender, forbidden_address
 from mlq.signing import seal
 
 
@@ -134,3 +134,80 @@ def test_size_limits(redis_url: str, namespace: str) -> None:
     finally:
         q.shutdown(10)
         q.clear_all()
+
+
+@pytest.mark.parametrize("address", [
+    "169.254.169.254", "::ffff:169.254.169.254", "::ffff:a9fe:a9fe", "64:ff9b::a9fe:a9fe",
+    "2002:a9fe:a9fe::", "fd00:ec2::254", "100.100.100.200", "fe80::1", "169.254.0.1"])
+def test_the_guard_knows_every_form_of_the_metadata_addresses(address: str) -> None:
+    assert forbidden_address(address)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "10.0.0.1", "8.8.8.8", "::ffff:127.0.0.1"])
+def test_the_guard_lets_other_addresses_through(address: str) -> None:
+    assert not forbidden_address(address)  # a check of the text alone: nothing is sent
+
+
+class StubResolver:
+    """Names resolve to what the test says; every call is counted."""
+
+    def __init__(self, *answers: list[str] | Exception) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        answer = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_a_callback_goes_to_the_checked_address_with_its_own_host_name(
+        callback_server: Any) -> None:
+    port = callback_server.server.server_address[1]
+    seen: dict[str, str] = {}
+    handler = callback_server.server.RequestHandlerClass
+    original = handler.do_GET
+
+    def capture(self: Any) -> None:
+        seen.update(self.headers)
+        original(self)
+
+    handler.do_GET = capture
+    resolver = StubResolver(["127.0.0.1"])
+    sender = CallbackSender(attempts=1, resolver=resolver)
+    assert sender.deliver(f"http://hooks.example:{port}/hook?success=1") is True
+    assert seen["Host"] == f"hooks.example:{port}"
+    assert callback_server.requests[0]["query"] == {"success": ["1"]}
+
+
+@pytest.mark.parametrize("answer", [["127.0.0.1", "::ffff:169.254.169.254"],
+                                    ["64:ff9b::a9fe:a9fe"], ["100.100.100.200"]])
+def test_a_name_that_resolves_to_metadata_is_refused(callback_server: Any,
+                                                     answer: list[str]) -> None:
+    port = callback_server.server.server_address[1]
+    sender = CallbackSender(attempts=3, resolver=StubResolver(answer), sleep=lambda s: None)
+    assert sender.deliver(f"http://rebound.example:{port}/hook") is False
+    assert callback_server.requests == []
+
+
+def test_each_attempt_resolves_again_and_a_failed_lookup_is_a_failed_attempt(
+        callback_server: Any) -> None:
+    port = callback_server.server.server_address[1]
+    # the first lookup fails, the second rebinds to metadata: refused, nothing sent
+    rebinding = StubResolver(OSError("no such name"), ["169.254.169.254"])
+    sender = CallbackSender(attempts=3, resolver=rebinding, sleep=lambda s: None)
+    assert sender.deliver(f"http://flaky.example:{port}/hook") is False
+    assert rebinding.calls == 2 and callback_server.requests == []
+    # a name that never resolves is given up after every attempt failed
+    missing = StubResolver(OSError("no such name"))
+    sender = CallbackSender(attempts=3, resolver=missing, sleep=lambda s: None)
+    assert sender.deliver(f"http://missing.example:{port}/hook") is False
+    assert missing.calls == 3
+    # a server answering 500 three times: three lookups, three requests
+    callback_server.status = 500
+    counting = StubResolver(["127.0.0.1"])
+    sender = CallbackSender(attempts=3, resolver=counting, sleep=lambda s: None)
+    assert sender.deliver(f"http://hooks.example:{port}/hook") is False
+    assert counting.calls == 3 and len(callback_server.requests) == 3
