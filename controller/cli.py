@@ -24,7 +24,7 @@ import click
 import redis
 
 from mlq import defaults
-from mlq.embedded import EmbeddedServer, port_open
+from mlq.embedded import PASSWORD_NAME, EmbeddedServer, embedded_password, port_open
 from mlq.errors import ConnectionFailed, JobNotFound, MLQError
 from mlq.keys import DEFAULT_QUEUE
 from mlq.queue import MLQ
@@ -153,11 +153,13 @@ def embedded_default(conn: ConnectionSettings, data_dir: Path | None) -> Iterato
     if conn.named or port_open(LOCAL_HOST, LOCAL_PORT):
         yield conn
         return
-    server = EmbeddedServer(port=LOCAL_PORT, data_dir=data_dir, host=LOCAL_HOST).start()
+    server = EmbeddedServer(port=LOCAL_PORT, data_dir=data_dir, host=LOCAL_HOST,
+                            password=embedded_password(data_dir, create=True)).start()
     log.info("no Redis named and none on %s:%d: started an embedded server there "
-             "(data directory %s)", LOCAL_HOST, LOCAL_PORT, server.data_dir)
+             "(data directory %s; its password is in the file %s there)", LOCAL_HOST,
+             LOCAL_PORT, server.data_dir, PASSWORD_NAME)
     try:
-        yield conn.with_url(f"redis://{LOCAL_HOST}:{LOCAL_PORT}/{conn.db}")
+        yield conn.with_url(server.url.rsplit("/", 1)[0] + f"/{conn.db}")
     finally:
         server.stop()
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+from .embedded import default_password
 
 #: A refused connection must surface fast (health checks answer within 2 s);
 #: a silent Redis must not hang a worker forever.
@@ -29,5 +33,9 @@ def connect(redis_url: str | None = None, host: str = "localhost", port: int = 6
     }
     settings.update(options)
     if redis_url:
+        parts = urlsplit(redis_url)
+        if parts.scheme == "redis" and parts.password is None and "password" not in settings:
+            settings["password"] = default_password(parts.hostname or "", parts.port or 6379)
         return redis.Redis.from_url(redis_url, **settings)
+    settings.setdefault("password", default_password(host, port))
     return redis.Redis(host=host, port=port, db=db, **settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import quote
 from typing import IO, Any
 
 from mlq.errors import MLQError
@@ -25,6 +27,53 @@ DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "mlq"
 #: Environment variable naming the server binary; wins over every other source.
 ENV_VAR = "MLQ_REDIS_SERVER"
 LOG_NAME = "mlq-server.log"
+#: The embedded server's password, in its data directory, readable by its owner only:
+#: any local user can reach a loopback port, and the registry there is code.
+PASSWORD_NAME = "password"
+CONFIG_NAME = "mlq-server.conf"
+#: Where the embedded default listens (SPEC §1).
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 6379
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def embedded_password(data_dir: str | os.PathLike[str] | None = None, *,
+                      create: bool = False) -> str | None:
+    """The embedded server's password kept in `data_dir` (None when there is none
+    yet); with `create`, one is drawn and written, mode 0600, when missing."""
+    path = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR).expanduser() / PASSWORD_NAME
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        if not create:
+            return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another command drew one meanwhile: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(password + "\n")
+    return password
+
+
+def _needs_auth(host: str, port: int) -> bool:
+    # a raw PING: a server with a password answers -NOAUTH
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"-NOAUTH")
+    except OSError:
+        return False
+
+
+def default_password(host: str, port: int) -> str | None:
+    """The password to use for `host:port` when the user gave none: the embedded
+    default's, when that is where this points and the server there wants one."""
+    if host.strip("[]") not in _LOOPBACK_NAMES or port != DEFAULT_PORT:
+        return None
+    password = embedded_password()
+    return password if password and _needs_auth(host.strip("[]"), port) else None
 
 
 class ServerBinaryNotFound(MLQError):
@@ -110,10 +159,14 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _answers_ping(host: str, port: int) -> bool:
+def _answers_ping(host: str, port: int, password: str | None = None) -> bool:
     # A raw PING: a server still loading its AOF answers -LOADING, not +PONG.
     try:
         with socket.create_connection((host, port), timeout=0.5) as sock:
+            if password:
+                sock.sendall(f"AUTH {password}\r\n".encode())
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
@@ -134,12 +187,14 @@ class EmbeddedServer:
         host: str = "127.0.0.1",
         binary: str | None = None,
         appendfsync: str = "everysec",
+        password: str | None = None,
     ) -> None:
         self._host = host
         self._port = port if port is not None else free_port(host)
         self._data_dir = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR).expanduser().resolve()
         self._binary = binary
         self._appendfsync = appendfsync
+        self._password = password
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -165,8 +220,9 @@ class EmbeddedServer:
 
     @property
     def url(self) -> str:
-        """redis:// URL of database 0 on this server."""
-        return f"redis://{self._host}:{self._port}/0"
+        """redis:// URL of database 0 on this server (with its password, if any)."""
+        auth = f":{quote(self._password, safe='')}@" if self._password else ""
+        return f"redis://{auth}{self._host}:{self._port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -188,8 +244,14 @@ class EmbeddedServer:
             raise MLQError(f"port {self._host}:{self._port} is already in use")
         self._data_dir.mkdir(parents=True, exist_ok=True)
         binary = self._binary or find_server_binary()
+        # The password goes in a config file only its owner can read: a command
+        # line is visible to every local user in `ps`.
+        config = self._data_dir / CONFIG_NAME
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(f'requirepass "{self._password}"\n' if self._password else "")
         args = [
-            binary, "--port", str(self._port), "--bind", self._host,
+            binary, str(config), "--port", str(self._port), "--bind", self._host,
             "--dir", str(self._data_dir), "--appendonly", "yes",
             "--appendfsync", self._appendfsync, "--save", "", "--daemonize", "no",
         ]
@@ -211,7 +273,7 @@ class EmbeddedServer:
 
     def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not _answers_ping(self._host, self._port):
+        while not _answers_ping(self._host, self._port, self._password):
             if process.poll() is not None:
                 raise MLQError(f"server exited with code {process.returncode} at start:\n{self._log_tail()}")
             if time.monotonic() > deadline:

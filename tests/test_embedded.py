@@ -169,3 +169,16 @@ def test_start_times_out_and_leaves_nothing_running(tmp_path: Path) -> None:
     with pytest.raises(MLQError, match="did not answer within 0.3 s"):
         srv.start(timeout=0.3)
     assert srv.process is None
+
+
+def test_a_password_is_kept_from_ps_and_required(tmp_path: Path) -> None:
+    password = embedded.embedded_password(tmp_path, create=True)
+    assert password and embedded.embedded_password(tmp_path) == password  # drawn once
+    assert stat.S_IMODE((tmp_path / "password").stat().st_mode) == 0o600
+    with EmbeddedServer(data_dir=tmp_path, password=password) as srv:
+        assert password in srv.url
+        assert redis.Redis.from_url(srv.url).ping()
+        with pytest.raises(redis.RedisError, match="(?i)auth"):
+            redis.Redis(port=srv.port).ping()
+        command_line = Path(f"/proc/{srv.pid}/cmdline").read_bytes()
+        assert password.encode() not in command_line

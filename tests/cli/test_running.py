@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 
 from mlq.embedded import free_port, port_open
@@ -125,7 +127,19 @@ def test_embedded_redis_when_none_is_named(spawn: Spawn, tmp_path: Path, namespa
         line = worker.wait_for("embedded server")
         assert str(data_dir) in line
         assert data_dir.is_dir()
-    queue = MLQ(namespace, "127.0.0.1", 6379)
+        # a password only its owner can read: other local users cannot write the registry
+        password_file = data_dir / "password"
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE((data_dir / "mlq-server.conf").stat().st_mode) == 0o600
+        with pytest.raises(redis.RedisError, match="(?i)auth"):
+            redis.Redis(host="127.0.0.1", port=6379, password=None).ping()
+        # a one-shot command of the same user falls back to the embedded default too
+        posted = run_controller("post", "20", "--wait", "--namespace", namespace,
+                                env=base_env(HOME=str(home)))
+        assert posted.rc == 0 and posted.out.split() == ["1", "40"], posted.err
+    url = "redis://127.0.0.1:6379/0" if taken else \
+        f"redis://:{(data_dir / 'password').read_text().strip()}@127.0.0.1:6379/0"
+    queue = MLQ(namespace, redis_url=url)
     try:
         assert queue.wait(queue.post(21), timeout=30)["result"] == 42
         queue.clear_all()
