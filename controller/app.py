@@ -43,6 +43,8 @@ class ServerState:
     link_key: bytes
     admin_token: str | None = None  # needed for code uploads and dead-letter changes
     max_depth: int = 64  # deepest nesting POST /jobs accepts
+    behind_tls: bool = False  # a proxy in front ends TLS: cookies get Secure
+    throttle: Any = None  # auth.FailureThrottle: failed credentials per client address
     allowed_hosts: frozenset[str] | None = None  # Host names answered; None: any
     sse_keepalive: float = SSE_KEEPALIVE
     extras: dict[str, Any] = field(default_factory=dict)  # lazily built clients, registries
@@ -52,7 +54,8 @@ class ServerState:
 def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
                max_body: int = 64 * 1024 ** 2, link_key: bytes | None = None,
                admin_token: str | None = None, allowed_hosts: Iterable[str] = (),
-               bind_address: str | None = None, max_depth: int = 64) -> Flask:
+               bind_address: str | None = None, max_depth: int = 64,
+               behind_tls: bool = False, max_auth_failures: int = 10) -> Flask:
     """Build the HTTP app serving `mlq`'s namespace.
 
     `token`: required as ``Authorization: Bearer`` on every route but /healthz.
@@ -61,6 +64,10 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
     `allowed_hosts`: Host names answered besides loopback and `bind_address`
     (``*``: any); other names get 403, which defeats DNS rebinding.
     `max_depth`: POST /jobs refuses bodies nested deeper than this with 400.
+    `behind_tls`: a proxy in front ends TLS, so cookies are marked Secure.
+    `max_auth_failures`: bad credentials a client address may send a minute
+    before it gets 429 until the minute is over.
+    Tokens shorter than 16 characters are refused (ValueError).
     `link_key` (else `secret`, else `token`) keys the signed result links; with
     none of them a random key is drawn, so links then only work on this process.
     `max_body`: request bodies above this many bytes get 413, chunked ones too.
@@ -74,10 +81,13 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
     # Imported here: the blueprints import current_state from this module.
     from . import auth, dashboard, deadletter, functions, jobs, ops, origin
 
+    auth.check_token_strength(token or None, "--token")
+    auth.check_token_strength(admin_token or None, "--admin_token")
     app.extensions["mlq"] = ServerState(
         mlq=mlq, token=token or None, admin_token=admin_token or None,
         link_key=_link_key(link_key, secret, token), max_depth=max_depth,
-        allowed_hosts=origin.allowed_hosts(bind_address, allowed_hosts))
+        allowed_hosts=origin.allowed_hosts(bind_address, allowed_hosts),
+        behind_tls=behind_tls, throttle=auth.FailureThrottle(limit=max_auth_failures))
     origin.install(app)  # first: a request from a foreign page is refused before anything
     auth.install(app)
     for blueprint in (jobs.bp, functions.bp, deadletter.bp, ops.bp, dashboard.bp):

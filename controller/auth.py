@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 
 from flask import Flask, request
 from werkzeug.datastructures import WWWAuthenticate
-from werkzeug.exceptions import Forbidden, Unauthorized
+from werkzeug.exceptions import Forbidden, TooManyRequests, Unauthorized
 
 from mlq.errors import JobNotFound
 from mlq.signing import sign_text, verify_text
@@ -36,16 +39,82 @@ MAX_LINK_TTL = 30 * 24 * 3600
 _SIG_LENGTH = 64  # hex SHA-256
 
 
+#: Shortest token accepted at start-up: a short one falls to guessing, throttle or not.
+MIN_TOKEN_LENGTH = 16
+
+
+def check_token_strength(token: str | None, flag: str) -> None:
+    """ValueError naming `flag` for a token shorter than MIN_TOKEN_LENGTH."""
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"{flag} must be at least {MIN_TOKEN_LENGTH} characters long "
+                         f"(it has {len(token)}); make one with: python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(24))'")
+
+
+class FailureThrottle:
+    """Failed credentials per client address: past `limit` in `window` seconds, the
+    address gets 429 until its oldest failure leaves the window.
+
+    Kept in this process's memory (a bounded number of addresses): the check must
+    cost nothing on the requests that carry good credentials.
+    """
+
+    def __init__(self, limit: int = 10, window: float = 60.0, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.max_clients, self.clock = limit, window, max_clients, clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until `client` may try again; None when it may now."""
+        failures = self._failures.get(client)
+        if failures is None:
+            return None
+        now = self.clock()
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if len(failures) < self.limit:
+            return None
+        return max(1, math.ceil(failures[0] + self.window - now))
+
+    def record(self, client: str) -> None:
+        failures = self._failures.setdefault(client, deque(maxlen=self.limit))
+        failures.append(self.clock())
+        self._failures.move_to_end(client)
+        while len(self._failures) > self.max_clients:
+            self._failures.popitem(last=False)
+
+
 def install(app: Flask) -> None:
     """Check credentials before every request of `app`."""
     app.before_request(check_request)
 
 
+def client_address() -> str:
+    return request.remote_addr or "?"
+
+
+def refuse_if_throttled(state: ServerState) -> None:
+    """429 with Retry-After for an address that sent too many bad credentials lately."""
+    wait = state.throttle.retry_after(client_address())
+    if wait is not None:
+        raise TooManyRequests(f"too many failed attempts from this address: try again in "
+                              f"{wait} s", retry_after=wait)
+
+
 def check_request() -> None:
-    """Raise 401 unless the request carries what its endpoint needs."""
+    """Raise 401 unless the request carries what its endpoint needs (429 while throttled)."""
     if request.endpoint in PUBLIC_ENDPOINTS or request.blueprint == "dashboard":
         return  # the dashboard checks its own session cookie (controller/dashsession.py)
     state = current_state()
+    refuse_if_throttled(state)
+    try:
+        _check_credentials(state)
+    except Unauthorized:
+        state.throttle.record(client_address())
+        raise
+
+
+def _check_credentials(state: ServerState) -> None:
     if request.endpoint in ADMIN_ENDPOINTS:
         _check_admin(state)
         return

@@ -39,9 +39,12 @@ from .options import (
     data_dir_option,
     admin_token_option,
     allowed_hosts_option,
+    behind_tls_option,
+    check_tokens,
     heartbeat_timeout_option,
     insecure_option,
     max_body_option,
+    max_auth_failures_option,
     max_depth_option,
     open_mlq,
     option,
@@ -187,12 +190,15 @@ class ServerProcess:
                  token: str | None, insecure: bool, secret: str | None,
                  log_format: str = "text", limits: tuple[int, int] | None = None,
                  admin_token: str | None = None, allowed_hosts: str = "",
-                 max_depth: int = 64) -> None:
+                 max_depth: int = 64, behind_tls: bool = False,
+                 max_auth_failures: int = 10) -> None:
         command = [sys.executable, "-m", "controller", "server", "--namespace", conn.namespace,
                    "--server_address", address, "--server_port", str(port),
                    "--max_body", str(max_body), "--log_format", log_format,
-                   "--max_depth", str(max_depth)] + (
-                       ["--insecure"] if insecure else [])
+                   "--max_depth", str(max_depth),
+                   "--max_auth_failures", str(max_auth_failures)] + (
+                       ["--insecure"] if insecure else []) + (
+                       ["--behind_tls"] if behind_tls else [])
         if limits is not None:
             command += ["--max_message_size", str(limits[0]),
                         "--max_function_size", str(limits[1])]
@@ -275,6 +281,8 @@ class ReaperThread:
 @admin_token_option
 @allowed_hosts_option
 @max_depth_option
+@max_auth_failures_option
+@behind_tls_option
 @insecure_option
 @option("reaper", is_flag=True, help="Also run the reaper.")
 @reaper_interval_option
@@ -325,6 +333,8 @@ def consumer(conn: ConnectionSettings, **settings: Any) -> None:
       controller consumer --queues gpu,default --gpus all --fair
     """
     setup_logging(settings["log_format"])
+    if settings["server"]:
+        check_tokens(settings["token"], settings["admin_token"])
     if settings["imports"] and os.getcwd() not in sys.path:
         # as rq and celery do: `--import my_listeners:f` finds a module in the
         # current directory, also from the console script (children inherit sys.path)
@@ -350,7 +360,8 @@ def run_consumer(conn: ConnectionSettings, signals: StopSignals, settings: dict[
                                  settings["insecure"], settings["secret"], settings["log_format"],
                                  (settings["max_message_size"], settings["max_function_size"]),
                                  settings["admin_token"], settings["allowed_hosts"],
-                                 settings["max_depth"])
+                                 settings["max_depth"], settings["behind_tls"],
+                                 settings["max_auth_failures"])
             parts.append(http)
             http.watch(supervisor.request_stop)  # a server that fails stops everything
         for part in parts:
@@ -425,6 +436,8 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 @admin_token_option
 @allowed_hosts_option
 @max_depth_option
+@max_auth_failures_option
+@behind_tls_option
 @insecure_option
 @secret_option
 @data_dir_option
@@ -436,7 +449,8 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 @connection_options
 def server(conn: ConnectionSettings, server_address: str, server_port: int, max_body: int,
            token: str | None, admin_token: str | None, allowed_hosts: str, max_depth: int,
-           insecure: bool, secret: str | None, data_dir: Path | None,
+           max_auth_failures: int, behind_tls: bool, insecure: bool, secret: str | None,
+           data_dir: Path | None,
            max_message_size: int, max_function_size: int, log_format: str) -> None:
     """Run the HTTP server alone (gevent); SIGTERM or Ctrl-C stops it.
 
@@ -452,13 +466,15 @@ def server(conn: ConnectionSettings, server_address: str, server_port: int, max_
     from controller.server import check_bind, serve_forever
 
     setup_logging(log_format)
-    check_bind(server_address, token, insecure)  # refuse before starting anything
+    check_tokens(token, admin_token)  # refuse before starting anything
+    check_bind(server_address, token, insecure)
     with embedded_default(conn, data_dir) as live:
         mlq = open_mlq(live, secret=secret, max_message_size=max_message_size,
                        max_function_size=max_function_size)
         app = create_app(mlq, token=token, admin_token=admin_token, secret=secret,
                          max_body=max_body, allowed_hosts=allowed_hosts.split(","),
-                         bind_address=server_address, max_depth=max_depth)
+                         bind_address=server_address, max_depth=max_depth,
+                         behind_tls=behind_tls, max_auth_failures=max_auth_failures)
         try:
             serve_forever(app, server_address, server_port,
                           stop_on_stdin_eof=os.environ.get(PARENT_PIPE_VAR) == "1")

@@ -35,7 +35,7 @@ from mlq.job import STATUSES, TERMINAL
 
 from . import dashsession, overview
 from .app import ServerState, current_state, handle_error, jsonable
-from .auth import admin_token, canonical_id, sign_link
+from .auth import admin_token, canonical_id, client_address, refuse_if_throttled, sign_link
 
 bp = Blueprint("dashboard", __name__, template_folder="templates",
                static_folder="static", static_url_path="/ui/static")
@@ -68,8 +68,9 @@ _DONE = {"requeued": "Requeued {n} job(s).", "purged": "Purged {n} job(s).",
 def guard() -> Response | None:
     """Login (when the server has a token) and CSRF checks for every dashboard route."""
     state = current_state()
-    g.csrf = dashsession.csrf_token()
-    if request.endpoint in ("dashboard.static", "dashboard.login", "dashboard.login_post"):
+    login_form = request.endpoint in ("dashboard.login", "dashboard.login_post")
+    g.csrf = dashsession.csrf_token(state, login_form=login_form)
+    if login_form or request.endpoint == "dashboard.static":
         pass  # styles and the login form itself need no session
     elif not dashsession.logged_in(state):
         if request.method == "GET":
@@ -85,7 +86,7 @@ def guard() -> Response | None:
 @bp.after_request
 def headers(response: Response) -> Response:
     """Keep the CSRF cookie, and lock pages down (no framing, own scripts only)."""
-    dashsession.keep_csrf_cookie(response, g.get("csrf"))
+    dashsession.keep_csrf_cookie(current_state(), response, g.get("csrf"))
     if response.mimetype == "text/html":
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; img-src 'self' data:; media-src 'self'; "
@@ -300,8 +301,10 @@ def login_post() -> Response:
     """Check the token; on success set the session cookie and go where the user was going."""
     state = current_state()
     target = dashsession.safe_next(request.form.get("next"))
+    refuse_if_throttled(state)
     scope = dashsession.token_scope(state, request.form.get("token", ""))
     if scope is None:
+        state.throttle.record(client_address())
         page = render_template("login.html", next=target, error="That is not the server's token.")
         return current_app.response_class(page, status=401, mimetype="text/html")
     response = redirect(target, code=303)
@@ -313,7 +316,7 @@ def login_post() -> Response:
 def logout() -> Response:
     """End the session (the cookie is dropped)."""
     response = redirect(url_for("dashboard.login"), code=303)
-    dashsession.end_session(response)
+    dashsession.end_session(current_state(), response)
     return response
 
 

@@ -135,6 +135,17 @@ def connection_options(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def check_tokens(token: str | None, admin_token: str | None) -> None:
+    """Refuse, before anything starts, a token too short to stand up to guessing."""
+    from controller.auth import check_token_strength
+
+    try:
+        check_token_strength(token, "--token")
+        check_token_strength(admin_token, "--admin_token")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def open_mlq(conn: ConnectionSettings, **kwargs: Any) -> MLQ:
     """An MLQ on `conn`, checked with a PING; CliError (exit 2) when unreachable."""
     try:
@@ -173,6 +184,12 @@ allowed_hosts_option = option(
 max_depth_option = option(
     "max_depth", type=click.IntRange(min=1, max=500), default=64, show_default=True,
     help="Deepest nesting of lists and objects POST /jobs accepts (deeper: 400).")
+max_auth_failures_option = option(
+    "max_auth_failures", type=click.IntRange(min=1), default=10, show_default=True,
+    help="Bad tokens a client address may send a minute before it gets 429.")
+behind_tls_option = option(
+    "behind_tls", is_flag=True,
+    help="A proxy in front ends TLS: mark the dashboard's cookies Secure.")
 insecure_option = option(
     "insecure", is_flag=True, help="Allow a non-loopback --server_address without a token.")
 max_body_option = option(

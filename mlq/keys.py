@@ -77,6 +77,10 @@ class Keys:
     def job(self, job_id: str | int) -> str:
         return f"{self.job_prefix}{job_id}"
 
+    def session(self, digest: str) -> str:
+        """A dashboard login: its scope, until it expires or its user logs out."""
+        return f"{self.prefix}session:{digest}"
+
     def posted(self, token: str) -> str:
         """Short-lived: the id one post made, so a re-sent post makes no second job."""
         return f"{self.prefix}posted:{token}"

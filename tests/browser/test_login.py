@@ -57,7 +57,33 @@ def _logged_in(server: ServerProcess) -> tuple[requests.Session, str]:
     assert done.status_code == 303, done.text
     set_cookie = done.headers["Set-Cookie"]
     assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
-    return client, csrf
+    page = client.get(server.url + "/ui/deadletters", timeout=10).text
+    session_csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    assert session_csrf != csrf  # derived from the new session, not the login form's
+    return client, session_csrf
+
+
+def test_a_csrf_token_works_only_in_its_own_session(dash_token_server: ServerProcess) -> None:
+    action = dash_token_server.url + "/ui/deadletter/requeue"
+    first, first_csrf = _logged_in(dash_token_server)
+    second, second_csrf = _logged_in(dash_token_server)
+    assert first_csrf != second_csrf
+    assert second.post(action, data={"csrf": first_csrf}, timeout=10,
+                       allow_redirects=False).status_code == 403
+    assert second.post(action, data={"csrf": second_csrf}, timeout=10,
+                       allow_redirects=False).status_code == 303
+
+
+def test_logout_revokes_the_session_for_good(dash_token_server: ServerProcess) -> None:
+    url = dash_token_server.url
+    client, csrf = _logged_in(dash_token_server)
+    stolen = client.cookies.get("mlq_session")
+    assert client.post(url + "/ui/logout", data={"csrf": csrf}, timeout=10,
+                       allow_redirects=False).status_code == 303
+    # the cookie copied before logout opens nothing afterwards
+    replay = requests.get(url + "/ui/jobs", cookies={"mlq_session": stolen}, timeout=10,
+                          allow_redirects=False)
+    assert replay.status_code == 302 and "/ui/login" in replay.headers["Location"]
 
 
 def test_forms_refuse_cross_site_requests(dash_token_server: ServerProcess) -> None:

@@ -250,7 +250,7 @@ def test_server_flags_for_hosts_scopes_and_depth(spawn: Spawn, redis_url: str, n
     env = base_env(MLQ_ADMIN_TOKEN="admin-token-of-the-cli-test")
     server = spawn(command, *extra, "--server_port", str(port), "--allowed_hosts",
                    "mlq.example,gpu-box", "--token", "user-token-of-the-cli-test",
-                   "--max_depth", "3", *connection(redis_url, namespace), env=env)
+                   "--max_depth", "3", "--behind_tls", *connection(redis_url, namespace), env=env)
     server.wait_for_port(port)
     base = f"http://127.0.0.1:{port}"
     user = {"Authorization": "Bearer user-token-of-the-cli-test"}
@@ -265,4 +265,7 @@ def test_server_flags_for_hosts_scopes_and_depth(spawn: Spawn, redis_url: str, n
     assert requests.post(f"{base}/deadletter/requeue", headers=user, timeout=10).status_code == 403
     assert requests.post(f"{base}/deadletter/requeue", headers=admin, timeout=10).json() == {
         "requeued": 0}
+    # TLS ends at a proxy in front: the cookies are Secure though this hop is http
+    login = requests.get(f"{base}/ui/login", timeout=10)
+    assert "Secure" in login.headers["Set-Cookie"]
     assert server.stop() == 0

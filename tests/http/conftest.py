@@ -26,7 +26,7 @@ from mlq import MLQ
 from mlq.embedded import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-TOKEN = "t0ken-for-tests"
+TOKEN = "t0ken-for-the-http-tests"
 #: What an upload to /consumer must say it is (a cross-site page cannot say it unasked).
 JSON = {"Content-Type": "application/json"}
 #: The open server's body limit: small, so the 413 tests send little.
@@ -45,7 +45,8 @@ from controller.server import serve_forever
 args = json.loads(sys.argv[1])
 app = create_app(MLQ(args["namespace"], redis_url=args["redis_url"], secret=args["secret"]),
                  token=args["token"], admin_token=args["admin_token"], secret=args["secret"],
-                 max_body=args["max_body"], allowed_hosts=args["allowed_hosts"])
+                 max_body=args["max_body"], allowed_hosts=args["allowed_hosts"],
+                 max_auth_failures=args["max_auth_failures"])
 app.extensions["mlq"].sse_keepalive = args["keepalive"]
 serve_forever(app, "127.0.0.1", args["port"], stop_timeout=args["stop_timeout"])
 """
@@ -61,6 +62,9 @@ class ServerProcess:
     admin_token: str | None = None
     secret: str | None = None
     allowed_hosts: tuple[str, ...] = ()
+    #: the auth tests send hundreds of bad tokens on purpose; the throttle's own
+    #: test runs a server with the default
+    max_auth_failures: int = 1_000_000
     max_body: int = 64 * 1024 ** 2
     keepalive: float = 0.5
     stop_timeout: float = 0.5
@@ -76,6 +80,7 @@ class ServerProcess:
         args = {"namespace": self.namespace, "redis_url": self.redis_url, "token": self.token,
                 "admin_token": self.admin_token, "secret": self.secret,
                 "allowed_hosts": list(self.allowed_hosts),
+                "max_auth_failures": self.max_auth_failures,
                 "max_body": self.max_body, "port": self.port, "keepalive": self.keepalive,
                 "stop_timeout": self.stop_timeout}
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(

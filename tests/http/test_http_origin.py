@@ -261,7 +261,9 @@ def _dashboard_login(server: ServerProcess, token: str) -> tuple[requests.Sessio
                                                          "next": "/ui/deadletters"},
                           allow_redirects=False, timeout=10)
     assert answer.status_code == 303
-    return session, csrf
+    # pages of a session carry a CSRF token derived from it
+    page = session.get(server.url + "/ui/deadletters", timeout=10).text
+    return session, re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
 
 
 def test_the_dashboard_changes_dead_letters_only_in_an_admin_session(
@@ -299,3 +301,37 @@ def test_links_live_at_most_30_days(servers: dict[str, ServerProcess]) -> None:
     job_id = server.post_job("x")
     assert server.get(f"/jobs/{job_id}/link?ttl={30 * 24 * 3600}").status_code == 200
     assert server.get(f"/jobs/{job_id}/link?ttl={30 * 24 * 3600 + 1}").status_code == 400
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[ServerProcess]:
+    """A server with the default failure throttle, for this module alone."""
+    server = ServerProcess(namespace=f"o_{uuid.uuid4().hex[:10]}", redis_url=redis_url,
+                           token=USER, max_auth_failures=10,
+                           log_path=tmp_path_factory.mktemp("strict") / "server.log").start()
+    yield server
+    server.stop()
+
+
+def test_token_guessing_is_throttled(strict: ServerProcess) -> None:
+    for _ in range(10):
+        assert strict.get("/jobs/count", auth=False,
+                          headers={"Authorization": "Bearer guess-guess-guess"}).status_code == 401
+    throttled = strict.get("/jobs/count", auth=False,
+                           headers={"Authorization": "Bearer guess-guess-guess"})
+    assert throttled.status_code == 429
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 60
+    assert "try again" in throttled.json()["error"]
+    # while throttled, nothing from this address is checked at all (a right guess
+    # would otherwise show), and the dashboard's login form counts the same
+    assert strict.get("/jobs/count").status_code == 429
+    assert strict.get("/healthz").text == "ok"
+
+
+@pytest.mark.parametrize("token", ["short", "fifteen-chars-x"])
+def test_short_tokens_are_refused_at_start_up(redis_url: str, token: str) -> None:
+    from controller.app import create_app
+
+    for settings in ({"token": token}, {"admin_token": token}):
+        with pytest.raises(ValueError, match="at least 16 characters"):
+            create_app(MLQ("unused", redis_url=redis_url), **settings)
