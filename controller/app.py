@@ -45,6 +45,11 @@ class ServerState:
     max_depth: int = 64  # deepest nesting POST /jobs accepts
     behind_tls: bool = False  # a proxy in front ends TLS: cookies get Secure
     throttle: Any = None  # auth.FailureThrottle: failed credentials per client address
+    max_streams: int = 500  # event streams open at once (each holds a Redis connection)
+    open_streams: int = 0
+
+    def stream_closed(self) -> None:
+        self.open_streams -= 1
     allowed_hosts: frozenset[str] | None = None  # Host names answered; None: any
     sse_keepalive: float = SSE_KEEPALIVE
     extras: dict[str, Any] = field(default_factory=dict)  # lazily built clients, registries
@@ -55,7 +60,8 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
                max_body: int = 64 * 1024 ** 2, link_key: bytes | None = None,
                admin_token: str | None = None, allowed_hosts: Iterable[str] = (),
                bind_address: str | None = None, max_depth: int = 64,
-               behind_tls: bool = False, max_auth_failures: int = 10) -> Flask:
+               behind_tls: bool = False, max_auth_failures: int = 10,
+               max_streams: int = 500) -> Flask:
     """Build the HTTP app serving `mlq`'s namespace.
 
     `token`: required as ``Authorization: Bearer`` on every route but /healthz.
@@ -67,6 +73,7 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
     `behind_tls`: a proxy in front ends TLS, so cookies are marked Secure.
     `max_auth_failures`: bad credentials a client address may send a minute
     before it gets 429 until the minute is over.
+    `max_streams`: event streams open at once; beyond, 503 with Retry-After.
     Tokens shorter than 16 characters are refused (ValueError).
     `link_key` (else `secret`, else `token`) keys the signed result links; with
     none of them a random key is drawn, so links then only work on this process.
@@ -87,7 +94,8 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
         mlq=mlq, token=token or None, admin_token=admin_token or None,
         link_key=_link_key(link_key, secret, token), max_depth=max_depth,
         allowed_hosts=origin.allowed_hosts(bind_address, allowed_hosts),
-        behind_tls=behind_tls, throttle=auth.FailureThrottle(limit=max_auth_failures))
+        behind_tls=behind_tls, throttle=auth.FailureThrottle(limit=max_auth_failures),
+        max_streams=max_streams)
     origin.install(app)  # first: a request from a foreign page is refused before anything
     auth.install(app)
     for blueprint in (jobs.bp, functions.bp, deadletter.bp, ops.bp, dashboard.bp):

@@ -44,8 +44,11 @@ from .options import (
     heartbeat_timeout_option,
     insecure_option,
     max_body_option,
+    header_timeout_option,
     max_auth_failures_option,
+    max_connections_option,
     max_depth_option,
+    max_streams_option,
     open_mlq,
     option,
     reaper_interval_option,
@@ -186,30 +189,26 @@ class ServerProcess:
     not on a command line that `ps` shows.
     """
 
-    def __init__(self, conn: ConnectionSettings, address: str, port: int, max_body: int,
-                 token: str | None, insecure: bool, secret: str | None,
-                 log_format: str = "text", limits: tuple[int, int] | None = None,
-                 admin_token: str | None = None, allowed_hosts: str = "",
-                 max_depth: int = 64, behind_tls: bool = False,
-                 max_auth_failures: int = 10) -> None:
-        command = [sys.executable, "-m", "controller", "server", "--namespace", conn.namespace,
-                   "--server_address", address, "--server_port", str(port),
-                   "--max_body", str(max_body), "--log_format", log_format,
-                   "--max_depth", str(max_depth),
-                   "--max_auth_failures", str(max_auth_failures)] + (
-                       ["--insecure"] if insecure else []) + (
-                       ["--behind_tls"] if behind_tls else [])
-        if limits is not None:
-            command += ["--max_message_size", str(limits[0]),
-                        "--max_function_size", str(limits[1])]
+    #: Settings of `consumer` that its server takes as flags of the same name.
+    VALUE_FLAGS = ("server_address", "server_port", "max_body", "log_format", "max_depth",
+                   "max_auth_failures", "header_timeout", "max_connections", "max_streams",
+                   "max_message_size", "max_function_size")
+    SWITCHES = ("insecure", "behind_tls")
+    #: Settings that travel in the environment, out of sight of `ps`.
+    SECRETS = (("token", "MLQ_TOKEN"), ("secret", "MLQ_SECRET"),
+               ("admin_token", "MLQ_ADMIN_TOKEN"), ("allowed_hosts", "MLQ_ALLOWED_HOSTS"))
+
+    def __init__(self, conn: ConnectionSettings, settings: dict[str, Any]) -> None:
+        command = [sys.executable, "-m", "controller", "server", "--namespace", conn.namespace]
+        for name in self.VALUE_FLAGS:
+            command += [f"--{name}", str(settings[name])]
+        command += [f"--{name}" for name in self.SWITCHES if settings[name]]
         env = dict(os.environ, MLQ_REDIS_URL=conn.redis_url)
         env[PARENT_PIPE_VAR] = "1"  # it stops when our end of its stdin closes
-        for name, value in (("MLQ_TOKEN", token), ("MLQ_SECRET", secret),
-                            ("MLQ_ADMIN_TOKEN", admin_token),
-                            ("MLQ_ALLOWED_HOSTS", allowed_hosts)):
-            env.pop(name, None)
-            if value:
-                env[name] = value
+        for name, variable in self.SECRETS:
+            env.pop(variable, None)
+            if settings[name]:
+                env[variable] = settings[name]
         self.stopping = False
         self.exit_code: int | None = None  # set when it ended without being asked
         self.process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE,
@@ -282,6 +281,9 @@ class ReaperThread:
 @allowed_hosts_option
 @max_depth_option
 @max_auth_failures_option
+@header_timeout_option
+@max_connections_option
+@max_streams_option
 @behind_tls_option
 @insecure_option
 @option("reaper", is_flag=True, help="Also run the reaper.")
@@ -355,13 +357,7 @@ def run_consumer(conn: ConnectionSettings, signals: StopSignals, settings: dict[
             parts.append(ReaperThread(mlq, settings["reaper_interval"], settings["reaper_timeout"],
                                       settings["reaper_retries"]))
         if settings["server"]:
-            http = ServerProcess(conn, settings["server_address"], settings["server_port"],
-                                 settings["max_body"], settings["token"],
-                                 settings["insecure"], settings["secret"], settings["log_format"],
-                                 (settings["max_message_size"], settings["max_function_size"]),
-                                 settings["admin_token"], settings["allowed_hosts"],
-                                 settings["max_depth"], settings["behind_tls"],
-                                 settings["max_auth_failures"])
+            http = ServerProcess(conn, settings)
             parts.append(http)
             http.watch(supervisor.request_stop)  # a server that fails stops everything
         for part in parts:
@@ -437,6 +433,9 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 @allowed_hosts_option
 @max_depth_option
 @max_auth_failures_option
+@header_timeout_option
+@max_connections_option
+@max_streams_option
 @behind_tls_option
 @insecure_option
 @secret_option
@@ -449,7 +448,8 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 @connection_options
 def server(conn: ConnectionSettings, server_address: str, server_port: int, max_body: int,
            token: str | None, admin_token: str | None, allowed_hosts: str, max_depth: int,
-           max_auth_failures: int, behind_tls: bool, insecure: bool, secret: str | None,
+           max_auth_failures: int, header_timeout: float, max_connections: int,
+           max_streams: int, behind_tls: bool, insecure: bool, secret: str | None,
            data_dir: Path | None,
            max_message_size: int, max_function_size: int, log_format: str) -> None:
     """Run the HTTP server alone (gevent); SIGTERM or Ctrl-C stops it.
@@ -474,10 +474,12 @@ def server(conn: ConnectionSettings, server_address: str, server_port: int, max_
         app = create_app(mlq, token=token, admin_token=admin_token, secret=secret,
                          max_body=max_body, allowed_hosts=allowed_hosts.split(","),
                          bind_address=server_address, max_depth=max_depth,
-                         behind_tls=behind_tls, max_auth_failures=max_auth_failures)
+                         behind_tls=behind_tls, max_auth_failures=max_auth_failures,
+                         max_streams=max_streams)
         try:
             serve_forever(app, server_address, server_port,
-                          stop_on_stdin_eof=os.environ.get(PARENT_PIPE_VAR) == "1")
+                          stop_on_stdin_eof=os.environ.get(PARENT_PIPE_VAR) == "1",
+                          header_timeout=header_timeout, max_connections=max_connections)
         except OSError as exc:  # address in use, no permission for a low port
             raise CliError(f"cannot serve on {server_address}:{server_port}: "
                            f"{exc.strerror or exc}") from exc

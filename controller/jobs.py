@@ -239,8 +239,15 @@ def _etag(job: dict[str, Any], content_type: str) -> str:
 def events(job_id: str) -> Response:
     """Server-sent events: the state now, each change, closed after the terminal state."""
     state = current_state()
+    if state.open_streams >= state.max_streams:
+        # each open stream holds a Redis connection: past the cap, come back later
+        busy = error_response("too many open event streams: try again soon", 503)
+        busy.headers["Retry-After"] = "5"
+        return busy
     watch = state.mlq.watch(job_id, keepalive=state.sse_keepalive)  # 404 here, before streaming
+    state.open_streams += 1
     response = Response(stream_with_context(_sse(watch, job_id)), mimetype="text/event-stream")
+    response.call_on_close(state.stream_closed)
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx must not hold events back
     return response

@@ -59,6 +59,10 @@ def _op(summary: str, responses: dict[str, Any], *, params: list[Any] | None = N
         all_responses.setdefault("404", _error("No such job."))
     if security != []:
         all_responses.setdefault("401", _error("Missing or wrong bearer token."))
+        all_responses.setdefault("429", {
+            **_error("Too many bad credentials from this address in the last minute."),
+            "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                        "description": "Seconds until it may try again."}}})
     all_responses.setdefault("403", _error(
         "The Host header names no host this server answers to (--allowed_hosts), or a "
         "browser sent this state-changing request from a page of another site."))
@@ -163,7 +167,10 @@ def _paths() -> dict[str, Any]:
                         "properties": {"event": {"enum": ["queued", "started", "completed",
                                                           "failed", "error"]},
                                        "data": {"type": "string",
-                                                "contentMediaType": "application/json"}}}}}}},
+                                                "contentMediaType": "application/json"}}}}}},
+            "503": {**_error("Redis is unreachable, or too many event streams are open "
+                             "(--max_streams; see Retry-After)."),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}}}},
             job=True)},
         "/jobs/{job_id}/link": {"get": _op("A signed result link", {
             "200": _json("The link.", {"type": "object", "properties": {
@@ -274,7 +281,9 @@ def _dashboard_paths() -> dict[str, Any]:
                 security=[]),
             "post": op("Dashboard: log in with the API token", {
                 "303": {"description": "Logged in: the session cookie is set."},
-                "401": html("Wrong token: the form again.")}, security=[], body=True)},
+                "401": html("Wrong token: the form again."),
+                "429": html("Too many wrong tokens from this address in the last minute.")},
+                security=[], body=True)},
         "/ui/logout": {"post": op("Dashboard: log out", done, body=True)},
         "/ui/static/{filename}": {"get": op("Dashboard: stylesheet, script, icon", {
             "200": {"description": "The file.", "content": {"*/*": {"schema": {

@@ -187,6 +187,16 @@ max_depth_option = option(
 max_auth_failures_option = option(
     "max_auth_failures", type=click.IntRange(min=1), default=10, show_default=True,
     help="Bad tokens a client address may send a minute before it gets 429.")
+header_timeout_option = option(
+    "header_timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
+    show_default=True,
+    help="Seconds a client may take to send a request's headers (or sit idle between requests).")
+max_connections_option = option(
+    "max_connections", type=click.IntRange(min=1), default=1000, show_default=True,
+    help="Connections served at once; the slowest to send its headers is cut to make room.")
+max_streams_option = option(
+    "max_streams", type=click.IntRange(min=1), default=500, show_default=True,
+    help="Event streams open at once (each holds a Redis connection); beyond, 503.")
 behind_tls_option = option(
     "behind_tls", is_flag=True,
     help="A proxy in front ends TLS: mark the dashboard's cookies Secure.")

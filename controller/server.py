@@ -12,12 +12,14 @@ import logging
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 import gevent
 from flask import Flask
 from gevent.event import Event
-from gevent.pywsgi import WSGIServer
+from gevent import Timeout
+from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from mlq.errors import MLQError
 
@@ -59,29 +61,131 @@ def check_bind(address: str, token: str | None, insecure: bool) -> None:
         "Set --token or MLQ_TOKEN, or pass --insecure if this network is trusted.")
 
 
-class _NoDelayServer(WSGIServer):
-    """Sends each response at once: gevent writes headers and body separately, and
-    with Nagle's algorithm every keep-alive response after the first would wait
-    about 40 ms for the client's delayed ACK."""
+#: Seconds a client may take to send a request's line and headers (and an idle
+#: keep-alive connection may wait for its next request) before it is cut off.
+HEADER_TIMEOUT = 10.0
+#: Connections served at once. Beyond it, the connection that has waited longest
+#: for its headers is cut to make room, or, when every one is busy with a
+#: request, the newcomer gets 503.
+MAX_CONNECTIONS = 1000
+
+_BUSY_BODY = b'{"error": "too many connections: try again soon"}\n'
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+         b"Retry-After: 1\r\nConnection: close\r\n"
+         b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+
+
+class _CutOff(BaseException):
+    """Raised in a connection's greenlet when its headers took too long.
+
+    A BaseException, like gevent's Timeout: pywsgi turns any Exception raised
+    while reading headers into a 400 answer, and this one must close quietly.
+    """
+
+
+class _Handler(WSGIHandler):
+    """Times the header phase of each request, and tells the server which
+    connections are in it (those are the ones it may cut to make room)."""
+
+    server: _Server
+
+    def read_requestline(self) -> str:
+        self._timer = Timeout.start_new(self.server.header_timeout, _CutOff)
+        self.server.reading[self] = gevent.getcurrent()
+        return super().read_requestline()  # type: ignore[no-any-return]
+
+    def read_request(self, raw_requestline: str) -> Any:
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            self._headers_read()
+
+    def handle_one_request(self) -> Any:
+        try:
+            return super().handle_one_request()
+        except _CutOff:
+            return None  # closes the connection
+        finally:
+            self._headers_read()
+
+    def _headers_read(self) -> None:
+        timer = self.__dict__.pop("_timer", None)
+        if timer is not None:
+            timer.close()
+        self.server.reading.pop(self, None)
+
+
+class _Server(WSGIServer):
+    """gevent's WSGIServer with TCP_NODELAY, a header-read timeout and a bound on
+    connections that slow or idle clients cannot use up."""
+
+    handler_class = _Handler
+
+    def __init__(self, *args: Any, header_timeout: float = HEADER_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+        self.open_connections = 0
+        #: connections waiting for a request's headers (with their greenlets),
+        #: longest waiting first
+        self.reading: dict[_Handler, Any] = {}
 
     def handle(self, sock: Any, address: Any) -> None:
+        if self.open_connections >= self.max_connections and not self._cut_slowest():
+            _refuse(sock)
+            return
+        # Each response is sent at once: gevent writes headers and body separately,
+        # and with Nagle's algorithm every keep-alive response after the first
+        # would wait about 40 ms for the client's delayed ACK.
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass  # not TCP (a unix socket): nothing to tune
-        super().handle(sock, address)
+        self.open_connections += 1
+        try:
+            super().handle(sock, address)
+        finally:
+            self.open_connections -= 1
+
+    def _cut_slowest(self) -> bool:
+        for handler, reader in self.reading.items():
+            del self.reading[handler]
+            # raised where it waits for its headers; it then closes its connection
+            reader.kill(_CutOff, block=False)
+            return True
+        return False
 
 
-def make_server(app: Flask, address: str = "127.0.0.1", port: int = 5000) -> WSGIServer:
+def _refuse(sock: Any, linger: float = 1.0) -> None:
+    """Answer 503 and close. The request is read out first (for up to `linger` s):
+    closing with unread data would reset the connection before the answer is read."""
+    try:
+        sock.sendall(_BUSY)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(linger)
+        deadline = time.monotonic() + linger
+        while sock.recv(16384) and time.monotonic() < deadline:
+            pass
+    except OSError:
+        pass  # the client went first: nothing more to do
+    finally:
+        sock.close()
+
+
+def make_server(app: Flask, address: str = "127.0.0.1", port: int = 5000, *,
+                header_timeout: float = HEADER_TIMEOUT,
+                max_connections: int = MAX_CONNECTIONS) -> WSGIServer:
     """A gevent WSGIServer for `app`, logging through the `mlq.http` loggers.
 
     The access log is written at INFO; when that level is off for it (as it is
     with the default WARNING), no line is formatted at all.
     """
     access = logging.getLogger("mlq.http.access")
-    return _NoDelayServer((address, port), app,
-                          log=access if access.isEnabledFor(logging.INFO) else None,
-                          error_log=logging.getLogger("mlq.http.error"))
+    return _Server((address, port), app,
+                   log=access if access.isEnabledFor(logging.INFO) else None,
+                   error_log=logging.getLogger("mlq.http.error"),
+                   header_timeout=header_timeout, max_connections=max_connections)
 
 
 def _stop_at_eof(stop: Event) -> None:
@@ -92,7 +196,9 @@ def _stop_at_eof(stop: Event) -> None:
 
 
 def serve_forever(app: Flask, address: str = "127.0.0.1", port: int = 5000, *,
-                  stop_timeout: float = STOP_TIMEOUT, stop_on_stdin_eof: bool = False) -> None:
+                  stop_timeout: float = STOP_TIMEOUT, stop_on_stdin_eof: bool = False,
+                  header_timeout: float = HEADER_TIMEOUT,
+                  max_connections: int = MAX_CONNECTIONS) -> None:
     """Serve `app` until SIGTERM or SIGINT, then stop cleanly and return.
 
     An entry point: it installs the signal handlers (and removes them on return).
@@ -100,7 +206,8 @@ def serve_forever(app: Flask, address: str = "127.0.0.1", port: int = 5000, *,
     are cut. With `stop_on_stdin_eof`, the end of standard input stops it too:
     the parent that holds the other end of that pipe has died (even by SIGKILL).
     """
-    server = make_server(app, address, port)
+    server = make_server(app, address, port, header_timeout=header_timeout,
+                         max_connections=max_connections)
     stop = Event()
     handlers = [gevent.signal_handler(signum, stop.set)
                 for signum in (signal.SIGTERM, signal.SIGINT)]

@@ -15,9 +15,10 @@ from .embedded import default_password
 CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 30.0
 #: redis-py 8 caps a pool at 100 connections; the HTTP server holds one per open
-#: event stream (pub/sub), so that cap would refuse the 100th viewer. Redis's own
-#: default limit of clients is 10,000.
-MAX_CONNECTIONS = 10_000
+#: event stream (pub/sub), so that cap would refuse the 100th viewer. It caps
+#: streams at 500 (--max_streams); this stays well below Redis's own default limit
+#: of 10,000 clients, which every worker and server of every host shares.
+MAX_CONNECTIONS = 1_000
 
 
 def connect(redis_url: str | None = None, host: str = "localhost", port: int = 6379,

@@ -46,9 +46,10 @@ args = json.loads(sys.argv[1])
 app = create_app(MLQ(args["namespace"], redis_url=args["redis_url"], secret=args["secret"]),
                  token=args["token"], admin_token=args["admin_token"], secret=args["secret"],
                  max_body=args["max_body"], allowed_hosts=args["allowed_hosts"],
-                 max_auth_failures=args["max_auth_failures"])
+                 max_auth_failures=args["max_auth_failures"], max_streams=args["max_streams"])
 app.extensions["mlq"].sse_keepalive = args["keepalive"]
-serve_forever(app, "127.0.0.1", args["port"], stop_timeout=args["stop_timeout"])
+serve_forever(app, "127.0.0.1", args["port"], stop_timeout=args["stop_timeout"],
+              header_timeout=args["header_timeout"], max_connections=args["max_connections"])
 """
 
 
@@ -65,6 +66,9 @@ class ServerProcess:
     #: the auth tests send hundreds of bad tokens on purpose; the throttle's own
     #: test runs a server with the default
     max_auth_failures: int = 1_000_000
+    header_timeout: float = 10.0
+    max_connections: int = 1000
+    max_streams: int = 500
     max_body: int = 64 * 1024 ** 2
     keepalive: float = 0.5
     stop_timeout: float = 0.5
@@ -81,6 +85,8 @@ class ServerProcess:
                 "admin_token": self.admin_token, "secret": self.secret,
                 "allowed_hosts": list(self.allowed_hosts),
                 "max_auth_failures": self.max_auth_failures,
+                "header_timeout": self.header_timeout, "max_connections": self.max_connections,
+                "max_streams": self.max_streams,
                 "max_body": self.max_body, "port": self.port, "keepalive": self.keepalive,
                 "stop_timeout": self.stop_timeout}
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
