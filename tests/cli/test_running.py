@@ -164,6 +164,13 @@ def test_server_alone(spawn: Spawn, redis_url: str, namespace: str, queue: MLQ) 
     assert "MonkeyPatchWarning" not in server.output  # gevent patched before any import
 
 
+@pytest.mark.parametrize("flag", ["--token", "--admin_token"])
+def test_server_refuses_a_short_token(redis_url: str, flag: str) -> None:
+    for command in (("server",), ("consumer", "--server")):
+        done = run_controller(*command, flag, "fifteen-chars-x", "--redis_url", redis_url)
+        assert "at least 16 characters" in done.assert_one_line_error()
+
+
 def test_server_refuses_a_public_address_without_a_token(redis_url: str) -> None:
     done = run_controller("server", "--server_address", "0.0.0.0", "--redis_url", redis_url)
     assert "without an API token" in done.assert_one_line_error()
