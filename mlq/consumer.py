@@ -7,12 +7,15 @@ nothing). The supervised mode (mlq.supervisor) kills the process instead.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import signal
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -40,6 +43,7 @@ class ThreadConsumer:
         self._started = time.time()
 
     def start(self) -> None:
+        _exit_hooks.add(self)
         self._beat()
         for worker in self.workers:
             # not daemon threads: the process keeps consuming after the caller's
@@ -88,7 +92,17 @@ class ThreadConsumer:
                     log.error("job %s failed: %s (its thread runs on until the listener returns)",
                               job_id, time_limit_reason(timeout))
 
+    def leave_idle_lists(self) -> None:
+        """Take every worker of this consumer off the idle lists at once, so no post
+        hands a job to a process that is going away."""
+        for worker in self.workers:
+            try:
+                self.mlq.scripts.leave_idle_lists(worker.worker_id, worker.queues)
+            except redis.RedisError:
+                return  # Redis is gone too: the idle claims lapse by themselves
+
     def stop(self, timeout: float | None = None) -> None:
+        _exit_hooks.discard(self)  # its workers leave the idle lists as they stop
         self.stop_event.set()
         current = threading.current_thread()
         # the registry follower is a daemon that leaves quietly within a second
@@ -100,3 +114,51 @@ class ThreadConsumer:
                    [w.worker_id for w, t in zip(self.workers, self.threads) if not t.is_alive()])
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("could not retire heartbeats: %s", exc)
+
+
+class _ExitHooks:
+    """Takes in-process consumers off the idle lists when their process ends: at a
+    normal exit, and on SIGTERM or SIGINT, before that signal's previous action.
+
+    A handler is only added where the signal still has Python's default one and
+    this is the main thread; an application's own handler is left alone (the idle
+    claims then lapse within two blocking waits, and sweeps recover the rest).
+    """
+
+    def __init__(self) -> None:
+        self._consumers: weakref.WeakSet[ThreadConsumer] = weakref.WeakSet()
+        self._installed = False
+        self._previous: dict[int, Any] = {}
+
+    def add(self, consumer: ThreadConsumer) -> None:
+        self._consumers.add(consumer)
+        if self._installed:
+            return
+        self._installed = True
+        atexit.register(self.leave_all)
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, default in ((signal.SIGTERM, signal.SIG_DFL),
+                                (signal.SIGINT, signal.default_int_handler)):
+            if signal.getsignal(signum) is default:
+                self._previous[signum] = default
+                signal.signal(signum, self._on_signal)
+
+    def discard(self, consumer: ThreadConsumer) -> None:
+        self._consumers.discard(consumer)
+
+    def leave_all(self) -> None:
+        for consumer in list(self._consumers):
+            consumer.leave_idle_lists()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.leave_all()
+        previous = self._previous[signum]
+        if previous is signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)  # what the signal would have done
+        else:
+            previous(signum, frame)
+
+
+_exit_hooks = _ExitHooks()

@@ -58,3 +58,13 @@ RECORD_WITHIN = 0.005
 
 #: Most jobs a worker takes in one step (see RECORD_WITHIN).
 TAKE_AT_MOST = 32
+
+#: Seconds an idle worker has to take a job a post handed to it. A live one takes it
+#: at once (it is blocked on its inbox); one that has not is taken to be dead, and
+#: any worker's sweep puts the job back.
+HAND_OVER_WINDOW = 1.0
+#: Seconds between sweeps; one worker of the namespace sweeps at a time (a lock).
+SWEEP_INTERVAL = 0.5
+#: Shortest idle claim (two blocking waits otherwise), so that a worker that blocks
+#: only briefly can still be handed a job.
+MIN_IDLE_CLAIM = 0.5

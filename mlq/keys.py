@@ -133,6 +133,17 @@ class Keys:
         """List of the workers waiting idle on a queue: a post hands its job to one."""
         return f"{self.prefix}idle:{name}"
 
+    @property
+    def handed(self) -> str:
+        """Zset of workers a post handed a job to, scored by when they must have
+        taken it: a worker that has not (it died while idle) has its jobs taken back."""
+        return self.prefix + "handed"
+
+    @property
+    def sweep_lock(self) -> str:
+        """Held for a sweep interval by the one worker that sweeps for all."""
+        return self.prefix + "sweep_lock"
+
     def idle_flag(self, worker_id: str) -> str:
         """Set while a worker waits idle; a post that hands it a job clears it, so a
         worker on several queues' idle lists is handed one job, not one per queue."""

@@ -41,20 +41,8 @@ class Reaper:
     def reap_once(self, now: float | None = None) -> ReapReport:
         """One sweep at time `now`: dead workers' jobs first, then stalled ones."""
         now = time.time() if now is None else now
-        report = ReapReport()
+        report = self.recover_dead_workers(now)
         client, keys = self.mlq.client, self.mlq.keys
-        worker_ids = [w.decode() for w in client.smembers(keys.workers)]
-        pipe = client.pipeline(transaction=False)
-        for worker_id in worker_ids:
-            pipe.get(keys.heartbeat(worker_id))
-        beats = pipe.execute() if worker_ids else []
-        for worker_id, beat in zip(worker_ids, beats):
-            if self._alive(beat, now):
-                continue
-            for raw_id in client.lrange(keys.processing(worker_id), 0, -1):
-                self._recover(raw_id.decode(), worker_id, now,
-                              f"worker {worker_id} stopped heartbeating", report)
-            self.mlq.scripts.forget_worker(worker_id)
         for raw_id in client.zrangebyscore(keys.running, "-inf", now - self.job_timeout):
             job_id = raw_id.decode()
             worker_raw = client.hget(keys.job(job_id), "worker")
@@ -67,6 +55,38 @@ class Reaper:
             self._recover(job_id, worker_id, now,
                           f"running longer than {self.job_timeout:g} s", report)
         return report
+
+    def recover_dead_workers(self, now: float) -> ReapReport:
+        """Take back the jobs of workers that are gone: those that did not take a job
+        a post handed them while idle (HAND_OVER_WINDOW), and those whose heartbeat
+        expired. What every live worker runs in its loop (see Worker.sweep)."""
+        report = ReapReport()
+        client, keys = self.mlq.client, self.mlq.keys
+        for raw_worker in client.zrangebyscore(keys.handed, "-inf", now):
+            worker_id = raw_worker.decode()
+            if not client.zrem(keys.handed, worker_id):
+                continue  # another sweep claimed it
+            if client.llen(keys.inbox(worker_id)) == 0:
+                continue  # it took what it was handed: alive
+            client.delete(keys.inbox(worker_id))
+            self.mlq.scripts.leave_idle_lists(worker_id, self.mlq.queue_names())
+            self._recover_all(worker_id, now, f"worker {worker_id} did not take the job "
+                              "handed to it while idle", report)
+        worker_ids = [w.decode() for w in client.smembers(keys.workers)]
+        pipe = client.pipeline(transaction=False)
+        for worker_id in worker_ids:
+            pipe.get(keys.heartbeat(worker_id))
+        beats = pipe.execute() if worker_ids else []
+        for worker_id, beat in zip(worker_ids, beats):
+            if self._alive(beat, now):
+                continue
+            self._recover_all(worker_id, now, f"worker {worker_id} stopped heartbeating", report)
+            self.mlq.scripts.forget_worker(worker_id)
+        return report
+
+    def _recover_all(self, worker_id: str, now: float, reason: str, report: ReapReport) -> None:
+        for raw_id in self.mlq.client.lrange(self.mlq.keys.processing(worker_id), 0, -1):
+            self._recover(raw_id.decode(), worker_id, now, reason, report)
 
     def _alive(self, beat: bytes | None, now: float) -> bool:
         """A heartbeat key that has not expired, and (when this reaper has a

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import redis
 
+from . import defaults
 from .keys import PRIORITIES, Keys
 from .roundtrips import SharedRoundTrips
 
@@ -91,7 +92,7 @@ class Scripts:
         same token sent again returns the first post's id."""
         keys, args = self._fixed(("post", queue, priority, owner),
                                  lambda: self._post_parts(queue, priority, owner))
-        keys = [*keys, self.keys.posted(token or os.urandom(9).hex())]
+        keys = [*keys, self.keys.posted(token or os.urandom(9).hex()), self.keys.handed]
         args = [*args, repr(time.time()), *fields]
         if client is None:
             return self.round_trips.evalsha(self._scripts["post"], len(keys), *keys, *args)
@@ -105,7 +106,8 @@ class Scripts:
                  k.owners(queue), k.index_all, k.index_queue(queue), k.running, k.idle(queue),
                  k.registry_seq],
                 [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
-                 k.heartbeat(""), k.inbox(""), k.job_channel(""), k.idle_flag("")])
+                 k.heartbeat(""), k.inbox(""), k.job_channel(""), k.idle_flag(""),
+                 repr(defaults.HAND_OVER_WINDOW)])
 
     def post_many(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
                   owner: str | None = None) -> list[str]:
@@ -124,14 +126,15 @@ class Scripts:
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
              count: int = 1, fair: bool = False, max_running_per_owner: int = 0,
              strays: bool = True, client: Any = None, was_idle: bool = False,
-             go_idle: bool = False, strays_only: bool = False) -> Any:
-        """Start up to `count` jobs on a worker (see take.lua for the flags)."""
+             idle_for: float = 0.0, strays_only: bool = False) -> Any:
+        """Start up to `count` jobs on a worker (see take.lua for the flags);
+        `idle_for`: when none is there, wait as idle, claiming it for this many seconds."""
         names = (queues,) if isinstance(queues, str) else tuple(queues)
         keys, owned_prefixes, lanes = self._fixed(("take", names, worker_id),
                                                   lambda: self._take_parts(names, worker_id))
         args = [self.keys.job_prefix, worker_id, repr(now), self.keys.job_channel(""),
                 "1" if strays else "0", count, "1" if fair else "0", max_running_per_owner,
-                lanes, len(PRIORITIES), "1" if was_idle else "0", "1" if go_idle else "0",
+                lanes, len(PRIORITIES), "1" if was_idle else "0", str(int(idle_for * 1000)),
                 "1" if strays_only else "0", *owned_prefixes]
         return self._run("take", keys, args, client)
 
@@ -202,6 +205,14 @@ class Scripts:
             "purge_dead",
             [k.dead, k.job(job_id), k.index_status("failed"), k.index_all, k.index_queue(queue)],
             [job_id])
+
+    def leave_idle_lists(self, worker_id: str, queues: Sequence[str]) -> None:
+        """Take a worker off every idle list (a post then hands it nothing more)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.keys.idle_flag(worker_id))
+        for queue in queues:
+            pipe.lrem(self.keys.idle(queue), 0, worker_id)
+        pipe.execute()
 
     def forget_worker(self, worker_id: str) -> int:
         k = self.keys

@@ -131,9 +131,11 @@ class _PipeHooks(WorkerHooks):
 
 def child_main(config: ChildConfig, conn: Connection) -> None:
     """Entry point of a spawned child: consume until the supervisor says stop."""
-    # Ctrl-C in a terminal reaches the whole process group; the supervisor decides
-    # how the children stop, so they ignore it.
+    # Ctrl-C in a terminal, and systemd's or a process manager's SIGTERM, reach the
+    # whole process group; the supervisor decides how the children stop (running
+    # jobs finish first), so they ignore both.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if config.gpu is not None:
         # before any listener module can initialise CUDA
         os.environ["CUDA_VISIBLE_DEVICES"] = config.gpu

@@ -21,6 +21,7 @@ from .errors import InvalidMessage, ListenerError, SignatureError
 from .job import COMPLETED, FAILED, error_kind, runtime_bucket, short_text, split_outcome
 from .listeners import Listener
 from .notebook import CALL_FIELD, pack_value, run_call
+from .reaper import Reaper
 from .serialization import handed_over, pack, pack_fields, record_from_hash
 
 if TYPE_CHECKING:
@@ -100,6 +101,10 @@ class Worker:
         #: on its queues' idle lists: a post may hand a started job to this worker
         self._idle = False
         self._stop: threading.Event | None = None
+        self._block = defaults.BLOCK_TIMEOUT  # the run loop's blocking wait
+        self._next_sweep = 0.0
+        self._sweeper = Reaper(mlq, max_retries=mlq.max_retries,
+                               heartbeat_timeout=mlq.heartbeat_timeout)
         _warn_once_without_secret(mlq.secret)
 
     # -- the loop -----------------------------------------------------------
@@ -108,11 +113,13 @@ class Worker:
         pause, cap = defaults.RECONNECT_BACKOFF
         delay = pause
         self._stop = stop
+        self._block = block
         try:
             # jobs taken ahead are already started here: run them even when stopping
             while not stop.is_set() or self._prefetched or self._pending:
                 try:
                     self.step(block)
+                    self.sweep()
                     delay = pause
                 except REDIS_DOWN as exc:
                     log.warning("worker %s: Redis unavailable (%s); retrying in %.1f s",
@@ -123,6 +130,26 @@ class Worker:
         finally:
             if self._loop is not None:
                 self._loop.close()
+
+    def sweep(self) -> bool:
+        """Every SWEEP_INTERVAL, and for one worker of the namespace at a time (a
+        lock), take back the jobs of workers that are gone (Reaper.recover_dead_workers):
+        no job waits on a dead worker, with or without a reaper running. True when
+        this worker swept."""
+        now = self.clock()
+        if now < self._next_sweep:
+            return False
+        self._next_sweep = now + defaults.SWEEP_INTERVAL
+        if not self.mlq.client.set(self.mlq.keys.sweep_lock, self.worker_id, nx=True,
+                                   px=int(defaults.SWEEP_INTERVAL * 1000)):
+            return False
+        try:
+            self._sweeper.recover_dead_workers(now)
+        except REDIS_DOWN:
+            raise
+        except Exception:  # a sweep that fails is tried again; it must not stop the worker
+            log.exception("worker %s: sweep failed", self.worker_id)
+        return True
 
     def step(self, block: float = 0.0) -> bool:
         """Take a job, or a batch for a batching listener (waiting up to `block`
@@ -164,7 +191,8 @@ class Worker:
         if self._found_nothing and block > 0:
             answer = None
         else:
-            answer = self._take_now(count, holding, go_idle=block > 0 and not holding)
+            idle_for = 0.0 if holding else self._idle_claim(block)
+            answer = self._take_now(count, holding, idle_for=idle_for)
         self._found_nothing = False
         if answer:
             return self._decode(answer)
@@ -190,22 +218,28 @@ class Worker:
         answer = self._take_now(count, holding)
         return self._decode(answer) if answer else None
 
+    def _idle_claim(self, block: float) -> float:
+        """How long a wait as idle is claimed: two blocking waits. The claim is
+        renewed by the take after each wait, so only a worker that is gone (or
+        stuck) lets it lapse, and posts then pass it over."""
+        return max(2 * block, defaults.MIN_IDLE_CLAIM) if block > 0 else 0.0
+
     def _take_now(self, count: int, holding: bool, client: Any = None,
-                  go_idle: bool = False, strays_only: bool = False) -> Any:
-        """The take step; `go_idle`: when nothing is there, wait as idle (a post may
-        then hand its job straight to this worker)."""
+                  idle_for: float = 0.0, strays_only: bool = False) -> Any:
+        """The take step; `idle_for`: when nothing is there, wait as idle for up to
+        that many seconds (a post may then hand its job straight to this worker)."""
         was_idle = self._idle
         # until an answer says otherwise: a reply lost on the wire may have left
         # this worker on the idle lists, and the next take must clear them
-        self._idle = was_idle or go_idle
+        self._idle = was_idle or idle_for > 0
         answer = self.mlq.scripts.take(self.queues, self.worker_id, self.clock(), count=count,
                                        fair=self.fair,
                                        max_running_per_owner=self.max_running_per_owner,
                                        strays=not holding, client=client,
-                                       was_idle=was_idle, go_idle=go_idle,
+                                       was_idle=was_idle, idle_for=idle_for,
                                        strays_only=strays_only)
         if client is None:
-            self._idle = go_idle and not answer
+            self._idle = idle_for > 0 and not answer
         return answer
 
     def _leave_idle(self) -> None:
@@ -465,7 +499,8 @@ class Worker:
         together = self.mlq.scripts.together()
         self.mlq.scripts.finish_many(self.worker_id, outcomes, self.mlq.result_ttl,
                                      client=together)
-        self._take_now(self._take_count(), holding=False, client=together, go_idle=True)
+        self._take_now(self._take_count(), holding=False, client=together,
+                       idle_for=self._idle_claim(self._block))
         try:
             answers, taken = together.send()
         except REDIS_DOWN:

@@ -16,7 +16,9 @@
 -- ARGV[8] per-owner running limit (0: none)   ARGV[9] number of plain lists
 -- ARGV[10] priority levels per queue
 -- ARGV[11] '1': the worker was waiting as idle; it is not any more
--- ARGV[12] '1': when nothing is started, the worker goes on to wait as idle
+-- ARGV[12] when nothing is started, the worker goes on to wait as idle for this many
+-- milliseconds ('0': it does not): its claim lapses unless a take renews it, so a
+-- post never hands a job to a worker that died while idle
 -- ARGV[13] '1': hand over strays only, take nothing new (a worker that stops)
 -- ARGV[14..] each queue's owner list prefix
 -- Returns {registry sequence, {field, value, ...}, ...}: one flat record per started
@@ -144,8 +146,9 @@ if count <= 0 and ARGV[13] ~= '1' then
 end
 if #answer == 1 then
   -- nothing to do: from now on a post may hand its job straight to this worker
-  if ARGV[12] == '1' then
-    redis.call('SET', KEYS[6], 1)
+  local idle_ms = tonumber(ARGV[12])
+  if idle_ms > 0 then
+    redis.call('SET', KEYS[6], 1, 'PX', idle_ms)
     for i = 1, queues do
       redis.call('LREM', KEYS[idles + i], 0, ARGV[2])
       redis.call('LPUSH', KEYS[idles + i], ARGV[2])

@@ -1,0 +1,184 @@
+"""No job waits on a dead worker, with no reaper running: a post never hands its job
+to a worker that is gone for good, and every live worker takes back the jobs of
+workers that are gone (docs/RELIABILITY.md, "Dead workers")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlq import MLQ
+from mlq.embedded import EmbeddedServer
+from tests.faults import listeners
+from tests.faults.conftest import ROOT, Commands, base_env, wait_until
+
+#: A worker in a script of its own, as the README's worker pattern runs it.
+SCRIPT = """
+import asyncio, sys
+from mlq.queue import MLQ
+from tests.faults.listeners import record
+mlq = MLQ(sys.argv[1], redis_url=sys.argv[2], heartbeat_interval=0.5, heartbeat_timeout=3)
+
+async def main():
+    mlq.create_listener(record)
+    print("consuming", flush=True)
+
+asyncio.run(main())
+"""
+HEARTBEAT_TIMEOUT = 3.0
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"dw_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def survivor(own_redis: EmbeddedServer, namespace: str) -> Iterator[MLQ]:
+    """Worker B: a live in-process consumer of the same namespace."""
+    q = MLQ(namespace, redis_url=own_redis.url, heartbeat_interval=0.5,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT)
+    yield q
+    q.shutdown(timeout=10)
+
+
+@pytest.fixture
+def victim(own_redis: EmbeddedServer, namespace: str) -> Iterator[subprocess.Popen[str]]:
+    """Worker A: the README's worker script, consuming in a process of its own."""
+    process = subprocess.Popen([sys.executable, "-c", SCRIPT, namespace, own_redis.url],
+                               cwd=ROOT, env=base_env(PYTHONPATH=str(ROOT)),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    try:
+        assert process.stdout.readline().strip() == "consuming"
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stdout.close()
+
+
+def idle_listed(q: MLQ, count: int) -> bool:
+    return q.client.llen(q.keys.idle("default")) >= count
+
+
+def record_at_once(msg: dict[str, Any], *args: Any) -> dict[str, Any]:
+    """`record` without its sleep: worker B's run of the job held by the killed one."""
+    return listeners.record({**msg, "sleep": 0}, *args)
+
+
+record_at_once.__name__ = "record"
+
+
+def log_lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_a_job_posted_after_an_idle_worker_is_killed_runs_elsewhere(
+        survivor: MLQ, victim: subprocess.Popen[str], tmp_path: Path) -> None:
+    wait_until(lambda: idle_listed(survivor, 1), 10, "worker A waiting as idle")
+    survivor.create_listener(listeners.record)  # worker B, idle a moment later
+    wait_until(lambda: idle_listed(survivor, 2), 10, "both workers idle")
+    victim.kill()  # SIGKILL: it never leaves the idle list
+    victim.wait()
+    time.sleep(0.1)
+    started = time.monotonic()
+    job_id = survivor.post({"log": str(tmp_path / "runs"), "sleep": 0})
+    record = survivor.wait(job_id, timeout=10)
+    assert record["status"] == "completed"
+    assert time.monotonic() - started < 3.0
+    assert record["result"]["pid"] != victim.pid
+
+
+def test_a_job_held_by_a_killed_worker_runs_again(
+        survivor: MLQ, victim: subprocess.Popen[str], tmp_path: Path) -> None:
+    log = tmp_path / "runs"
+    wait_until(lambda: idle_listed(survivor, 1), 10, "worker A waiting as idle")
+    job_id = survivor.post({"log": str(log), "sleep": 30})
+    wait_until(lambda: len(log_lines(log)) == 2, 10, "worker A running the job")
+    survivor.create_listener(record_at_once)  # worker B
+    victim.kill()
+    victim.wait()
+    killed_at = time.monotonic()
+    wait_until(lambda: len(log_lines(log)) >= 4, HEARTBEAT_TIMEOUT + 3,
+               "the job running again on worker B")
+    assert time.monotonic() - killed_at < HEARTBEAT_TIMEOUT + 3
+    assert survivor.get_job(job_id)["attempt"] == 2
+
+
+def test_a_job_posted_after_a_whole_consumer_is_killed_runs_elsewhere(
+        own_redis: EmbeddedServer, namespace: str, survivor: MLQ, commands: Commands,
+        tmp_path: Path) -> None:
+    consumer = commands.start(
+        "consumer", "consumer", "--import", "tests.faults.listeners:record",
+        "--concurrency", "2", "--heartbeat_interval", "0.5",
+        "--heartbeat_timeout", str(HEARTBEAT_TIMEOUT),
+        "--redis_url", own_redis.url, "--namespace", namespace, env=base_env())
+    wait_until(lambda: idle_listed(survivor, 2), 30, "the consumer's workers idle")
+    survivor.create_listener(listeners.record)
+    wait_until(lambda: idle_listed(survivor, 3), 10, "worker B idle too")
+    consumer.kill_group()  # supervisor and children at once, by SIGKILL
+    time.sleep(0.1)
+    started = time.monotonic()
+    ids = [survivor.post({"log": str(tmp_path / "runs"), "sleep": 0}) for _ in range(3)]
+    for job_id in ids:
+        assert survivor.wait(job_id, timeout=10)["status"] == "completed"
+    assert time.monotonic() - started < 3.0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_in_process_consumer_leaves_the_idle_lists_when_its_process_ends(
+        survivor: MLQ, victim: subprocess.Popen[str], tmp_path: Path, signum: int) -> None:
+    wait_until(lambda: idle_listed(survivor, 1), 10, "worker A waiting as idle")
+    victim.send_signal(signum)
+    victim.wait(10)
+    assert survivor.client.llen(survivor.keys.idle("default")) == 0
+    job_id = survivor.post({"log": str(tmp_path / "runs"), "sleep": 0})
+    assert survivor.get_job(job_id)["status"] == "queued"  # handed to nobody
+
+
+def test_a_sigterm_to_the_whole_process_group_lets_running_jobs_finish(
+        own_redis: EmbeddedServer, namespace: str, survivor: MLQ, commands: Commands,
+        tmp_path: Path) -> None:
+    # systemd's default, and some process managers': SIGTERM to every process at once
+    consumer = commands.start(
+        "consumer", "consumer", "--import", "tests.faults.listeners:record",
+        "--concurrency", "2", "--redis_url", own_redis.url, "--namespace", namespace,
+        env=base_env())
+    wait_until(lambda: idle_listed(survivor, 2), 30, "the consumer's workers idle")
+    log = tmp_path / "runs"
+    job_id = survivor.post({"log": str(log), "sleep": 2})
+    wait_until(lambda: len(log_lines(log)) == 2, 10, "the job running")
+    os.killpg(consumer.pgid, signal.SIGTERM)
+    assert consumer.process.wait(30) == 0
+    record = survivor.get_job(job_id)
+    assert (record["status"], record["attempt"], record["retries"]) == ("completed", 1, 0)
+    assert len(log_lines(log)) == 2  # it ran once
+
+
+def test_a_second_group_sigterm_puts_running_jobs_back(
+        own_redis: EmbeddedServer, namespace: str, survivor: MLQ, commands: Commands,
+        tmp_path: Path) -> None:
+    consumer = commands.start(
+        "consumer", "consumer", "--import", "tests.faults.listeners:record",
+        "--redis_url", own_redis.url, "--namespace", namespace, env=base_env())
+    wait_until(lambda: idle_listed(survivor, 1), 30, "the consumer's worker idle")
+    log = tmp_path / "runs"
+    job_id = survivor.post({"log": str(log), "sleep": 30})
+    wait_until(lambda: len(log_lines(log)) == 2, 10, "the job running")
+    os.killpg(consumer.pgid, signal.SIGTERM)
+    time.sleep(0.5)
+    os.killpg(consumer.pgid, signal.SIGTERM)
+    assert consumer.process.wait(30) == 0
+    record = survivor.get_job(job_id)
+    assert record["status"] == "queued" and record["retries"] == 1
