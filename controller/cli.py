@@ -37,28 +37,17 @@ from .options import (
     ConnectionSettings,
     connection_options,
     data_dir_option,
-    admin_token_option,
-    allowed_hosts_option,
-    behind_tls_option,
     check_tokens,
     heartbeat_timeout_option,
-    insecure_option,
-    max_body_option,
-    header_timeout_option,
-    max_auth_failures_option,
-    max_connections_option,
-    max_depth_option,
-    max_streams_option,
+    http_server_options,
     open_mlq,
     option,
     reaper_interval_option,
     reaper_retries_option,
     reaper_timeout_option,
     secret_option,
-    server_address_option,
-    server_port_option,
-    token_option,
     unreachable_message,
+    wait_for_redis_option,
 )
 
 log = logging.getLogger("mlq.cli")
@@ -273,19 +262,8 @@ class ReaperThread:
 @click.option("--import", "imports", multiple=True, metavar="MODULE:FUNCTION",
               help="Load a listener from code for this worker alone (repeatable).")
 @option("server", is_flag=True, help="Also run the HTTP server.")
-@server_address_option
-@server_port_option
-@max_body_option
-@token_option
-@admin_token_option
-@allowed_hosts_option
-@max_depth_option
-@max_auth_failures_option
-@header_timeout_option
-@max_connections_option
-@max_streams_option
-@behind_tls_option
-@insecure_option
+@http_server_options
+@wait_for_redis_option
 @option("reaper", is_flag=True, help="Also run the reaper.")
 @reaper_interval_option
 @reaper_timeout_option
@@ -348,20 +326,24 @@ def consumer(conn: ConnectionSettings, **settings: Any) -> None:
 
 def run_consumer(conn: ConnectionSettings, signals: StopSignals, settings: dict[str, Any]) -> int:
     """Start the supervisor and the optional parts; block until all stopped; exit code."""
-    mlq = open_mlq(conn, secret=settings["secret"])
-    supervisor = make_supervisor(conn, settings)
-    signals.on_stop(supervisor.request_stop)
     parts: list[ReaperThread | ServerProcess] = []
     try:
-        if settings["reaper"]:
-            parts.append(ReaperThread(mlq, settings["reaper_interval"], settings["reaper_timeout"],
-                                      settings["reaper_retries"]))
         if settings["server"]:
+            # first: while we wait for Redis, /healthz already answers (503)
             http = ServerProcess(conn, settings)
             parts.append(http)
-            http.watch(supervisor.request_stop)  # a server that fails stops everything
+            signals.on_stop(http.stop)
+        mlq = open_mlq(conn, secret=settings["secret"], wait_for=settings["wait_for_redis"],
+                       stop=lambda: signals.count > 0)
+        supervisor = make_supervisor(conn, settings)
+        signals.on_stop(supervisor.request_stop)
         for part in parts:
-            signals.on_stop(part.stop)
+            part.watch(supervisor.request_stop)  # a server that fails stops everything
+        if settings["reaper"]:
+            reaper = ReaperThread(mlq, settings["reaper_interval"], settings["reaper_timeout"],
+                                  settings["reaper_retries"])
+            parts.append(reaper)
+            signals.on_stop(reaper.stop)
         supervisor.run()
     finally:
         for part in parts:
@@ -425,19 +407,7 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 
 # -- server -----------------------------------------------------------------------------
 @cli.command()
-@server_address_option
-@server_port_option
-@max_body_option
-@token_option
-@admin_token_option
-@allowed_hosts_option
-@max_depth_option
-@max_auth_failures_option
-@header_timeout_option
-@max_connections_option
-@max_streams_option
-@behind_tls_option
-@insecure_option
+@http_server_options
 @secret_option
 @data_dir_option
 @option("max_message_size", type=ByteSize(), default=str(defaults.MAX_MESSAGE_SIZE),
@@ -469,8 +439,10 @@ def server(conn: ConnectionSettings, server_address: str, server_port: int, max_
     check_tokens(token, admin_token)  # refuse before starting anything
     check_bind(server_address, token, insecure)
     with embedded_default(conn, data_dir) as live:
+        # no wait here: the server serves at once, and /healthz answers 503 until
+        # Redis is reachable (a load balancer or Kubernetes then holds traffic back)
         mlq = open_mlq(live, secret=secret, max_message_size=max_message_size,
-                       max_function_size=max_function_size)
+                       max_function_size=max_function_size, check=False)
         app = create_app(mlq, token=token, admin_token=admin_token, secret=secret,
                          max_body=max_body, allowed_hosts=allowed_hosts.split(","),
                          bind_address=server_address, max_depth=max_depth,
@@ -491,10 +463,12 @@ def server(conn: ConnectionSettings, server_address: str, server_port: int, max_
 @reaper_timeout_option
 @reaper_retries_option
 @heartbeat_timeout_option
+@wait_for_redis_option
 @logs.log_format_option
 @connection_options
 def reaper(conn: ConnectionSettings, reaper_interval: float, reaper_timeout: float,
-           reaper_retries: int, heartbeat_timeout: float, log_format: str) -> None:
+           reaper_retries: int, heartbeat_timeout: float, wait_for_redis: float | None,
+           log_format: str) -> None:
     """Run the reaper alone: requeue (or fail) jobs of dead workers and jobs running too long.
 
     Several reapers may run at once. SIGTERM or Ctrl-C stops it.
@@ -504,8 +478,9 @@ def reaper(conn: ConnectionSettings, reaper_interval: float, reaper_timeout: flo
       controller reaper --reaper_interval 30 --reaper_timeout 600 --reaper_retries 3
     """
     setup_logging(log_format)
-    mlq = open_mlq(conn, heartbeat_timeout=heartbeat_timeout)
     with StopSignals() as signals:
+        mlq = open_mlq(conn, heartbeat_timeout=heartbeat_timeout, wait_for=wait_for_redis,
+                       stop=lambda: signals.count > 0)
         part = ReaperThread(mlq, reaper_interval, reaper_timeout, reaper_retries)
         signals.on_stop(part.stop)
         # the main thread only waits: a handler that sets the Event while this

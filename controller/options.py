@@ -9,7 +9,9 @@ with an underscore also answers to its dashed spelling (`--server_port` and
 from __future__ import annotations
 
 import functools
+import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +23,8 @@ import redis
 
 from mlq import defaults
 from mlq.queue import MLQ
+
+log = logging.getLogger("mlq.cli")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -146,18 +150,39 @@ def check_tokens(token: str | None, admin_token: str | None) -> None:
         raise click.UsageError(str(exc)) from exc
 
 
-def open_mlq(conn: ConnectionSettings, **kwargs: Any) -> MLQ:
-    """An MLQ on `conn`, checked with a PING; CliError (exit 2) when unreachable."""
+def open_mlq(conn: ConnectionSettings, *, wait_for: float | None | bool = False,
+             stop: Callable[[], bool] = lambda: False, check: bool = True,
+             **kwargs: Any) -> MLQ:
+    """An MLQ on `conn`, checked with a PING.
+
+    `wait_for`: False (one-shot commands) fails at once with CliError (exit 2);
+    otherwise a long-running command waits for Redis, retrying with backoff and
+    logging each retry, for at most `wait_for` seconds (None: no bound), or until
+    `stop()` says the command was asked to stop. Under Kubernetes, compose or
+    systemd, Redis may well start after the commands that need it. `check=False`:
+    no PING at all (the HTTP server, whose /healthz reports Redis instead).
+    """
     try:
         mlq = MLQ(conn.namespace, conn.host or "localhost", conn.port or 6379, conn.db,
                   redis_url=conn.url, **kwargs)
-    except ValueError as exc:  # a malformed URL, an empty namespace
+    except ValueError as exc:  # a malformed URL, a bad namespace
         raise click.UsageError(str(exc)) from exc
-    try:
-        mlq.ping()
-    except redis.RedisError as exc:
-        raise CliError(unreachable_message(conn, exc)) from exc
-    return mlq
+    if not check:
+        return mlq
+    deadline = None if wait_for in (None, False) else time.monotonic() + float(wait_for)
+    delay = defaults.RECONNECT_BACKOFF[0]
+    while True:
+        try:
+            mlq.ping()
+            return mlq
+        except redis.RedisError as exc:
+            out_of_time = deadline is not None and time.monotonic() + delay > deadline
+            if wait_for is False or out_of_time or stop():
+                raise CliError(unreachable_message(conn, exc)) from exc
+            log.warning("Redis at %s is not reachable yet (%s); retrying in %.1f s",
+                        conn.display, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, defaults.RECONNECT_BACKOFF[1])
 
 
 def unreachable_message(conn: ConnectionSettings | None, exc: BaseException) -> str:
@@ -200,6 +225,9 @@ max_streams_option = option(
 behind_tls_option = option(
     "behind_tls", is_flag=True,
     help="A proxy in front ends TLS: mark the dashboard's cookies Secure.")
+wait_for_redis_option = option(
+    "wait_for_redis", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+    help="How long to wait for Redis at start-up, retrying with backoff  [default: no bound]")
 insecure_option = option(
     "insecure", is_flag=True, help="Allow a non-loopback --server_address without a token.")
 max_body_option = option(
@@ -228,3 +256,14 @@ reaper_timeout_option = option(
 reaper_retries_option = option(
     "reaper_retries", type=click.IntRange(min=1), default=defaults.MAX_RETRIES,
     show_default=True, help="Attempts before a recovered job is failed.")
+
+
+def http_server_options(function: F) -> F:
+    """The HTTP server's options, shared by `server` and `consumer` (for --server)."""
+    for decorate in reversed((server_address_option, server_port_option, max_body_option,
+                              token_option, admin_token_option, allowed_hosts_option,
+                              max_depth_option, max_auth_failures_option,
+                              header_timeout_option, max_connections_option,
+                              max_streams_option, behind_tls_option, insecure_option)):
+        function = decorate(function)
+    return function

@@ -95,7 +95,8 @@ def test_link_local_and_allowlist_are_refused(callback_server: Any) -> None:
         callback_server.url + "?success=1") is True
 
 
-def test_callbacks_are_signed_with_the_secret(callback_server: Any) -> None:
+def capture_headers(callback_server: Any) -> dict[str, str]:
+    """The headers of the requests the callback server receives from now on."""
     seen: dict[str, str] = {}
     handler = callback_server.server.RequestHandlerClass
     original = handler.do_GET
@@ -105,6 +106,11 @@ def test_callbacks_are_signed_with_the_secret(callback_server: Any) -> None:
         original(self)
 
     handler.do_GET = capture
+    return seen
+
+
+def test_callbacks_are_signed_with_the_secret(callback_server: Any) -> None:
+    seen = capture_headers(callback_server)
     url = callback_server.url + "?success=1&job_id=1&short_result="
     assert CallbackSender(attempts=1, secret="k").deliver(url) is True
     expected = hmac.new(b"k", url.encode(), hashlib.sha256).hexdigest()
@@ -166,15 +172,7 @@ class StubResolver:
 def test_a_callback_goes_to_the_checked_address_with_its_own_host_name(
         callback_server: Any) -> None:
     port = callback_server.server.server_address[1]
-    seen: dict[str, str] = {}
-    handler = callback_server.server.RequestHandlerClass
-    original = handler.do_GET
-
-    def capture(self: Any) -> None:
-        seen.update(self.headers)
-        original(self)
-
-    handler.do_GET = capture
+    seen = capture_headers(callback_server)
     resolver = StubResolver(["127.0.0.1"])
     sender = CallbackSender(attempts=1, resolver=resolver)
     assert sender.deliver(f"http://hooks.example:{port}/hook?success=1") is True
