@@ -93,24 +93,27 @@ def client_address() -> str:
     return request.remote_addr or "?"
 
 
-def refuse_if_throttled(state: ServerState) -> None:
-    """429 with Retry-After for an address that sent too many bad credentials lately."""
-    wait = state.throttle.retry_after(client_address())
+def note_failure(state: ServerState) -> None:
+    """Count a bad credential of this request's address; 429 with Retry-After when
+    the address had sent too many already (else the caller answers 401)."""
+    client = client_address()
+    wait = state.throttle.retry_after(client)
+    state.throttle.record(client)
     if wait is not None:
         raise TooManyRequests(f"too many failed attempts from this address: try again in "
                               f"{wait} s", retry_after=wait)
 
 
 def check_request() -> None:
-    """Raise 401 unless the request carries what its endpoint needs (429 while throttled)."""
+    """Raise 401 unless the request carries what its endpoint needs; 429 instead once
+    its address sent too many bad credentials lately (good ones always pass)."""
     if request.endpoint in PUBLIC_ENDPOINTS or request.blueprint == "dashboard":
         return  # the dashboard checks its own session cookie (controller/dashsession.py)
     state = current_state()
-    refuse_if_throttled(state)
     try:
         _check_credentials(state)
     except Unauthorized:
-        state.throttle.record(client_address())
+        note_failure(state)
         raise
 
 

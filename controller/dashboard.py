@@ -35,7 +35,7 @@ from mlq.job import STATUSES, TERMINAL
 
 from . import dashsession, overview
 from .app import ServerState, current_state, handle_error, jsonable
-from .auth import admin_token, canonical_id, client_address, refuse_if_throttled, sign_link
+from .auth import admin_token, canonical_id, note_failure, sign_link
 
 bp = Blueprint("dashboard", __name__, template_folder="templates",
                static_folder="static", static_url_path="/ui/static")
@@ -301,10 +301,9 @@ def login_post() -> Response:
     """Check the token; on success set the session cookie and go where the user was going."""
     state = current_state()
     target = dashsession.safe_next(request.form.get("next"))
-    refuse_if_throttled(state)
     scope = dashsession.token_scope(state, request.form.get("token", ""))
     if scope is None:
-        state.throttle.record(client_address())
+        note_failure(state)
         page = render_template("login.html", next=target, error="That is not the server's token.")
         return current_app.response_class(page, status=401, mimetype="text/html")
     response = redirect(target, code=303)

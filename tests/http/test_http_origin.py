@@ -317,14 +317,14 @@ def test_token_guessing_is_throttled(strict: ServerProcess) -> None:
     for _ in range(10):
         assert strict.get("/jobs/count", auth=False,
                           headers={"Authorization": "Bearer guess-guess-guess"}).status_code == 401
-    throttled = strict.get("/jobs/count", auth=False,
-                           headers={"Authorization": "Bearer guess-guess-guess"})
-    assert throttled.status_code == 429
-    assert 1 <= int(throttled.headers["Retry-After"]) <= 60
-    assert "try again" in throttled.json()["error"]
-    # while throttled, nothing from this address is checked at all (a right guess
-    # would otherwise show), and the dashboard's login form counts the same
-    assert strict.get("/jobs/count").status_code == 429
+    for _ in range(3):
+        throttled = strict.get("/jobs/count", auth=False,
+                               headers={"Authorization": "Bearer guess-guess-guess"})
+        assert throttled.status_code == 429
+        assert 1 <= int(throttled.headers["Retry-After"]) <= 60
+        assert "try again" in throttled.json()["error"]
+    # a request with the right token is never held back, from this address either
+    assert strict.get("/jobs/count").status_code == 200
     assert strict.get("/healthz").text == "ok"
 
 
