@@ -68,3 +68,6 @@ SWEEP_INTERVAL = 0.5
 #: Shortest idle claim (two blocking waits otherwise), so that a worker that blocks
 #: only briefly can still be handed a job.
 MIN_IDLE_CLAIM = 0.5
+#: A requeue-all or purge-all whose claim was not touched for this long died midway:
+#: the next one puts its dead letters back first.
+DEAD_CLAIM_ABANDONED = 60.0

@@ -172,6 +172,19 @@ class Keys:
         return self.prefix + "dead"
 
     @property
+    def dead_claim_prefix(self) -> str:
+        """Dead letters one requeue-all or purge-all has claimed (a token completes it)."""
+        return self.prefix + "dead_claim:"
+
+    def dead_claim(self, token: str) -> str:
+        return self.dead_claim_prefix + token
+
+    @property
+    def dead_claims(self) -> str:
+        """Zset of the claims in progress: token -> when its command last showed life."""
+        return self.prefix + "dead_claims"
+
+    @property
     def stats(self) -> str:
         """Hash of counters shared by every server instance (metrics)."""
         return self.prefix + "stats"

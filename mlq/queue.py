@@ -465,25 +465,42 @@ class MLQ:
         return [record_from_hash(raw) for raw in (pipe.execute() if ids else []) if raw]
 
     def requeue_dead(self, job_id: str | int | None = None) -> int:
-        ids = self._dead_ids(job_id)
-        count = 0
-        for one in ids:
-            count += int(self.scripts.requeue_dead(one, *self._placement(one)))
-        if job_id is not None and not count:
-            raise JobNotFound(f"job {job_id!r} is not a dead letter")
-        return count
+        """Requeue one dead letter, or all of them. All: the set is claimed in one
+        atomic step, so requeues of all running at once share it out, and a job that
+        fails again at once stays dead rather than being requeued twice."""
+        if job_id is not None:
+            one = _check_id(job_id)
+            if not int(self.scripts.requeue_dead(one, *self._placement(one))):
+                raise JobNotFound(f"job {job_id!r} is not a dead letter")
+            return 1
+        return self._for_each_claimed(
+            lambda one, claim: int(self.scripts.requeue_dead(one, *self._placement(one),
+                                                             dead=claim)))
 
     def purge_dead(self, job_id: str | int | None = None) -> int:
-        count = sum(int(self.scripts.purge_dead(one, self._placement(one)[0]))
-                    for one in self._dead_ids(job_id))
-        if job_id is not None and not count:
-            raise JobNotFound(f"job {job_id!r} is not a dead letter")
-        return count
+        """Delete one dead letter, or all of them (claimed as for requeue_dead)."""
+        if job_id is not None:
+            one = _check_id(job_id)
+            if not int(self.scripts.purge_dead(one, self._placement(one)[0])):
+                raise JobNotFound(f"job {job_id!r} is not a dead letter")
+            return 1
+        return self._for_each_claimed(
+            lambda one, claim: int(self.scripts.purge_dead(one, self._placement(one)[0],
+                                                           dead=claim)))
 
-    def _dead_ids(self, job_id: str | int | None) -> list[str]:
-        if job_id is None:
-            return [i.decode() for i in self.client.lrange(self.keys.dead, 0, -1)]
-        return [_check_id(job_id)]
+    def _for_each_claimed(self, act: Callable[[str, str], int]) -> int:
+        token = uuid.uuid4().hex
+        now = time.time()
+        ids = self.scripts.claim_dead(token, now, now - defaults.DEAD_CLAIM_ABANDONED)
+        claim = self.keys.dead_claim(token)
+        count = 0
+        for done, one in enumerate(ids, 1):
+            count += act(one, claim)
+            if done % 100 == 0:  # still alive: nobody folds this claim back
+                self.client.zadd(self.keys.dead_claims, {token: time.time()})
+        self.client.delete(claim)
+        self.client.zrem(self.keys.dead_claims, token)
+        return count
 
     def clear_all(self) -> int:
         """Delete every key of this namespace and nothing else; returns how many."""

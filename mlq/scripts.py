@@ -20,7 +20,7 @@ from .roundtrips import SharedRoundTrips
 
 _SCRIPT_NAMES = (
     "post", "post_many", "take", "finish", "progress", "requeue", "requeue_dead",
-    "purge_dead", "forget_worker", "register", "unregister", "cancel",
+    "purge_dead", "claim_dead", "forget_worker", "register", "unregister", "cancel",
 )
 
 
@@ -190,20 +190,28 @@ class Scripts:
              k.index_status("failed")],
             [job_id, max_retries, repr(now), reason, k.job_channel(job_id)])
 
+    def claim_dead(self, token: str, now: float, abandoned_before: float) -> list[str]:
+        """Move every dead letter to `token`'s claim list (see claim_dead.lua); the ids."""
+        k = self.keys
+        ids = self._run("claim_dead", [k.dead, k.dead_claim(token), k.dead_claims],
+                        [token, repr(now), repr(abandoned_before), k.dead_claim_prefix])
+        return [i.decode() for i in ids]
+
     def requeue_dead(self, job_id: str, queue: str, priority: int = 0,
-                     owner: str | None = None) -> int:
+                     owner: str | None = None, dead: str | None = None) -> int:
+        """Requeue one dead letter from `dead` (the dead list, or a claim list)."""
         k = self.keys
         return self._run(
             "requeue_dead",
-            [k.dead, k.job(job_id), self.lane(queue, priority, owner), k.stats, k.wake(queue),
+            [dead or k.dead, k.job(job_id), self.lane(queue, priority, owner), k.stats, k.wake(queue),
              k.owners(queue), k.index_status("failed")],
             [job_id, k.job_channel(job_id)])
 
-    def purge_dead(self, job_id: str, queue: str) -> int:
+    def purge_dead(self, job_id: str, queue: str, dead: str | None = None) -> int:
         k = self.keys
         return self._run(
             "purge_dead",
-            [k.dead, k.job(job_id), k.index_status("failed"), k.index_all, k.index_queue(queue)],
+            [dead or k.dead, k.job(job_id), k.index_status("failed"), k.index_all, k.index_queue(queue)],
             [job_id])
 
     def leave_idle_lists(self, worker_id: str, queues: Sequence[str]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import sys
 import time
 import uuid
@@ -182,3 +183,40 @@ def test_a_second_group_sigterm_puts_running_jobs_back(
     assert consumer.process.wait(30) == 0
     record = survivor.get_job(job_id)
     assert record["status"] == "queued" and record["retries"] == 1
+
+
+def always_fails(msg: Any, *args: Any) -> None:
+    raise RuntimeError("fails at once, every time")
+
+
+def test_two_requeue_alls_at_once_requeue_each_dead_letter_once(survivor: MLQ) -> None:
+    survivor.create_listener(always_fails)
+    ids = survivor.post_many(list(range(200)))
+    for job_id in ids:
+        assert survivor.wait(job_id, timeout=20)["status"] == "failed"
+    assert len(survivor.dead_letters()) == 200
+    counts: list[int] = []
+    threads = [threading.Thread(target=lambda: counts.append(survivor.requeue_dead()))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # each dead letter went to exactly one of the two commands, once
+    assert sum(counts) == 200
+    wait_until(lambda: len(survivor.dead_letters()) == 200, 20, "every job dead again")
+    assert all(survivor.get_job(i)["attempt"] == 2 for i in ids)
+
+
+def test_a_requeue_all_that_died_midway_gives_its_claim_back(survivor: MLQ,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    survivor.create_listener(always_fails)
+    ids = survivor.post_many(list(range(5)))
+    for job_id in ids:
+        survivor.wait(job_id, timeout=20)
+    survivor.shutdown(timeout=10)
+    # a command that claimed them and died before requeueing any
+    survivor.scripts.claim_dead("dead-command", time.time() - 120, time.time() - 180)
+    assert survivor.dead_letters() == []
+    assert survivor.purge_dead() == 5  # the next command folds the abandoned claim back
+    assert survivor.dead_letters() == []
