@@ -264,6 +264,9 @@ class ReaperThread:
 @option("server", is_flag=True, help="Also run the HTTP server.")
 @http_server_options
 @wait_for_redis_option
+@option("grace_period", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+        help="On SIGTERM, let running jobs finish for this long, then put them back "
+             "(fits Kubernetes' terminationGracePeriodSeconds)  [default: no limit]")
 @option("reaper", is_flag=True, help="Also run the reaper.")
 @reaper_interval_option
 @reaper_timeout_option
@@ -380,7 +383,8 @@ def make_supervisor(conn: ConnectionSettings, settings: dict[str, Any]) -> Any:
                           callback_allow_hosts=list(settings["callback_allow"]) or None,
                           callback_allow_link_local=settings["callback_allow_link_local"],
                           log_setup=(logs.setup_json_child if settings.get("log_format") == "json"
-                                     else None))
+                                     else None),
+                          grace_period=settings["grace_period"])
     except (ImportError, AttributeError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--import") from exc
 

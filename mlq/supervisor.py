@@ -174,12 +174,15 @@ class Supervisor:
                  max_retries: int = defaults.MAX_RETRIES,
                  queues: Sequence[str] = (DEFAULT_QUEUE,), gpus: Sequence[str] | None = None,
                  oom_retries: int = 0, fair: bool = False, max_running_per_owner: int = 0,
-                 log_setup: Callable[[int], None] | None = None, **mlq_options: Any) -> None:
+                 log_setup: Callable[[int], None] | None = None,
+                 grace_period: float | None = None, **mlq_options: Any) -> None:
         """Run `concurrency` children, or one per GPU id in `gpus` (each sees only its GPU).
 
         `mlq_options` are MLQ keyword options (limits, callback policy) for every child.
         A job whose child the kernel's OOM killer ended is failed with error_kind
-        'oom' unless `oom_retries` allows another attempt.
+        'oom' unless `oom_retries` allows another attempt. `grace_period`: after a
+        stop is requested, running jobs get this many seconds to finish; then the
+        children are stopped and their jobs put back (None: no limit).
         """
         if gpus:
             concurrency = len(gpus)
@@ -209,6 +212,8 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._stop_level = 0  # 0 running, 1 finish running jobs, 2 stop now
         self._stop_sent = False
+        self.grace_period = grace_period
+        self._grace_ends: float | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._orphans: list[tuple[str, str]] = []  # (worker id, reason) still to recover
@@ -256,8 +261,15 @@ class Supervisor:
                     child.process.kill()
         elif self._stop_level == 1 and not self._stop_sent:
             self._stop_sent = True
+            if self.grace_period is not None:
+                self._grace_ends = now + self.grace_period
             for child in self.children:
                 self._send(child, "stop")
+        elif self._grace_ends is not None and now >= self._grace_ends:
+            log.warning("supervisor %s: grace period of %g s over: stopping running jobs "
+                        "and putting them back", self.supervisor_id, self.grace_period)
+            self._stop_level = 2
+            return  # the next pass kills the children
         if self._stop_level == 0:
             due = [entry for entry in self._restart_at if entry[0] <= now]
             for t, gpu in due:
@@ -282,6 +294,8 @@ class Supervisor:
     def _wait_time(self, now: float) -> float:
         deadlines = [self._next_beat] + [when for when, _ in self._restart_at]
         deadlines += [c.job[2] + c.job[3] for c in self.children if c.job and c.job[3]]
+        if self._grace_ends is not None:
+            deadlines.append(self._grace_ends)
         return max(min(deadlines) - now, 0.0)
 
     # -- children -------------------------------------------------------------

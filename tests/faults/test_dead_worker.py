@@ -220,3 +220,24 @@ def test_a_requeue_all_that_died_midway_gives_its_claim_back(survivor: MLQ,
     assert survivor.dead_letters() == []
     assert survivor.purge_dead() == 5  # the next command folds the abandoned claim back
     assert survivor.dead_letters() == []
+
+
+def test_grace_period_puts_back_what_is_still_running(
+        own_redis: EmbeddedServer, namespace: str, survivor: MLQ, commands: Commands,
+        tmp_path: Path) -> None:
+    consumer = commands.start(
+        "consumer", "consumer", "--import", "tests.faults.listeners:record",
+        "--concurrency", "2", "--grace_period", "1", "--redis_url", own_redis.url,
+        "--namespace", namespace, env=base_env())
+    wait_until(lambda: idle_listed(survivor, 2), 30, "the consumer's workers idle")
+    log = tmp_path / "runs"
+    short = survivor.post({"log": str(log), "sleep": 0.3})
+    long = survivor.post({"log": str(log), "sleep": 30})
+    wait_until(lambda: len(log_lines(log)) == 4, 10, "both jobs running")
+    consumer.process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert consumer.process.wait(30) == 0
+    assert time.monotonic() - started < 10
+    assert survivor.get_job(short)["status"] == "completed"  # finished within the grace
+    record = survivor.get_job(long)
+    assert record["status"] == "queued" and record["retries"] == 1  # put back after it
