@@ -15,13 +15,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, request
 
 from mlq.listeners import Upload, read_envelope, upload_name
+from mlq.signing import SIGNATURE_HEADER
 
 from .app import current_state, json_response, text_response
 from .jobs import read_json_body
 
 bp = Blueprint("functions", __name__)
-
-SIGNATURE_HEADER = "X-MLQ-Signature"
 
 
 def _upload() -> Upload:

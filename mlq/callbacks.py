@@ -15,7 +15,7 @@ import urllib3
 
 from . import defaults
 from .errors import InvalidMessage
-from .signing import sign_text
+from .signing import SIGNATURE_HEADER, signature_header
 
 log = logging.getLogger("mlq.callbacks")
 
@@ -32,8 +32,6 @@ def callback_url(url: str, success: bool, job_id: str, short_result: str | None)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-#: Header carrying the HMAC-SHA256 of the full callback URL when a secret is set.
-SIGNATURE_HEADER = "X-MLQ-Signature"
 
 
 def check_callback_url(url: str) -> None:
@@ -131,7 +129,8 @@ class CallbackSender:
             return False
         headers = {}
         if self.secret:
-            headers[SIGNATURE_HEADER] = "sha256=" + sign_text(self.secret, full_url)
+            # the HMAC-SHA256 of the full URL, so the receiver can trust the query
+            headers[SIGNATURE_HEADER] = signature_header(self.secret, full_url.encode())
         for attempt in range(self.attempts):
             if attempt:
                 self._sleep(self.backoff[min(attempt - 1, len(self.backoff) - 1)])

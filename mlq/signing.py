@@ -13,6 +13,9 @@ import hmac
 from .errors import SignatureError
 
 _SIGNED, _UNSIGNED = b"S", b"U"
+#: The header that carries a signature: of a callback's URL (sent by workers), and
+#: of an uploaded pickle (sent by whoever uploads it).
+SIGNATURE_HEADER = "X-MLQ-Signature"
 _MAC_SIZE = hashlib.sha256().digest_size
 
 
@@ -62,7 +65,7 @@ def parse_signature(signature: str | None) -> bytes | None:
 
 
 def signature_header(secret: str | bytes, payload: bytes) -> str:
-    """The X-MLQ-Signature value an uploader sends with `payload`."""
+    """The SIGNATURE_HEADER value for `payload`: "sha256=<hex HMAC>"."""
     return "sha256=" + mac(secret, payload).hex()
 
 

@@ -13,7 +13,8 @@ import cloudpickle
 import pytest
 
 from mlq import MLQ, InvalidMessage, ListenerError
-from mlq.callbacks import SIGNATURE_HEADER, CallbackSender, forbidden_address
+from mlq.callbacks import CallbackSender, forbidden_address
+from mlq.signing import SIGNATURE_HEADER
 from mlq.signing import seal
 
 
