@@ -81,10 +81,11 @@ HOSTILE: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def _namespace_state(client: redis.Redis, namespace: str) -> dict[bytes, Any]:
-    """Every key of the namespace with its value, except worker heartbeats."""
+    """Every key of the namespace with its value, except the workers' own housekeeping
+    (heartbeats, the worker set, the sweep lock a live worker takes every 0.5 s)."""
     state = {}
     for key in client.scan_iter(match=f"mlq:{{{namespace}}}:*".encode()):
-        if b":heartbeat:" in key or key.endswith(b":workers"):
+        if b":heartbeat:" in key or key.endswith((b":workers", b":sweep_lock")):
             continue
         state[key] = client.dump(key)
     return state

@@ -55,7 +55,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
 def _keys(server: ServerProcess) -> set[bytes]:
     client = redis.Redis.from_url(server.redis_url)
     return {k for k in client.scan_iter(match=f"mlq:{{{server.namespace}}}:*".encode())
-            if b":heartbeat:" not in k and not k.endswith(b":workers")}
+            if b":heartbeat:" not in k and not k.endswith((b":workers", b":sweep_lock"))}
 
 
 def _envelope(payload: bytes, **extra: str) -> str:
