@@ -20,10 +20,10 @@ import redis
 from flask import Flask, Response, current_app, json, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from mlq.errors import ConnectionFailed, JobNotFound, MLQError, SignatureError
+from mlq.errors import ConnectionFailed, JobNotFound, MLQError, NotReplicated, SignatureError
 from mlq.queue import MLQ
 
-from .result_cache import ResultCache
+from .result_cache import DEFAULT_CAPACITY, ResultCache
 
 log = logging.getLogger("mlq.http")
 
@@ -61,7 +61,7 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
                admin_token: str | None = None, allowed_hosts: Iterable[str] = (),
                bind_address: str | None = None, max_depth: int = 64,
                behind_tls: bool = False, max_auth_failures: int = 10,
-               max_streams: int = 500) -> Flask:
+               max_streams: int = 500, result_cache: int = DEFAULT_CAPACITY) -> Flask:
     """Build the HTTP app serving `mlq`'s namespace.
 
     `token`: required as ``Authorization: Bearer`` on every route but /healthz.
@@ -74,6 +74,7 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
     `max_auth_failures`: bad credentials a client address may send a minute
     before it gets 429 until the minute is over.
     `max_streams`: event streams open at once; beyond, 503 with Retry-After.
+    `result_cache`: bytes of recently served results kept in memory (0: none).
     Tokens shorter than 16 characters are refused (ValueError).
     `link_key` (else `secret`, else `token`) keys the signed result links; with
     none of them a random key is drawn, so links then only work on this process.
@@ -95,7 +96,7 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
         link_key=_link_key(link_key, secret, token), max_depth=max_depth,
         allowed_hosts=origin.allowed_hosts(bind_address, allowed_hosts),
         behind_tls=behind_tls, throttle=auth.FailureThrottle(limit=max_auth_failures),
-        max_streams=max_streams)
+        max_streams=max_streams, results=ResultCache(result_cache))
     origin.install(app)  # first: a request from a foreign page is refused before anything
     auth.install(app)
     for blueprint in (jobs.bp, functions.bp, deadletter.bp, ops.bp, dashboard.bp):
@@ -207,6 +208,12 @@ def handle_error(exc: Exception) -> Response:
     if isinstance(exc, SignatureError):
         # code not signed with the shared secret: the request is understood, and refused
         return error_response(str(exc), 403)
+    if isinstance(exc, NotReplicated):
+        # stored, but a failover now could lose it: the client should post again
+        log.warning("post not confirmed by replicas: %s", exc)
+        response = error_response(f"not confirmed by enough replicas: {exc}", 503)
+        response.headers["Retry-After"] = "1"
+        return response
     if isinstance(exc, MLQError) and not isinstance(exc, ConnectionFailed):
         # InvalidMessage, ListenerError, SignatureError: the input was refused
         return error_response(str(exc), 400)

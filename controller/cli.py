@@ -181,7 +181,7 @@ class ServerProcess:
     #: Settings of `consumer` that its server takes as flags of the same name.
     VALUE_FLAGS = ("server_address", "server_port", "max_body", "log_format", "max_depth",
                    "max_auth_failures", "header_timeout", "max_connections", "max_streams",
-                   "max_message_size", "max_function_size")
+                   "min_replicas", "max_message_size", "max_function_size", "result_cache")
     SWITCHES = ("insecure", "behind_tls")
     #: Settings that travel in the environment, out of sight of `ps`.
     SECRETS = (("token", "MLQ_TOKEN"), ("secret", "MLQ_SECRET"),
@@ -423,7 +423,8 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 def server(conn: ConnectionSettings, server_address: str, server_port: int, max_body: int,
            token: str | None, admin_token: str | None, allowed_hosts: str, max_depth: int,
            max_auth_failures: int, header_timeout: float, max_connections: int,
-           max_streams: int, behind_tls: bool, insecure: bool, secret: str | None,
+           max_streams: int, min_replicas: int, behind_tls: bool, insecure: bool,
+           result_cache: int, secret: str | None,
            data_dir: Path | None,
            max_message_size: int, max_function_size: int, log_format: str) -> None:
     """Run the HTTP server alone (gevent); SIGTERM or Ctrl-C stops it.
@@ -446,12 +447,13 @@ def server(conn: ConnectionSettings, server_address: str, server_port: int, max_
         # no wait here: the server serves at once, and /healthz answers 503 until
         # Redis is reachable (a load balancer or Kubernetes then holds traffic back)
         mlq = open_mlq(live, secret=secret, max_message_size=max_message_size,
-                       max_function_size=max_function_size, check=False)
+                       max_function_size=max_function_size, min_replicas=min_replicas,
+                       check=False)
         app = create_app(mlq, token=token, admin_token=admin_token, secret=secret,
                          max_body=max_body, allowed_hosts=allowed_hosts.split(","),
                          bind_address=server_address, max_depth=max_depth,
                          behind_tls=behind_tls, max_auth_failures=max_auth_failures,
-                         max_streams=max_streams)
+                         max_streams=max_streams, result_cache=result_cache)
         try:
             serve_forever(app, server_address, server_port,
                           stop_on_stdin_eof=os.environ.get(PARENT_PIPE_VAR) == "1",

@@ -15,9 +15,11 @@ from flask import Blueprint, Response, abort, request, stream_with_context, url_
 
 from mlq import defaults
 from mlq.job import COMPLETED, FAILED
+from mlq.serialization import STORED_RESULT
 
 from .app import (
     REDIS_DOWN,
+    ServerState,
     current_state,
     error_response,
     json_response,
@@ -27,6 +29,7 @@ from .app import (
     text_response,
 )
 from .auth import MAX_LINK_TTL, canonical_id, sign_link
+from .result_cache import ChunkedResult
 
 log = logging.getLogger("mlq.http")
 
@@ -167,23 +170,27 @@ def _serve_result(job_id: str, ext: str | None) -> Response:
 
 def _result_response(job_id: str, ext: str | None) -> Response:
     state = current_state()
-    job = state.mlq.get_job(job_id, fields=_RESULT_META)
-    cached = state.results.get(_result_key(job)) if job["status"] == COMPLETED else None
-    if cached is not None:
-        job["result"] = cached
-    elif job["status"] == COMPLETED:
-        # read along with the attempt it belongs to: the job may have run again meanwhile
-        job = state.mlq.get_job(job_id, fields=("result", *_RESULT_META))
-        if job["status"] == COMPLETED and isinstance(job["result"], (bytes, str)):
-            state.results.put(_result_key(job), job["result"], len(job["result"]))
+    job = state.mlq.get_job(job_id, fields=(*_RESULT_META, STORED_RESULT))
+    marker = job.pop(STORED_RESULT, None)
+    if job["status"] == COMPLETED and not marker:
+        job = _whole_result(state, job_id, job)
     if job["status"] == FAILED:
         return _failed(job)
     if job["status"] != COMPLETED:
         response = text_response(NO_RESULT, 202)
         response.headers["Retry-After"] = "1"
         return response
-    body, content_type = result_body(job["result"], ext)
+    if marker:
+        # kept in a key of its own: sent a chunk at a time, never held whole
+        length = int(marker["size"])
+        body: Any = ChunkedResult(state.mlq.client, state.mlq.keys.result(job["id"]), length,
+                                  state.results, _result_key(job))
+        content_type = result_type("str" if marker.get("type") == "str" else "bytes", ext)
+    else:
+        body, content_type = result_body(job["result"], ext)
+        length = len(body)
     response = Response(body, content_type=content_type)
+    response.content_length = length
     response.headers["Cache-Control"] = "private, no-cache"  # a requeued job gets a new result
     if ext and _is_active(ext):
         name = _SAFE_EXT.sub("_", f"result-{job['id']}.{ext}")
@@ -192,34 +199,56 @@ def _result_response(job_id: str, ext: str | None) -> Response:
     if isinstance(job.get("processing_finished"), (int, float)):
         response.last_modified = job["processing_finished"]
     # Range (206/416) and If-None-Match / If-Modified-Since (304), by werkzeug
-    response.make_conditional(request, accept_ranges=True, complete_length=len(body))
+    response.make_conditional(request, accept_ranges=True, complete_length=length)
     return response
+
+
+def _whole_result(state: ServerState, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
+    """`job` with its result, from the cache or else read along with the attempt it
+    belongs to (the job may have run again meanwhile)."""
+    cached = state.results.get(_result_key(job))
+    if cached is not None:
+        job["result"] = cached
+        return job
+    job = state.mlq.get_job(job_id, fields=("result", *_RESULT_META))
+    if job["status"] == COMPLETED and isinstance(job["result"], (bytes, str)):
+        state.results.put(_result_key(job), job["result"], len(job["result"]))
+    return job
 
 
 def _result_key(job: dict[str, Any]) -> tuple[Any, ...]:
     return (job["id"], job.get("attempt"), job.get("processing_finished"))
 
 
+#: Content-Type of each kind of result when the URL names no extension.
+_DEFAULT_TYPES = {"bytes": "application/octet-stream", "str": "text/plain; charset=utf-8",
+                  "json": "application/json"}
+
+
 def result_body(value: Any, ext: str | None) -> tuple[bytes, str]:
     """The bytes of a result and their Content-Type (the extension's type wins)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
-        body, default = bytes(value), "application/octet-stream"
-    elif isinstance(value, str):
-        body, default = value.encode("utf-8", "replace"), "text/plain; charset=utf-8"
-    else:
-        body, default = json.dumps(jsonable(value)).encode(), "application/json"
+        return bytes(value), result_type("bytes", ext)
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace"), result_type("str", ext)
+    return json.dumps(jsonable(value)).encode(), result_type("json", ext)
+
+
+def result_type(kind: str, ext: str | None) -> str:
+    """The Content-Type of a result of `kind` ("bytes", "str" or "json") served as
+    result.<ext>."""
     mime, encoding = MIME.guess_type(f"result.{ext}") if ext else (None, None)
     if encoding is not None:
         # result.tar.gz: the bytes are the archive; a Content-Encoding would make
         # the browser unpack it on the fly
         mime = "application/octet-stream"
     if mime is None:
-        return body, default
+        return _DEFAULT_TYPES[kind]
     if _is_active(ext):
-        return body, "application/octet-stream"
-    if mime.startswith("text/") and isinstance(value, str):
+        return "application/octet-stream"
+    if mime.startswith("text/") and kind == "str":
         mime += "; charset=utf-8"
-    return body, mime
+    return mime
 
 
 def _is_active(ext: str | None) -> bool:

@@ -142,7 +142,11 @@ def _paths() -> dict[str, Any]:
                                     "required": ["job_id"]}}}},
             "400": _error("Not a JSON object, no msg, unknown field, invalid option, or "
                           "nested deeper than --max_depth (64)."),
-            "413": _error("Body over the size limit.")}, body=_POST_BODY)},
+            "413": _error("Body over the size limit."),
+            "503": {**_error("Redis is unreachable, or (--min_replicas) the job was stored but "
+                             "not confirmed by that many replicas in time: post again."),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}}}},
+            body=_POST_BODY)},
         "/jobs/count": {"get": _op("Jobs waiting", {
             "200": _text("The number.", "3"), "400": _error("Not a valid queue name.")}, params=[
             {"name": "queue", "in": "query", "schema": {"type": "string", "default": "default",

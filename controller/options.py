@@ -222,6 +222,10 @@ max_connections_option = option(
 max_streams_option = option(
     "max_streams", type=click.IntRange(min=1), default=500, show_default=True,
     help="Event streams open at once (each holds a Redis connection); beyond, 503.")
+min_replicas_option = option(
+    "min_replicas", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Acknowledge a post only once this many replicas hold the job (Redis WAIT); "
+         "without it, a failover may lose jobs posted in the last moment before it.")
 behind_tls_option = option(
     "behind_tls", is_flag=True,
     help="A proxy in front ends TLS: mark the dashboard's cookies Secure.")
@@ -233,6 +237,11 @@ insecure_option = option(
 max_body_option = option(
     "max_body", type=ByteSize(), default="64M", show_default=True,
     help="Largest request body the HTTP server accepts (bytes, or K/M/G).")
+result_cache_option = option(
+    "result_cache", envvar="MLQ_RESULT_CACHE", type=ByteSize(),
+    default=f"{defaults.RESULT_CACHE // 1024 ** 2}M", show_default=True,
+    help="Memory the HTTP server keeps recently served results in (K/M/G; 0: none) "
+         "[env: MLQ_RESULT_CACHE]")
 server_address_option = option(
     "server_address", default="127.0.0.1", show_default=True, help="Address the HTTP server binds.")
 server_port_option = option(
@@ -264,6 +273,7 @@ def http_server_options(function: F) -> F:
                               token_option, admin_token_option, allowed_hosts_option,
                               max_depth_option, max_auth_failures_option,
                               header_timeout_option, max_connections_option,
-                              max_streams_option, behind_tls_option, insecure_option)):
+                              max_streams_option, min_replicas_option, behind_tls_option,
+                              insecure_option, result_cache_option)):
         function = decorate(function)
     return function

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from . import defaults
+from .errors import REDIS_DOWN
 from .heartbeat import beat, new_worker_id, retire
 from .job import time_limit_reason
 from .worker import Worker
@@ -60,18 +62,21 @@ class ThreadConsumer:
     def _beat(self) -> None:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "kind": "thread",
                 "started": self._started}
-        beat(self.mlq.client, self.mlq.keys,
+        beat(self.mlq.heartbeat_client, self.mlq.keys,
              {w.worker_id: {**info, "job": w.current[0] if w.current else None}
               for w in self.workers},
              self.mlq.heartbeat_timeout)
 
     def _heartbeat_loop(self) -> None:
-        while not self.stop_event.wait(self._next_wait()):
+        wait = self._next_wait()
+        while not self.stop_event.wait(wait):
             try:
                 self._beat()
                 self._enforce_time_limits()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                wait = self._next_wait()
+            except REDIS_DOWN as exc:
                 log.warning("heartbeat failed: %s", exc)
+                wait = min(self._next_wait(), defaults.HEARTBEAT_RETRY)
 
     def _next_wait(self) -> float:
         wait = self.mlq.heartbeat_interval

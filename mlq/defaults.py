@@ -31,8 +31,12 @@ CALLBACK_THREADS = 4
 #: In-process consuming threads started by create_listener.
 CONCURRENCY = 1
 
-#: Reconnect backoff when Redis goes away: start, cap (seconds).
-RECONNECT_BACKOFF = (0.1, 5.0)
+#: Reconnect backoff when Redis goes away: start, cap (seconds). The cap bounds how
+#: long a worker may sleep after the network is back before it takes jobs again.
+RECONNECT_BACKOFF = (0.1, 2.0)
+#: A heartbeat that failed is tried again after this long, not a whole interval:
+#: after an outage it must land before the heartbeat timeout runs out.
+HEARTBEAT_RETRY = 0.5
 
 #: Default lifetime of a signed result link (SPEC §7).
 LINK_TTL = 3600
@@ -43,6 +47,21 @@ MAX_MESSAGE_SIZE = 64 * 1024 ** 2
 #: Largest result a worker stores; Redis refuses single values over 512 MB, and a
 #: clear failure here beats a protocol error there.
 MAX_RESULT_SIZE = 256 * 1024 ** 2
+
+#: A bytes or str result of this many bytes or more is kept in a key of its own
+#: (Keys.result) rather than in the record, so that the HTTP server can send it a
+#: chunk at a time instead of holding whole copies of it; smaller ones are cheap
+#: to read whole.
+STORED_APART = 1024 ** 2
+
+#: Bytes the HTTP server reads (GETRANGE) and sends at a time of a result kept
+#: apart: one such chunk per download is all the memory a download holds.
+RESULT_CHUNK = 1024 ** 2
+
+#: Memory the HTTP server keeps recently served results in (least recently used
+#: out): well under what one busy server may use, large enough for a few images or
+#: a song that browsers seek through.
+RESULT_CACHE = 64 * 1024 ** 2
 
 #: Largest registered function (pickled); listener code is small, a huge pickle is a mistake.
 MAX_FUNCTION_SIZE = 16 * 1024 ** 2
@@ -71,3 +90,8 @@ MIN_IDLE_CLAIM = 0.5
 #: A requeue-all or purge-all whose claim was not touched for this long died midway:
 #: the next one puts its dead letters back first.
 DEAD_CLAIM_ABANDONED = 60.0
+
+#: How long a post with `replicas=N` waits for N replicas to confirm it (WAIT).
+#: Replicas on a healthy network answer within milliseconds; one that takes longer
+#: is not keeping up, and the caller hears of it (NotReplicated).
+REPLICAS_TIMEOUT = 2.0

@@ -6,6 +6,8 @@ exit code, so every expected failure has a type of its own here.
 
 from __future__ import annotations
 
+import redis
+
 
 class MLQError(Exception):
     """Base of every MLQ error."""
@@ -45,3 +47,20 @@ class SignatureError(MLQError):
 
 class ConnectionFailed(MLQError, ConnectionError):
     """Redis cannot be reached."""
+
+
+#: What a lost or silent Redis raises: callers wait and retry, or answer 503.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionFailed)
+
+
+class NotReplicated(MLQError):
+    """Posted, but not confirmed on as many replicas as asked for (`replicas=`) in
+    time: a failover now could lose the jobs. `job_ids` name them; post again to
+    be sure (a job that did survive then runs twice)."""
+
+    def __init__(self, job_ids: list[str], reached: int, wanted: int, timeout: float) -> None:
+        ids = ", ".join(job_ids[:3]) + (" ..." if len(job_ids) > 3 else "")
+        super().__init__(f"job {ids} reached {reached} of {wanted} replicas within {timeout} s")
+        self.job_ids = job_ids
+        self.reached = reached
+        self.wanted = wanted

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator
 
 import redis
 
+from .errors import REDIS_DOWN
 from .job import TERMINAL
 from .keys import Keys
 from .serialization import decode_event, event_record
@@ -17,6 +18,11 @@ from .serialization import decode_event, event_record
 #: Even with pub/sub, re-read the record this often while waiting, so a message
 #: lost to a reconnect costs at most this much delay.
 RECHECK_INTERVAL = 5.0
+
+#: A wait or an event stream rides out a lost Redis for this long (a failover takes
+#: a few seconds), trying again after each of these pauses, doubling up to the second.
+OUTAGE_LIMIT = 30.0
+OUTAGE_BACKOFF = (0.1, 1.0)
 
 #: Idle subscriber connections kept per client: a fresh connection costs several
 #: round trips (connect, HELLO, CLIENT SETINFO), more than the wait it serves.
@@ -73,6 +79,28 @@ def _drained(pubsub: redis.client.PubSub, timeout: float = 1.0) -> bool:
     return True
 
 
+class _Outage:
+    """Rides out a lost Redis: a Sentinel failover or a restart takes seconds, and a
+    wait or an event stream should outlive it. Past OUTAGE_LIMIT the error stands."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.delay = OUTAGE_BACKOFF[0]
+
+    def over(self) -> None:
+        self.since = None
+
+    def ride(self, error: BaseException, deadline: float | None = None) -> None:
+        """Wait before the next try, or raise `error` when it is time to give up."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since, self.delay = now, OUTAGE_BACKOFF[0]
+        if now - self.since > OUTAGE_LIMIT or (deadline is not None and now + self.delay > deadline):
+            raise error
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, OUTAGE_BACKOFF[1])
+
+
 def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
                       read_record: Callable[[], dict[str, Any]],
                       timeout: float | None = None,
@@ -92,20 +120,27 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
 
     deadline = None if timeout is None else time.monotonic() + timeout
     channel = keys.job_channel(job_id)
+    outage = _Outage()
     with _subscribed(client, channel) as pubsub:
-        record = ended()
-        while record is None:
-            wait = RECHECK_INTERVAL
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    raise TimeoutError(f"job {job_id} not finished within {timeout} s")
-            message = _next_message(pubsub, channel, wait)
-            if message is None:
-                record = ended()
-            elif decode_event(message["data"])["status"] in TERMINAL:
-                record = event_record(message["data"]) or read_record()
-        return record
+        look = True  # read the state: first, after a quiet period, after an outage
+        while True:
+            try:
+                record = ended() if look else None
+                if record is not None:
+                    return record
+                wait = RECHECK_INTERVAL
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        raise TimeoutError(f"job {job_id} not finished within {timeout} s")
+                message = _next_message(pubsub, channel, wait)
+                outage.over()
+                look = message is None
+                if message is not None and decode_event(message["data"])["status"] in TERMINAL:
+                    return event_record(message["data"]) or read_record()
+            except REDIS_DOWN as exc:
+                outage.ride(exc, deadline)  # the pub/sub connection subscribes again by itself
+                look = True
 
 
 def watch(client: redis.Redis, keys: Keys, job_id: str,
@@ -117,26 +152,33 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
     keep-alive), and stops after the terminal state.
     """
     channel = keys.job_channel(job_id)
-    with _subscribed(client, channel) as pubsub:
+
+    def state() -> dict[str, Any]:
         record = read_record()
-        last = {"id": str(job_id), "status": record["status"], "progress": record["progress"]}
+        return {"id": str(job_id), "status": record["status"], "progress": record["progress"]}
+
+    outage = _Outage()
+    with _subscribed(client, channel) as pubsub:
+        last = state()
         yield dict(last)
+        look = False  # read the record now (after an outage) instead of waiting first
         while last["status"] not in TERMINAL:
-            message = _next_message(pubsub, channel, keepalive)
-            if message is None:
+            try:
+                message = None if look else _next_message(pubsub, channel, keepalive)
                 # nothing pushed: confirm from the record, in case a reconnect dropped an event
-                record = read_record()
-                current = {"id": str(job_id), "status": record["status"], "progress": record["progress"]}
-                if current != last:
-                    last = current
-                    yield dict(current)
-                else:
-                    yield None
+                current = state() if message is None else decode_event(message["data"])
+                outage.over()
+            except REDIS_DOWN as exc:
+                outage.ride(exc)
+                look = True
+                yield None  # a keep-alive while Redis is away
                 continue
-            event = decode_event(message["data"])
-            if event != last:
-                last = event
-                yield dict(event)
+            quiet, look = message is None and not look, False
+            if current != last:
+                last = current
+                yield dict(current)
+            elif quiet:
+                yield None
 
 
 def _next_message(pubsub: redis.client.PubSub, channel: str,

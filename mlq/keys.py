@@ -77,6 +77,12 @@ class Keys:
     def job(self, job_id: str | int) -> str:
         return f"{self.job_prefix}{job_id}"
 
+    def result(self, job_id: str | int) -> str:
+        """A big result's bytes, kept apart from its record (defaults.STORED_APART) so
+        that they can be read in chunks. Only the step that completes the job writes
+        it, and every step that deletes the record deletes it too."""
+        return f"{self.prefix}result:{job_id}"
+
     def session(self, digest: str) -> str:
         """A dashboard login: its scope, until it expires or its user logs out."""
         return f"{self.prefix}session:{digest}"

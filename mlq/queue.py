@@ -14,7 +14,7 @@ import redis
 
 from . import defaults
 from .callbacks import CallbackSender, check_callback_url
-from .connection import connect
+from .connection import connect, heartbeat_client
 from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
 from .job import FAILED, QUEUED, RUNTIME_BUCKETS, STARTED, STATUSES, bucket_field, progress_text
@@ -22,7 +22,9 @@ from .keys import DEFAULT_QUEUE, PRIORITIES, Keys, check_function_name, check_na
 from .notebook import Job, submit_many
 from .listeners import Listener, ListenerStates, Registry, Upload, function_name, listener
 from .scripts import Scripts
-from .serialization import RECORD_FIELDS, pack, pack_fields, record_from_hash, unpack
+from .serialization import (
+    RECORD_FIELDS, STORED_RESULT, apart_value, pack, pack_fields, record_from_hash, unpack,
+)
 
 log = logging.getLogger("mlq")
 
@@ -40,6 +42,12 @@ def _check_priority(priority: Any) -> int:
     if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
         raise InvalidMessage(f"priority must be an integer from {PRIORITIES[0]} to {PRIORITIES[-1]}")
     return priority
+
+
+def _check_replicas(replicas: Any) -> int:
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise InvalidMessage("replicas must be a whole number, 0 or more")
+    return replicas
 
 
 class MLQ:
@@ -60,10 +68,14 @@ class MLQ:
                  max_function_size: int = defaults.MAX_FUNCTION_SIZE,
                  result_ttl: float | None = defaults.RESULT_TTL,
                  queues: Sequence[str] = (DEFAULT_QUEUE,), fair: bool = False,
-                 max_running_per_owner: int = 0) -> None:
+                 max_running_per_owner: int = 0, min_replicas: int = 0) -> None:
         self.namespace = check_name("namespace", q_name)
-        self.client = client or connect(redis_url, redis_host, redis_port, redis_db)
         self.keys = Keys(q_name)
+        self.client = client or connect(redis_url, redis_host, redis_port, redis_db,
+                                        slot_key=self.keys.prefix)
+        self._server = None if client else (redis_url, redis_host, redis_port, redis_db)
+        self._heartbeat_client: redis.Redis | None = None
+        self._heartbeat_lock = threading.Lock()
         self.scripts = Scripts(self.client, self.keys)
         self.secret = secret
         self.registry = Registry(self.client, self.keys, self.scripts, secret,
@@ -71,6 +83,8 @@ class MLQ:
         self.callbacks = CallbackSender(timeout=callback_timeout, secret=secret,
                                         allow_hosts=callback_allow_hosts,
                                         allow_link_local=callback_allow_link_local)
+        #: replicas every post waits for unless it asks otherwise (see post)
+        self.min_replicas = _check_replicas(min_replicas)
         self.max_message_size = max_message_size
         self.max_result_size = max_result_size
         if result_ttl is not None and not result_ttl > 0:
@@ -97,17 +111,22 @@ class MLQ:
     # -- producing ----------------------------------------------------------
     def post(self, msg: Any, callback: str | None = None, functions: list[str] | None = None,
              *, timeout: float | None = None, queue: str = DEFAULT_QUEUE,
-             priority: int = 0, owner: str | None = None) -> str:
+             priority: int = 0, owner: str | None = None, replicas: int | None = None) -> str:
         """Enqueue `msg`; returns the job id (a decimal string).
 
         `queue` names the queue (workers choose theirs); `priority` 0–9, higher
         first, FIFO within a priority. `owner` (a user or team) shares a busy
         queue fairly: workers started with fair=True take owners' jobs round-robin
         (a job with a priority above 0 jumps that round-robin).
+        `replicas`: return only once that many replicas hold the job (Redis WAIT),
+        so a failover cannot lose it; NotReplicated when they do not confirm it
+        within defaults.REPLICAS_TIMEOUT. Default: `min_replicas`.
         """
         priority = _check_priority(priority)
+        replicas = self.min_replicas if replicas is None else _check_replicas(replicas)
         fields = self._new_record(msg, callback, functions, timeout, queue, priority, owner)
-        return str(self.scripts.post(queue, fields, priority=priority, owner=owner))
+        return str(self.scripts.post(queue, fields, priority=priority, owner=owner,
+                                     replicas=replicas))
 
     def submit(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
         """Run `function(*args, **kwargs)` on a worker; the function travels with the job."""
@@ -135,13 +154,15 @@ class MLQ:
     def post_many(self, msgs: Iterable[Any], callback: str | None = None,
                   functions: list[str] | None = None, *, timeout: float | None = None,
                   queue: str = DEFAULT_QUEUE, priority: int = 0, owner: str | None = None,
-                  chunk_size: int = 500, extra: dict[str, Any] | None = None) -> list[str]:
+                  chunk_size: int = 500, extra: dict[str, Any] | None = None,
+                  replicas: int | None = None) -> list[str]:
         """Enqueue many messages, one step (one round trip) per chunk; returns their
         ids in order, consecutive within a chunk.
 
         Every message is checked before anything is sent, so a bad one posts none.
         """
         priority = _check_priority(priority)
+        replicas = self.min_replicas if replicas is None else _check_replicas(replicas)
         records = [self._new_record(m, callback, functions, timeout, queue, priority, owner)
                    for m in msgs]
         if extra:
@@ -149,7 +170,7 @@ class MLQ:
         ids: list[str] = []
         for start in range(0, len(records), chunk_size):
             ids += self.scripts.post_many(queue, records[start:start + chunk_size],
-                                          priority, owner)
+                                          priority, owner, replicas)
         return ids
 
     def _new_record(self, msg: Any, callback: Any, functions: Any, timeout: Any,
@@ -191,17 +212,32 @@ class MLQ:
         `fields`: only these keys (and `id`), e.g. to check a status without
         loading a large msg or result.
         """
-        key = self.keys.job(_check_id(job_id))
+        checked = _check_id(job_id)
+        key = self.keys.job(checked)
         if fields is None:
             raw = self.client.hgetall(key)
             if not raw:
                 raise JobNotFound(f"no job {str(job_id)!r}")
-            return record_from_hash(raw)
+            return self._with_result_kept_apart(checked, record_from_hash(raw))
         names = ["id", *(f for f in fields if f != "id")]
+        if "result" in names and STORED_RESULT not in names:
+            names.append(STORED_RESULT)
         values = self.client.hmget(key, names)
         if values[0] is None:
             raise JobNotFound(f"no job {str(job_id)!r}")
-        return {name: unpack(value) for name, value in zip(names, values)}
+        record = {name: unpack(value) for name, value in zip(names, values)}
+        return self._with_result_kept_apart(checked, record) if "result" in record else record
+
+    def _with_result_kept_apart(self, job_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        """`record` with a big result kept in its own key (STORED_RESULT) read back in."""
+        marker = record.pop(STORED_RESULT, None)
+        if not marker:
+            return record
+        data = self.client.get(self.keys.result(job_id))
+        if data is None:  # the record expired or was purged since it was read
+            raise JobNotFound(f"no job {job_id!r}")
+        record["result"] = apart_value(data, marker)
+        return record
 
     get_result = get_job
 
@@ -221,9 +257,11 @@ class MLQ:
     def wait(self, job_id: str | int, timeout: float | None = None) -> dict[str, Any]:
         """Block (pushed by Redis) until the job completed or failed; its record."""
         job_id = _check_id(job_id)
-        return wait_for_terminal(self.client, self.keys, job_id,
-                                 lambda: self.get_job(job_id), timeout,
-                                 read_status=lambda: self._field(job_id, "status"))
+        record = wait_for_terminal(self.client, self.keys, job_id,
+                                   lambda: self.get_job(job_id), timeout,
+                                   read_status=lambda: self._field(job_id, "status"))
+        # the record an event carries is small: a big result is only marked in it
+        return self._with_result_kept_apart(job_id, record)
 
     def block_until_result(self, job_id: str | int, timeout: float | None = None) -> Any:
         """The job's result once completed; JobFailed if it failed."""
@@ -272,6 +310,18 @@ class MLQ:
             "runtime_buckets": buckets,
             "runtime_sum": float(counters.get("runtime_sum", 0.0)),
         }
+
+    @property
+    def heartbeat_client(self) -> redis.Redis:
+        """The client heartbeats go through: connections of their own, so a heartbeat
+        never waits behind a hung socket of the jobs' traffic (the given client's,
+        when this MLQ was handed one)."""
+        if self._server is None:
+            return self.client
+        with self._heartbeat_lock:  # not self._lock: held while consumers start
+            if self._heartbeat_client is None:
+                self._heartbeat_client = heartbeat_client(*self._server, slot_key=self.keys.prefix)
+            return self._heartbeat_client
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -545,6 +595,20 @@ class MLQ:
         if reaper_thread is not None and reaper_thread is not threading.current_thread():
             reaper_thread.join(timeout)
         self.callbacks.close(wait=True)
+
+    def close(self) -> None:
+        """Stop consuming (see shutdown), then close this object's Redis connections."""
+        self.shutdown()
+        self.scripts.round_trips.close()
+        self.client.close()
+        if self._heartbeat_client is not None:
+            self._heartbeat_client.close()
+
+    def __enter__(self) -> MLQ:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"MLQ({self.namespace!r})"

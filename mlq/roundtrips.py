@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from typing import Any, Sequence
 
 import hiredis
@@ -34,10 +35,15 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
 
 
+def _disconnect_all(connections: list[Any]) -> None:
+    for connection in connections:
+        connection.disconnect()
+
+
 class _Call:
     __slots__ = ("script", "args", "reply", "error", "done", "lead", "abandoned")
 
-    def __init__(self, script: Script, args: Sequence[Any]) -> None:
+    def __init__(self, script: Script | None, args: Sequence[Any]) -> None:
         self.script = script
         self.args = args
         self.reply: Any = None
@@ -57,6 +63,12 @@ class SharedRoundTrips:
 
     def __init__(self, client: redis.Redis) -> None:
         self._pool = client.connection_pool
+        #: the connection, where a finalizer can reach it: an MLQ left to the garbage
+        #: collector sits in reference cycles, and the collector may finalize its
+        #: socket before the connection (ResourceWarning: unclosed socket). Weak
+        #: reference callbacks run first, so this one closes the socket in time.
+        self._open: list[Any] = []
+        weakref.finalize(self, _disconnect_all, self._open)
         self._reset()
 
     def _reset(self) -> None:
@@ -66,15 +78,17 @@ class SharedRoundTrips:
         self._queued: list[_Call] = []
         self._sending = False
         self._connection: Any = None
+        self._open.clear()  # after a fork the parent's connection is not ours to close
         self._loaded: set[str] = set()  # scripts loaded through this connection
 
     def evalsha(self, script: Script, numkeys: int, *keys_and_args: Any) -> Any:
         """The script's reply, as `script(keys, args)` would give it."""
         return self.evalsha_many([(script, (numkeys, *keys_and_args))])[0]
 
-    def evalsha_many(self, calls: Sequence[tuple[Script, Sequence[Any]]]) -> list[Any]:
+    def evalsha_many(self, calls: Sequence[tuple[Script | None, Sequence[Any]]]) -> list[Any]:
         """Each call's reply, all sent in one round trip, in order; the first
-        error reply is raised."""
+        error reply is raised. A call without a script is a plain command, whose
+        arguments are the command's words."""
         if os.getpid() != self._pid:
             self._reset()
         mine = [_Call(script, args) for script, args in calls]
@@ -146,11 +160,19 @@ class SharedRoundTrips:
             if call.done is not None and not call.lead:
                 call.done.set()
 
+    def close(self) -> None:
+        """Close the connection; a later call opens a new one."""
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.disconnect()
+
     def _new_connection(self) -> Any:
         # made apart from the pool: it must not take one of the pool's places
         # (redis-py 8 caps a pool at 100 connections)
         self._connection = self._pool.connection_class(**self._pool.connection_kwargs)
         self._connection.register_connect_callback(self._connected)
+        self._open[:] = [self._connection]
         return self._connection
 
     def _connected(self, _connection: Any) -> None:
@@ -166,6 +188,10 @@ class SharedRoundTrips:
             commands, readers = [], []
             for call in pending:
                 script = call.script
+                if script is None:  # a plain command, such as the WAIT after a post
+                    commands.append(hiredis.pack_command(tuple(call.args)))
+                    readers.append(call)
+                    continue
                 if script.sha not in self._loaded:
                     self._loaded.add(script.sha)
                     commands.append(hiredis.pack_command(("SCRIPT", "LOAD", script.script)))
@@ -195,5 +221,6 @@ class SharedRoundTrips:
             if not unloaded:
                 return
             self._loaded.clear()
-            pending = unloaded
+            # a plain command goes out again too: a WAIT must follow the writes it confirms
+            pending = [call for call in pending if call in unloaded or call.script is None]
         raise NoScriptError("Redis lost the scripts again while they were loaded")

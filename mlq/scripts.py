@@ -15,8 +15,12 @@ from typing import Any, Callable, Sequence
 import redis
 
 from . import defaults
+from .errors import NotReplicated
 from .keys import PRIORITIES, Keys
 from .roundtrips import SharedRoundTrips
+from .serialization import STORED_RESULT, ApartResult, pack
+
+_NIL = pack(None)
 
 _SCRIPT_NAMES = (
     "post", "post_many", "take", "finish", "progress", "requeue", "requeue_dead",
@@ -87,16 +91,30 @@ class Scripts:
         return self.keys.owned(queue, owner) if owner and not priority else self.keys.queue(queue, priority)
 
     def post(self, queue: str, fields: Sequence[Any], client: Any = None,
-             priority: int = 0, owner: str | None = None, token: str | None = None) -> Any:
+             priority: int = 0, owner: str | None = None, token: str | None = None,
+             replicas: int = 0) -> Any:
         """Post one record; `token` names the post (a random one by default): the
-        same token sent again returns the first post's id."""
+        same token sent again returns the first post's id. `replicas`: see _confirmed."""
         keys, args = self._fixed(("post", queue, priority, owner),
                                  lambda: self._post_parts(queue, priority, owner))
         keys = [*keys, self.keys.posted(token or os.urandom(9).hex()), self.keys.handed]
         args = [*args, repr(time.time()), *fields]
         if client is None:
-            return self.round_trips.evalsha(self._scripts["post"], len(keys), *keys, *args)
+            return self._confirmed("post", (len(keys), *keys, *args), replicas)
         return self._run("post", keys, args, client)
+
+    def _confirmed(self, name: str, call: Sequence[Any], replicas: int) -> Any:
+        """The script's reply; with `replicas`, once that many replicas hold what it
+        wrote (WAIT right after it, on the same connection), else NotReplicated."""
+        if not replicas:
+            return self.round_trips.evalsha(self._scripts[name], *call)
+        timeout = defaults.REPLICAS_TIMEOUT
+        reply, reached = self.round_trips.evalsha_many(
+            [(self._scripts[name], call), (None, ("WAIT", replicas, int(timeout * 1000)))])
+        if int(reached) < replicas:
+            ids = [str(reply)] if name == "post" else [str(i) for i in range(int(reply[0]), int(reply[1]) + 1)]
+            raise NotReplicated(ids, int(reached), replicas, timeout)
+        return reply
 
     def _post_parts(self, queue: str, priority: int, owner: str | None
                     ) -> tuple[list[str], list[str]]:
@@ -110,17 +128,15 @@ class Scripts:
                  repr(defaults.HAND_OVER_WINDOW)])
 
     def post_many(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
-                  owner: str | None = None) -> list[str]:
+                  owner: str | None = None, replicas: int = 0) -> list[str]:
         """Post records (field, value lists) to one queue in one step; their ids."""
         k = self.keys
         args: list[Any] = [k.job_prefix, queue, "" if priority else owner or ""]
         for fields in records:
             args += [len(fields) // 2, *fields]
-        first, last = self._run(
-            "post_many",
-            [k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
-             k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex())],
-            args)
+        keys = [k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
+                k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex())]
+        first, last = self._confirmed("post_many", (len(keys), *keys, *args), replicas)
         return [str(i) for i in range(int(first), int(last) + 1)]
 
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
@@ -161,17 +177,30 @@ class Scripts:
                     ttl: float | None = None, client: Any = None) -> Any:
         """Record several attempts' outcomes in one step, each (job id, attempt,
         outcome, fields, histogram bucket, run time, finish time): a list of
-        1 recorded / 0 fenced off (sent together, that list is its reply)."""
+        1 recorded / 0 fenced off (sent together, that list is its reply).
+
+        A field whose value is an ApartResult goes to the job's result key, and
+        only if the attempt is recorded; the record keeps a nil and a marker."""
         k = self.keys
         args: list[Any] = [k.job_prefix, k.job_channel(""), worker_id,
                            int(ttl * 1000) if ttl else 0]
         for job_id, attempt, outcome, fields, bucket, runtime, finished in outcomes:
+            fields, key, data = self._apart(job_id, fields)
             args += [job_id, attempt, outcome, bucket, repr(runtime), repr(finished),
-                     len(fields) // 2, *fields]
+                     len(fields) // 2, *fields, key, data]
         return self._run(
             "finish",
             [k.processing(worker_id), k.running, k.dead, k.stats, k.owner_running,
              k.index_status("completed"), k.index_status("failed")], args, client)
+
+    def _apart(self, job_id: str, fields: Sequence[Any]) -> tuple[Sequence[Any], str, bytes]:
+        """(the record's fields, the result key or '', the bytes kept there)."""
+        for at in range(1, len(fields), 2):
+            value = fields[at]
+            if isinstance(value, ApartResult):
+                kept = [*fields[:at], _NIL, *fields[at + 1:], STORED_RESULT, value.marker]
+                return kept, self.keys.result(job_id), value.data
+        return fields, "", b""
 
     def progress(self, job_id: str, worker_id: str, attempt: int, packed_value: bytes,
                  event: bytes) -> int:
@@ -204,14 +233,15 @@ class Scripts:
         return self._run(
             "requeue_dead",
             [dead or k.dead, k.job(job_id), self.lane(queue, priority, owner), k.stats, k.wake(queue),
-             k.owners(queue), k.index_status("failed")],
+             k.owners(queue), k.index_status("failed"), k.result(job_id)],
             [job_id, k.job_channel(job_id)])
 
     def purge_dead(self, job_id: str, queue: str, dead: str | None = None) -> int:
         k = self.keys
         return self._run(
             "purge_dead",
-            [dead or k.dead, k.job(job_id), k.index_status("failed"), k.index_all, k.index_queue(queue)],
+            [dead or k.dead, k.job(job_id), k.index_status("failed"), k.index_all, k.index_queue(queue),
+             k.result(job_id)],
             [job_id])
 
     def leave_idle_lists(self, worker_id: str, queues: Sequence[str]) -> None:

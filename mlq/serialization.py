@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
+from . import defaults
 from .errors import InvalidMessage
 
 #: The record's keys, in the order users see them (SPEC §4), then our additions.
@@ -23,6 +24,46 @@ RECORD_FIELDS: tuple[str, ...] = (
     "timeout", "queue", "priority", "owner", "attempt", "last_error", "error_kind",
     "link_salt",
 )
+
+
+#: The record field that marks a result kept apart (Keys.result): {"size": bytes,
+#: "type": "bytes" or "str"}, with the record's own "result" nil. Readers of the
+#: library never see it: they get the whole result in "result".
+STORED_RESULT = "stored_result"
+
+
+class ApartResult(NamedTuple):
+    """A result to keep in a key of its own: its bytes, and "bytes" or "str" (UTF-8)."""
+
+    data: bytes
+    type: str
+
+    @property
+    def marker(self) -> bytes:
+        """The packed STORED_RESULT value the record keeps instead."""
+        return pack({"size": len(self.data), "type": self.type})
+
+
+def pack_result(value: Any) -> bytes | ApartResult:
+    """A result as its record keeps it (msgpack), or, for bytes or str of
+    defaults.STORED_APART bytes or more, as an ApartResult (never packed: a
+    copy of tens of MB less)."""
+    if isinstance(value, str) and len(value) * 4 >= defaults.STORED_APART:
+        try:
+            data = value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # msgpack refuses them too
+            raise InvalidMessage(f"cannot be stored as msgpack: {exc}") from exc
+        if len(data) >= defaults.STORED_APART:
+            return ApartResult(data, "str")
+    elif (isinstance(value, (bytes, bytearray, memoryview))
+          and memoryview(value).nbytes >= defaults.STORED_APART):
+        return ApartResult(bytes(value), "bytes")
+    return pack(value)
+
+
+def apart_value(data: bytes, marker: Mapping[str, Any]) -> bytes | str:
+    """The result an ApartResult stored: `data` read back from its key."""
+    return data.decode("utf-8") if marker.get("type") == "str" else data
 
 
 def pack(value: Any) -> bytes:

@@ -220,6 +220,8 @@ class Supervisor:
         self._restart_at: list[tuple[float, str | None]] = []  # (when, GPU id)
         self._quick_deaths = 0
         self._next_beat = 0.0
+        self._beats_stop = threading.Event()
+        self._beat_due = threading.Event()  # set: beat now (a new child) or stop
         self._serial = 0
 
     # -- control ------------------------------------------------------------
@@ -241,12 +243,17 @@ class Supervisor:
                  self.supervisor_id, self.concurrency, self.namespace)
         control = threading.Thread(target=self._control_loop, name="mlq-control", daemon=True)
         control.start()
+        beats = threading.Thread(target=self._heartbeat_loop, name="mlq-heartbeat", daemon=True)
         for slot in range(self.concurrency):
             self._spawn(self.gpus[slot] if self.gpus else None)
+        beats.start()
         try:
             while self.children or (self._stop_level == 0 and self._restart_at):
                 self._loop_once()
         finally:
+            self._beats_stop.set()
+            self._beat_due.set()
+            beats.join(5)
             self._retry_orphans()
             self.mlq.callbacks.close(wait=True)
             os.close(self._wake_r)
@@ -276,7 +283,6 @@ class Supervisor:
                 self._restart_at.remove((t, gpu))
                 self._spawn(gpu)
         if now >= self._next_beat:
-            self._heartbeat()
             self._retry_orphans()
             self._next_beat = now + self.heartbeat_interval
         self._enforce_time_limits(now)
@@ -313,7 +319,7 @@ class Supervisor:
         child = Child(worker_id, process, parent_conn, time.time(), gpu=gpu)
         self.children.append(child)
         log.info("worker %s started (pid %s)", worker_id, process.pid)
-        self._next_beat = 0.0  # announce it at once
+        self._beat_due.set()  # announce it at once
 
     def _send(self, child: Child, message: Any) -> None:
         try:
@@ -412,21 +418,33 @@ class Supervisor:
         for worker_id, reason in orphans:
             self._recover(worker_id, reason)
 
-    def _heartbeat(self) -> None:
+    def _heartbeat_loop(self) -> None:
+        """Heartbeats, on a thread and connections of their own: the main loop may
+        wait on Redis (recovering a child's jobs), and a heartbeat must not wait
+        behind it, or live workers would pass for dead."""
+        while not self._beats_stop.is_set():
+            wait = self.heartbeat_interval if self._heartbeat() else defaults.HEARTBEAT_RETRY
+            self._beat_due.wait(wait)
+            self._beat_due.clear()
+
+    def _heartbeat(self) -> bool:
+        """Refresh the children's heartbeats; False when Redis could not be reached."""
         host = socket.gethostname()
         workers = {
             c.worker_id: {"host": host, "pid": c.process.pid, "supervisor": os.getpid(),
                           "kind": "process", "started": c.started,
                           "gpus": [c.gpu] if c.gpu is not None else [],
                           "job": c.job[0] if c.job else None}
-            for c in self.children if c.process.is_alive()
+            for c in list(self.children) if c.process.is_alive()
         }
         if not workers:
-            return
+            return True
         try:
-            beat(self.mlq.client, self.mlq.keys, workers, self.heartbeat_timeout)
+            beat(self.mlq.heartbeat_client, self.mlq.keys, workers, self.heartbeat_timeout)
         except REDIS_DOWN as exc:
             log.warning("heartbeat failed: %s", exc)
+            return False
+        return True
 
     # -- orders from the reaper -----------------------------------------------
     def _control_loop(self) -> None:

@@ -22,7 +22,9 @@ from .job import COMPLETED, FAILED, error_kind, runtime_bucket, short_text, spli
 from .listeners import Listener
 from .notebook import CALL_FIELD, pack_value, run_call
 from .reaper import Reaper
-from .serialization import handed_over, pack, pack_fields, record_from_hash
+from .serialization import (
+    ApartResult, handed_over, pack, pack_fields, pack_result, record_from_hash,
+)
 
 if TYPE_CHECKING:
     from .queue import MLQ
@@ -342,9 +344,10 @@ class Worker:
     def _success(self, value: Any) -> tuple[str, list[Any], str | None]:
         try:
             result, short = split_outcome(value)
-            fields = pack_fields({"result": result, "short_result": short, "error": None,
-                                  "error_kind": None})
-            size = len(fields[1])
+            packed = pack_result(result)
+            fields = ["result", packed, *pack_fields({"short_result": short, "error": None,
+                                                      "error_kind": None})]
+            size = len(packed.data if isinstance(packed, ApartResult) else packed)
             if size > self.mlq.max_result_size:
                 raise InvalidMessage(f"result of {size} bytes exceeds the limit of "
                                      f"{self.mlq.max_result_size} bytes")
@@ -424,8 +427,8 @@ class Worker:
             reason = f"result of type {type(value).__name__} cannot be pickled"
             return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason,
                                         "error_kind": "error"}), None
-        return COMPLETED, pack_fields({"result": sealed, "short_result": short, "error": None,
-                                       "error_kind": None}), short
+        return COMPLETED, ["result", pack_result(sealed), *pack_fields(
+            {"short_result": short, "error": None, "error_kind": None})], short
 
     def _await(self, awaitable: Any) -> Any:
         if self._loop is None:

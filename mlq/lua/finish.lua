@@ -9,7 +9,8 @@
 -- then per job: id, attempt, 'completed' | 'failed', run-time histogram bucket field
 -- ('' for none), run time seconds, finish time (epoch seconds),
 -- number of record values n, then n field, msgpack
--- value pairs (result, short_result, error ...)
+-- value pairs (result, short_result, error ...), then the job's result key and the
+-- big result kept there ('' and '' for none: the result is in the record)
 -- Returns one number per job: 1 recorded (also when this very finish was already
 -- recorded and is only sent again), 0 when the attempt was fenced off (requeued,
 -- purged, or finished by someone else): then nothing changed and no callback is due.
@@ -24,7 +25,8 @@ while i <= #ARGV do
   local bucket, runtime, finished = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
   local n = tonumber(ARGV[i + 6])
   local first, last = i + 7, i + 6 + 2 * n
-  i = last + 1
+  local result_key, result = ARGV[last + 1], ARGV[last + 2]
+  i = last + 3
   local job_key = ARGV[1] .. id
   local current = redis.call('HMGET', job_key, 'status', 'worker', 'attempt', 'owner', 'finished_by')
   local me = ARGV[3] .. '#' .. attempt
@@ -46,6 +48,16 @@ while i <= #ARGV do
     for j = first, last do fields[#fields + 1] = ARGV[j] end
     redis.call('HSET', job_key, unpack(fields))
     if ttl > 0 then redis.call('PEXPIRE', job_key, ttl) end
+    -- written only here, by the attempt that owns the job: a fenced finish leaves
+    -- none, and never overwrites the one of the attempt that counted
+    if result_key ~= '' then
+      -- it outlives its record by a second, so whoever found the record finds it too
+      if ttl > 0 then
+        redis.call('SET', result_key, result, 'PX', ttl + 1000)
+      else
+        redis.call('SET', result_key, result)
+      end
+    end
     local owner = cmsgpack.unpack(current[4] or nil_value)
     if owner and redis.call('HINCRBY', KEYS[5], owner, -1) <= 0 then
       redis.call('HDEL', KEYS[5], owner)
