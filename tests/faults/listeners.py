@@ -27,3 +27,21 @@ def record(msg: dict[str, Any], *args: Any) -> dict[str, Any]:
 def quick(msg: Any, *args: Any) -> Any:
     """Returns its message: a job that takes no time."""
     return msg
+
+
+def held(msg: dict[str, Any], *args: Any) -> dict[str, Any]:
+    """`record`, except that a first attempt waits until the file msg['gate'] exists
+    (at most 60 s): the test decides when a cut-off worker's first attempt ends.
+    Appends `<job id> <pid> <attempt> done` to msg['log'] when it returns."""
+    job = args[0]["full_message"]
+    result = record({**msg, "sleep": 0}, *args)
+    if job["attempt"] == 1 and msg.get("gate"):
+        deadline = time.monotonic() + 60
+        while not os.path.exists(msg["gate"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    fd = os.open(msg["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{job['id']} {os.getpid()} {job['attempt']} done\n".encode())
+    finally:
+        os.close(fd)
+    return {**result, "attempt": job["attempt"]}
