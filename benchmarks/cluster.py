@@ -19,6 +19,8 @@ the report states the core count next to the figures.
 from __future__ import annotations
 
 import argparse
+import collections
+import itertools
 import multiprocessing
 import os
 import statistics
@@ -29,7 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mlq from this checkout
 
+from redis.crc import key_slot
+
 from mlq import MLQ
+from mlq.keys import Keys
+from benchmarks.harness.report import replace_section
 from tests.topologies import ClusterSetup
 
 
@@ -87,22 +93,65 @@ def measure(shards: int, namespaces: list[str], jobs: int, repeats: int) -> list
             cluster.stop()
 
 
+SECTION = """## Redis Cluster: 3 shards against 1
+
+`python benchmarks/cluster.py`: six namespaces on a Redis Cluster in cluster mode
+(`redis+cluster://`), each drained by one worker process; the same jobs on a
+cluster of one master and of three. The names are picked so that each of the
+three shards holds two namespaces.
+
+{figures}
+
+Shards add Redis CPU, not worker CPU. Here the six workers and every shard share
+two cores, so a second and third shard have no core of their own to run on and
+cannot raise the rate. Where Redis is the bottleneck (many workers on other
+hosts, a Redis host with cores to spare), namespaces on different shards no
+longer compete for one Redis thread. A namespace is as fast as the one shard it lives on: sharding
+spreads many namespaces, it does not speed up one.
+"""
+
+
+def evenly_spread(count: int, shards: int) -> list[str]:
+    """`count` namespace names whose slots fall evenly into `shards` equal slot
+    ranges (how `valkey-cli --cluster create` deals them out), so that every
+    shard has the same share of the work."""
+    names: list[str] = []
+    per_shard = collections.Counter[int]()
+    for i in itertools.count():
+        name = f"bench_{i}"
+        shard = key_slot(Keys(name).prefix.encode()) * shards // 16384
+        if per_shard[shard] < -(-count // shards):
+            per_shard[shard] += 1
+            names.append(name)
+        if len(names) == count:
+            return names
+    raise AssertionError("unreachable")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--namespaces", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=3000, help="jobs per namespace")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--docs", default=str(Path(__file__).resolve().parents[1] / "docs"),
+                        help="folder of the benchmarks.md to update ('' for none)")
     options = parser.parse_args()
-    namespaces = [f"bench_{i}" for i in range(options.namespaces)]
+    namespaces = evenly_spread(options.namespaces, 3)
     rates = {shards: measure(shards, namespaces, options.jobs, options.repeats)
              for shards in (1, 3)}
-    print(f"\n{options.namespaces} namespaces x {options.jobs} jobs, one worker process each, "
-          f"{os.cpu_count()} CPU cores")
+    lines = [f"{options.namespaces} namespaces x {options.jobs:,} jobs, one worker process "
+             f"each, {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}:", ""]
     for shards, values in rates.items():
-        print(f"  {shards} shard(s): median {statistics.median(values):,.0f} jobs/s "
-              f"(runs: {', '.join(f'{v:,.0f}' for v in values)})")
+        lines.append(f"- {shards} shard(s): median {statistics.median(values):,.0f} jobs/s "
+                     f"(runs: {', '.join(f'{v:,.0f}' for v in values)})")
     ratio = statistics.median(rates[3]) / statistics.median(rates[1])
-    print(f"  3 shards / 1 shard: {ratio:.2f}x")
+    lines.append(f"- 3 shards / 1 shard: {ratio:.2f}x")
+    print("\n" + "\n".join(lines))
+    if options.docs:
+        page = Path(options.docs) / "benchmarks.md"
+        page.write_text(replace_section(page.read_text(), "cluster", SECTION.format(
+            figures="\n".join(lines))))
+        print(f"written to {page}")
 
 
 if __name__ == "__main__":

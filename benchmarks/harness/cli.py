@@ -165,7 +165,9 @@ def _write_docs(args: argparse.Namespace, systems: list[System],
     folder = args.docs or (Path(tempfile.mkdtemp(prefix="mlq-bench-quick-")) if args.quick
                            else BENCH_DIR.parent / "docs")
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "benchmarks.md").write_text(report.markdown(systems, stats, context))
+    page = folder / "benchmarks.md"
+    kept = report.kept_sections(page.read_text()) if page.exists() else ""
+    page.write_text(report.markdown(systems, stats, context) + kept)
     chart: dict[str, Any] = {"systems": [s.label for s in systems],
              "scenarios": [summary.BY_KEY[k].title.replace(" jobs/s", "") for k in CHART_SCENARIOS],
              "title": f"jobs/s, log scale; {context['machine']['nproc']} CPUs, "

@@ -112,6 +112,33 @@ def _spread(values: dict[str, float]) -> str:
     return text
 
 
+#: docs/benchmarks.md also carries sections other benchmarks write (benchmarks/cluster.py),
+#: each between these markers; a new report keeps them as they were.
+KEPT_START, KEPT_END = "<!-- kept: ", "<!-- end kept -->"
+
+
+def kept_sections(old: str) -> str:
+    """The marked sections of an earlier report, to append to a new one."""
+    sections, rest = [], old
+    while KEPT_START in rest and KEPT_END in rest:
+        start = rest.index(KEPT_START)
+        end = rest.index(KEPT_END, start) + len(KEPT_END)
+        sections.append(rest[start:end])
+        rest = rest[end:]
+    return "".join(f"\n{section}\n" for section in sections)
+
+
+def replace_section(report: str, name: str, body: str) -> str:
+    """`report` with the kept section `name` set to `body` (appended if new)."""
+    start_marker = f"{KEPT_START}{name} -->"
+    section = f"{start_marker}\n{body.strip()}\n{KEPT_END}"
+    if start_marker in report:
+        start = report.index(start_marker)
+        end = report.index(KEPT_END, start) + len(KEPT_END)
+        return report[:start] + section + report[end:]
+    return report.rstrip("\n") + f"\n\n{section}\n"
+
+
 def markdown(systems: list[System], stats: dict[str, dict[str, Stat | None]],
              context: dict[str, Any]) -> str:
     """The whole of docs/benchmarks.md."""
