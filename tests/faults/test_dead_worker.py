@@ -189,7 +189,7 @@ def always_fails(msg: Any, *args: Any) -> None:
     raise RuntimeError("fails at once, every time")
 
 
-def test_two_requeue_alls_at_once_requeue_each_dead_letter_once(survivor: MLQ) -> None:
+def test_two_requeue_alls_at_once_requeue_each_dead_letter_at_most_once_each(survivor: MLQ) -> None:
     survivor.create_listener(always_fails)
     ids = survivor.post_many(list(range(200)))
     for job_id in ids:
@@ -202,10 +202,14 @@ def test_two_requeue_alls_at_once_requeue_each_dead_letter_once(survivor: MLQ) -
         thread.start()
     for thread in threads:
         thread.join(30)
-    # each dead letter went to exactly one of the two commands, once
-    assert sum(counts) == 200
+    # Each command requeues the set it claimed, each dead letter at most once, though
+    # every re-run fails at once and lands in the dead letters again. Between them
+    # they requeue every one; one that failed again before the second command
+    # claimed its set is that command's to requeue too (once more in all).
+    assert len(counts) == 2 and max(counts) <= 200 and sum(counts) >= 200, counts
     wait_until(lambda: len(survivor.dead_letters()) == 200, 20, "every job dead again")
-    assert all(survivor.get_job(i)["attempt"] == 2 for i in ids)
+    attempts = [survivor.get_job(i)["attempt"] for i in ids]
+    assert min(attempts) >= 2 and sum(attempts) == 200 + sum(counts), (counts, attempts)
 
 
 def test_a_requeue_all_that_died_midway_gives_its_claim_back(survivor: MLQ,
