@@ -13,7 +13,8 @@ import redis
 from .errors import REDIS_DOWN
 from .job import TERMINAL
 from .keys import Keys
-from .serialization import decode_event, event_record
+from .record import event_record
+from .serialization import decode_event
 
 #: Even with pub/sub, re-read the record this often while waiting, so a message
 #: lost to a reconnect costs at most this much delay.
@@ -74,7 +75,7 @@ def _drained(pubsub: redis.client.PubSub, timeout: float = 1.0) -> bool:
             if remaining <= 0:
                 return False
             pubsub.get_message(timeout=remaining)
-    except (redis.ConnectionError, redis.TimeoutError):
+    except REDIS_DOWN:
         return False
     return True
 

@@ -15,13 +15,11 @@ import cloudpickle
 
 from .errors import JobFailed, SignatureError
 from .job import FAILED, TERMINAL
+from .record import CALL_FIELD
 from .signing import seal, unseal
 
 if TYPE_CHECKING:
     from .queue import MLQ
-
-#: Record field marking a job that carries its own code.
-CALL_FIELD = "call"
 
 
 _progress: contextvars.ContextVar[Callable[[Any], Any] | None] = contextvars.ContextVar(

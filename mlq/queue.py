@@ -22,9 +22,8 @@ from .keys import DEFAULT_QUEUE, PRIORITIES, Keys, check_function_name, check_na
 from .notebook import Job, submit_many
 from .listeners import Listener, ListenerStates, Registry, Upload, function_name, listener
 from .scripts import Scripts
-from .serialization import (
-    RECORD_FIELDS, STORED_RESULT, apart_value, pack, pack_fields, record_from_hash, unpack,
-)
+from .record import RECORD_FIELDS, STORED_RESULT, failed, record_from_hash
+from .serialization import apart_value, pack, pack_fields, unpack
 
 log = logging.getLogger("mlq")
 
@@ -418,8 +417,7 @@ class MLQ:
                  now: float | None = None, error_kind: str | None = None) -> bool:
         """Fail a running attempt from outside it (time limit, OOM); fenced like a finish."""
         now = time.time() if now is None else now
-        fields = pack_fields({"result": reason, "short_result": None, "error": reason,
-                              "error_kind": error_kind})
+        fields = failed(reason, kind=error_kind)
         done = bool(self.scripts.finish(job_id, worker_id, attempt, FAILED, now, fields,
                                         ttl=self.result_ttl))
         if done:

@@ -1,8 +1,10 @@
 """The atomic steps: one Lua file each in mlq/lua/, one typed wrapper each.
 
-Each wrapper passes every key through KEYS. The two steps that learn a job id
-inside the script (post, take) get the job key prefix instead and append the
-id; the key is still in the namespace's hash-tag slot.
+Each wrapper passes every key through KEYS, but for the steps that learn or
+walk job ids inside the script (post, post_many, take, finish): they get the
+job key prefix and append the id, and the key is still in the namespace's
+hash-tag slot. Lua shared by several steps is put in front of each (_PRELUDES):
+the record's outcomes from record.py, lanes.lua and start_job.lua.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from . import defaults
 from .errors import NotReplicated
 from .keys import PRIORITIES, Keys
 from .roundtrips import SharedRoundTrips
-from .serialization import STORED_RESULT, ApartResult, pack
+from .record import STORED_RESULT, lua_prelude
+from .serialization import ApartResult, pack
 
 _NIL = pack(None)
 
@@ -35,9 +38,12 @@ def _source(name: str) -> str:
 #: Most sets of fixed call parts one Scripts keeps (see Scripts._fixed).
 FIXED_PARTS_KEPT = 1024
 
-#: Lua shared by several steps, put in front of each (a script cannot import).
-_PRELUDES = {"post": _source("new_record") + _source("start_job"),
-             "post_many": _source("new_record"), "take": _source("start_job")}
+#: Lua shared by several steps, put in front of each (a script cannot import). The
+#: fields each outcome writes come from record.py, where every field is declared.
+_RECORD, _LANES, _START = lua_prelude(), _source("lanes"), _source("start_job")
+_PRELUDES = {"post": _RECORD + _LANES + _START, "post_many": _RECORD + _LANES,
+             "requeue_dead": _RECORD + _LANES, "requeue": _RECORD + _LANES,
+             "cancel": _RECORD, "take": _START}
 
 
 class Together:
@@ -148,10 +154,11 @@ class Scripts:
         names = (queues,) if isinstance(queues, str) else tuple(queues)
         keys, owned_prefixes, lanes = self._fixed(("take", names, worker_id),
                                                   lambda: self._take_parts(names, worker_id))
-        args = [self.keys.job_prefix, worker_id, repr(now), self.keys.job_channel(""),
-                "1" if strays else "0", count, "1" if fair else "0", max_running_per_owner,
-                lanes, len(PRIORITIES), "1" if was_idle else "0", str(int(idle_for * 1000)),
-                "1" if strays_only else "0", *owned_prefixes]
+        mode = "".join(letter for letter, on in (("s", strays), ("f", fair), ("i", was_idle),
+                                                  ("o", strays_only)) if on)
+        args = [self.keys.job_prefix, worker_id, repr(now), self.keys.job_channel(""), mode,
+                count, max_running_per_owner, lanes, len(PRIORITIES),
+                str(int(idle_for * 1000)), *owned_prefixes]
         return self._run("take", keys, args, client)
 
     def _take_parts(self, names: tuple[str, ...], worker_id: str

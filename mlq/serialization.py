@@ -8,29 +8,13 @@ bytes stay bytes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import msgpack
 
 from . import defaults
 from .errors import InvalidMessage
-
-#: The record's keys, in the order users see them (SPEC §4), then our additions.
-RECORD_FIELDS: tuple[str, ...] = (
-    "id", "timestamp", "worker", "processing_started", "processing_finished",
-    "progress", "short_result", "result", "callback", "retries", "functions",
-    "msg", "status", "error",
-    "timeout", "queue", "priority", "owner", "attempt", "last_error", "error_kind",
-    "link_salt",
-)
-
-
-#: The record field that marks a result kept apart (Keys.result): {"size": bytes,
-#: "type": "bytes" or "str"}, with the record's own "result" nil. Readers of the
-#: library never see it: they get the whole result in "result".
-STORED_RESULT = "stored_result"
-
 
 class ApartResult(NamedTuple):
     """A result to keep in a key of its own: its bytes, and "bytes" or "str" (UTF-8)."""
@@ -40,7 +24,7 @@ class ApartResult(NamedTuple):
 
     @property
     def marker(self) -> bytes:
-        """The packed STORED_RESULT value the record keeps instead."""
+        """The packed value the record keeps instead (record.STORED_RESULT)."""
         return pack({"size": len(self.data), "type": self.type})
 
 
@@ -89,52 +73,17 @@ def pack_fields(fields: Mapping[str, Any]) -> list[bytes | str]:
     return flat
 
 
-def record_from_hash(raw: Mapping[bytes, bytes] | Iterable[bytes]) -> dict[str, Any]:
-    """Decode an HGETALL answer (a dict, or the flat list a Lua step returns)."""
-    if not isinstance(raw, Mapping):
-        items = list(raw)
-        raw = dict(zip(items[0::2], items[1::2]))
-    decoded = {
-        (key.decode() if isinstance(key, bytes) else key): unpack(value)
-        for key, value in raw.items()
-    }
-    record = {name: decoded.pop(name, None) for name in RECORD_FIELDS}
-    if record["retries"] is None:
-        record["retries"] = 0
-    record.update(decoded)
-    return record
-
-
 def decode_event(data: bytes) -> dict[str, Any]:
     """A published job event: msgpack [id, status, progress?, record?]."""
-    values = list(_unpack_from_lua(data)) + [None, None]
+    values = list(unpack_from_lua(data)) + [None, None]
     return {"id": str(values[0]), "status": values[1], "progress": values[2]}
 
 
-def _unpack_from_lua(data: bytes) -> Any:
-    # Lua's msgpack writes binary values (a record's) as strings: keep their bytes
+def unpack_from_lua(data: bytes) -> Any:
+    """What a Lua step packed. Lua's msgpack writes binary values (a record's) as
+    strings: their bytes are kept (surrogateescape)."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False,
                            unicode_errors="surrogateescape")
-
-
-def event_record(data: bytes) -> dict[str, Any] | None:
-    """The record a terminal event carries when someone was waiting and it was
-    small; None otherwise."""
-    values = _unpack_from_lua(data)
-    if len(values) < 4 or not values[3]:
-        return None
-    return _from_lua_flat(values[3])
-
-
-def handed_over(data: bytes) -> tuple[str, dict[str, Any]]:
-    """What a post hands an idle worker: (registry sequence, the started record)."""
-    sequence, flat = _unpack_from_lua(data)
-    return str(sequence), _from_lua_flat(flat)
-
-
-def _from_lua_flat(flat: list[Any]) -> dict[str, Any]:
-    return record_from_hash([v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v
-                             for v in flat])
 
 
 def to_json_text(value: Any) -> str:

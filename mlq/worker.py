@@ -14,17 +14,15 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
-import redis
 
 from . import defaults
-from .errors import InvalidMessage, ListenerError, SignatureError
+from .errors import REDIS_DOWN, InvalidMessage, ListenerError, SignatureError
 from .job import COMPLETED, FAILED, error_kind, runtime_bucket, short_text, split_outcome
 from .listeners import Listener
-from .notebook import CALL_FIELD, pack_value, run_call
+from .notebook import pack_value, run_call
 from .reaper import Reaper
-from .serialization import (
-    ApartResult, handed_over, pack, pack_fields, pack_result, record_from_hash,
-)
+from .record import CALL_FIELD, completed, failed, handed_over, record_from_hash
+from .serialization import ApartResult, pack, pack_result
 
 if TYPE_CHECKING:
     from .queue import MLQ
@@ -34,8 +32,6 @@ log = logging.getLogger("mlq.worker")
 #: What a post leaves in an idle worker's inbox for a record too large to hand over.
 HAND_OVER_LARGE = b"take"
 
-#: Redis errors after which a worker waits and reconnects instead of crashing.
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 _warned_without_secret = False
@@ -336,8 +332,8 @@ class Worker:
                 raise ListenerError(f"batch listener {name!r} must return a list of "
                                     f"{len(records)} outcomes, one per message")
         except Exception as exc:
-            failed = self._failure(exc)
-            return [failed for _ in records]
+            everyone = self._failure(exc)
+            return [everyone for _ in records]
         return [self._failure(o) if isinstance(o, BaseException) else self._success(o)
                 for o in outcomes]
 
@@ -345,17 +341,14 @@ class Worker:
         try:
             result, short = split_outcome(value)
             packed = pack_result(result)
-            fields = ["result", packed, *pack_fields({"short_result": short, "error": None,
-                                                      "error_kind": None})]
+            fields = completed(packed, short)
             size = len(packed.data if isinstance(packed, ApartResult) else packed)
             if size > self.mlq.max_result_size:
                 raise InvalidMessage(f"result of {size} bytes exceeds the limit of "
                                      f"{self.mlq.max_result_size} bytes")
             return COMPLETED, fields, short
         except InvalidMessage as exc:
-            reason = f"result cannot be stored: {exc}"
-            return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason,
-                                        "error_kind": "error"}), None
+            return FAILED, failed(f"result cannot be stored: {exc}"), None
 
     @staticmethod
     def _failure(exc: BaseException) -> tuple[str, list[Any], str | None]:
@@ -363,8 +356,7 @@ class Worker:
             text = str(exc)
         else:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return FAILED, pack_fields({"result": str(exc), "short_result": None, "error": text,
-                                    "error_kind": error_kind(exc)}), None
+        return FAILED, failed(str(exc), text, error_kind(exc)), None
 
     # -- one job ------------------------------------------------------------
     def run_job(self, record: dict[str, Any], last: bool = True) -> None:
@@ -415,20 +407,15 @@ class Worker:
             reason = f"job code is not signed: {exc}"
             log.error("job %s refused: %s", record["id"], reason,
                       extra=self._log_fields(record["id"], record["attempt"], "refused", 0.0))
-            return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason,
-                                        "error_kind": "error"}), None
+            return FAILED, failed(reason), None
         except Exception as exc:
-            return FAILED, pack_fields({
-                "result": str(exc), "short_result": None, "error": traceback.format_exc(),
-                "error_kind": error_kind(exc), "exception": pack_value(exc, secret)}), None
+            return FAILED, failed(str(exc), traceback.format_exc(), error_kind(exc),
+                                  exception=pack_value(exc, secret)), None
         short = short_text(value) if not isinstance(value, (list, dict, tuple)) else None
         sealed = pack_value(value, secret)
         if sealed is None:
-            reason = f"result of type {type(value).__name__} cannot be pickled"
-            return FAILED, pack_fields({"result": reason, "short_result": None, "error": reason,
-                                        "error_kind": "error"}), None
-        return COMPLETED, ["result", pack_result(sealed), *pack_fields(
-            {"short_result": short, "error": None, "error_kind": None})], short
+            return FAILED, failed(f"result of type {type(value).__name__} cannot be pickled"), None
+        return COMPLETED, completed(pack_result(sealed), short), short
 
     def _await(self, awaitable: Any) -> Any:
         if self._loop is None:

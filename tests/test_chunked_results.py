@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from mlq import MLQ, JobNotFound, defaults
-from mlq.serialization import STORED_RESULT, ApartResult, unpack
+from mlq.record import STORED_RESULT
+from mlq.serialization import ApartResult, unpack
 from mlq.worker import Worker
 from tests.cli.conftest import run_controller
 

@@ -10,11 +10,8 @@ if not status then return 0 end
 status = cmsgpack.unpack(status)
 if status == 'queued' then
   if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
-  redis.call('HSET', KEYS[1],
-    'status', cmsgpack.pack('failed'), 'progress', cmsgpack.pack(-1),
-    'error', cmsgpack.pack('cancelled'), 'result', cmsgpack.pack('cancelled'),
-    'error_kind', cmsgpack.pack('cancelled'),
-    'processing_finished', cmsgpack.pack(tonumber(ARGV[2])))
+  redis.call('HSET', KEYS[1], 'processing_finished', cmsgpack.pack(tonumber(ARGV[2])),
+    unpack(CANCELLED))
   redis.call('HINCRBY', KEYS[3], 'failed', 1)
   redis.call('ZADD', KEYS[4], ARGV[1], ARGV[1])
   redis.call('PUBLISH', ARGV[3], cmsgpack.pack({ARGV[1], 'failed', -1}))

@@ -20,16 +20,15 @@ local seen = redis.call('GET', KEYS[11])
 if seen then return tonumber(seen) end
 local id = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[11], id, 'EX', 300)
-local fields = {'id', cmsgpack.pack(tostring(id)), unpack(NEW_RECORD)}
+local fields = {'id', cmsgpack.pack(tostring(id)),
+  'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT)}
 for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
 local job_key = ARGV[1] .. id
 redis.call('HSET', job_key, unpack(fields))
 local waiting = redis.call('LPUSH', KEYS[2], id)
 redis.call('ZADD', KEYS[6], id, id)
 redis.call('ZADD', KEYS[7], id, id)
-if ARGV[3] ~= '' and not redis.call('LPOS', KEYS[5], ARGV[3]) then
-  redis.call('RPUSH', KEYS[5], ARGV[3])
-end
+join_ring(KEYS[5], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[2])
 -- Only a post that finds its list empty wakes a worker: while the list holds
 -- jobs, workers are busy and take the next without blocking (and a take that
@@ -60,8 +59,5 @@ local function hand_over()
     end
   end
 end
-if waiting == 1 and not hand_over() then
-  redis.call('LPUSH', KEYS[4], 1)
-  redis.call('LTRIM', KEYS[4], 0, 63)
-end
+if waiting == 1 and not hand_over() then wake(KEYS[4]) end
 return id

@@ -23,7 +23,8 @@ redis.call('SET', KEYS[8], first .. ':' .. last, 'EX', 300)
 local ids, scored = {}, {}
 for j, span in ipairs(jobs) do
   local id = first + j - 1
-  local fields = {'id', cmsgpack.pack(tostring(id)), unpack(NEW_RECORD)}
+  local fields = {'id', cmsgpack.pack(tostring(id)),
+  'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT)}
   for k = span[1], span[2] do fields[#fields + 1] = ARGV[k] end
   redis.call('HSET', ARGV[1] .. id, unpack(fields))
   ids[#ids + 1] = id
@@ -33,13 +34,8 @@ end
 local waiting = redis.call('LPUSH', KEYS[2], unpack(ids))
 redis.call('ZADD', KEYS[6], unpack(scored))
 redis.call('ZADD', KEYS[7], unpack(scored))
-if ARGV[3] ~= '' and not redis.call('LPOS', KEYS[5], ARGV[3]) then
-  redis.call('RPUSH', KEYS[5], ARGV[3])
-end
+join_ring(KEYS[5], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[2])
 -- the list was empty: wake a worker (a take that leaves work behind wakes the next)
-if waiting == #ids then
-  redis.call('LPUSH', KEYS[4], 1)
-  redis.call('LTRIM', KEYS[4], 0, 63)
-end
+if waiting == #ids then wake(KEYS[4]) end
 return {first, last}

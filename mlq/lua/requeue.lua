@@ -17,29 +17,21 @@ if not status then return 0 end
 status = cmsgpack.unpack(status)
 if status == 'queued' then
   redis.call('RPUSH', KEYS[4], ARGV[1])
-  local queued_owner = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'owner') or cmsgpack.pack(nil))
-  if queued_owner and not redis.call('LPOS', KEYS[9], queued_owner) then
-    redis.call('LPUSH', KEYS[9], queued_owner)
-  end
-  redis.call('LPUSH', KEYS[7], 1)
-  redis.call('LTRIM', KEYS[7], 0, 63)
+  join_ring(KEYS[9], cmsgpack.unpack(redis.call('HGET', KEYS[1], 'owner') or nil_value), true)
+  wake(KEYS[7])
   return 3
 end
 if status ~= 'started' then return 0 end
-local owner = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'owner') or cmsgpack.pack(nil))
+local owner = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'owner') or nil_value)
 if owner and redis.call('HINCRBY', KEYS[8], owner, -1) <= 0 then redis.call('HDEL', KEYS[8], owner) end
 local retries = (cmsgpack.unpack(redis.call('HGET', KEYS[1], 'retries') or cmsgpack.pack(0)) or 0) + 1
-local nil_value = cmsgpack.pack(nil)
 local event
 local code
 local cancelled = redis.call('HGET', KEYS[1], 'cancel_requested')
 if cancelled then
   -- stopped because the user cancelled it: never run again
-  redis.call('HSET', KEYS[1],
-    'status', cmsgpack.pack('failed'), 'progress', cmsgpack.pack(-1), 'worker', nil_value,
-    'processing_finished', cmsgpack.pack(tonumber(ARGV[3])),
-    'error', cmsgpack.pack('cancelled'), 'result', cmsgpack.pack('cancelled'),
-    'error_kind', cmsgpack.pack('cancelled'))
+  redis.call('HSET', KEYS[1], 'processing_finished', cmsgpack.pack(tonumber(ARGV[3])),
+    unpack(CANCELLED))
   redis.call('HINCRBY', KEYS[6], 'failed', 1)
   redis.call('ZADD', KEYS[10], ARGV[1], ARGV[1])
   redis.call('PUBLISH', ARGV[5], cmsgpack.pack({ARGV[1], 'failed', -1}))
@@ -47,26 +39,21 @@ if cancelled then
 end
 if retries >= tonumber(ARGV[2]) then
   local reason = 'gave up after ' .. retries .. ' attempts'
-  redis.call('HSET', KEYS[1],
-    'status', cmsgpack.pack('failed'), 'progress', cmsgpack.pack(-1),
-    'retries', cmsgpack.pack(retries), 'worker', nil_value,
+  redis.call('HSET', KEYS[1], 'retries', cmsgpack.pack(retries),
     'processing_finished', cmsgpack.pack(tonumber(ARGV[3])),
     'error', cmsgpack.pack(reason), 'result', cmsgpack.pack(reason),
-    'last_error', cmsgpack.pack(ARGV[4]))
+    'last_error', cmsgpack.pack(ARGV[4]), unpack(GAVE_UP))
   redis.call('RPUSH', KEYS[5], ARGV[1])
   redis.call('HINCRBY', KEYS[6], 'failed', 1)
   redis.call('ZADD', KEYS[10], ARGV[1], ARGV[1])
   event = cmsgpack.pack({ARGV[1], 'failed', -1})
   code = 2
 else
-  redis.call('HSET', KEYS[1],
-    'status', cmsgpack.pack('queued'), 'progress', nil_value,
-    'retries', cmsgpack.pack(retries), 'worker', nil_value,
-    'processing_started', nil_value, 'last_error', cmsgpack.pack(ARGV[4]))
+  redis.call('HSET', KEYS[1], 'retries', cmsgpack.pack(retries),
+    'last_error', cmsgpack.pack(ARGV[4]), unpack(RECOVERED))
   redis.call('RPUSH', KEYS[4], ARGV[1])
-  if owner and not redis.call('LPOS', KEYS[9], owner) then redis.call('LPUSH', KEYS[9], owner) end
-  redis.call('LPUSH', KEYS[7], 1)
-  redis.call('LTRIM', KEYS[7], 0, 63)
+  join_ring(KEYS[9], owner, true)
+  wake(KEYS[7])
   redis.call('HINCRBY', KEYS[6], 'requeued', 1)
   event = cmsgpack.pack({ARGV[1], 'queued'})
   code = 1

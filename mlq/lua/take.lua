@@ -11,27 +11,30 @@
 -- KEYS[7 .. 6+plain] plain queue lists, `levels` per queue, in the order to take from
 -- then per queue (same order) an owner ring, then a wake list, then an idle-workers list
 -- ARGV[1] job key prefix   ARGV[2] worker id   ARGV[3] now (epoch seconds)
--- ARGV[4] job channel prefix   ARGV[5] '1' to hand over strays first (see below)
--- ARGV[6] count   ARGV[7] '1' to share fairly between owners
--- ARGV[8] per-owner running limit (0: none)   ARGV[9] number of plain lists
--- ARGV[10] priority levels per queue
--- ARGV[11] '1': the worker was waiting as idle; it is not any more
--- ARGV[12] when nothing is started, the worker goes on to wait as idle for this many
+-- ARGV[4] job channel prefix
+-- ARGV[5] mode, one letter per option (Scripts.take):
+--   's' hand over strays first (see below)   'f' share fairly between owners
+--   'i' the worker was waiting as idle; it is not any more
+--   'o' hand over strays only, take nothing new (a worker that stops)
+-- ARGV[6] count   ARGV[7] per-owner running limit (0: none)
+-- ARGV[8] number of plain lists   ARGV[9] priority levels per queue
+-- ARGV[10] when nothing is started, the worker goes on to wait as idle for this many
 -- milliseconds ('0': it does not): its claim lapses unless a take renews it, so a
 -- post never hands a job to a worker that died while idle
--- ARGV[13] '1': hand over strays only, take nothing new (a worker that stops)
--- ARGV[14..] each queue's owner list prefix
+-- ARGV[11..] each queue's owner list prefix
 -- Returns {registry sequence, {field, value, ...}, ...}: one flat record per started
 -- job, or false when nothing was started (empty queue, or ids whose records are
 -- gone or not queued).
 local now = tonumber(ARGV[3])
 local count = tonumber(ARGV[6])
 local answer = {redis.call('GET', KEYS[3]) or '0'}
-local fair = ARGV[7] == '1'
-local limit = tonumber(ARGV[8])
-local plain = tonumber(ARGV[9])
-local levels = tonumber(ARGV[10])
-local queues = #ARGV - 13
+local function mode(letter) return string.find(ARGV[5], letter, 1, true) ~= nil end
+local fair = mode('f')
+local strays_only = mode('o')
+local limit = tonumber(ARGV[7])
+local plain = tonumber(ARGV[8])
+local levels = tonumber(ARGV[9])
+local queues = #ARGV - 10
 local rings = 6 + plain
 local wakes = rings + queues
 local idles = wakes + queues
@@ -39,7 +42,7 @@ local running = {}
 
 -- An idle worker may have been handed jobs by posts (post.lua): they are in its
 -- processing list, so the strays below hand them over; the inbox only announced them.
-if ARGV[11] == '1' then
+if mode('i') then
   redis.call('DEL', KEYS[5], KEYS[6])
   for i = 1, queues do redis.call('LREM', KEYS[idles + i], 0, ARGV[2]) end
 end
@@ -58,7 +61,7 @@ end
 -- re-sent by the client), or an id moved there and never started. Hand those
 -- over first instead of stranding them.
 local strays = {}
-if ARGV[5] == '1' then strays = redis.call('LRANGE', KEYS[1], 0, -1) end
+if mode('s') then strays = redis.call('LRANGE', KEYS[1], 0, -1) end
 for _, id in ipairs(strays) do
   if count <= 0 then break end
   local current = redis.call('HMGET', ARGV[1] .. id, 'status', 'worker')
@@ -85,7 +88,7 @@ end
 -- The plain lists come in groups of `levels` per queue, highest priority first
 -- and the default level last. Empty lists do not exist in Redis, so one EXISTS
 -- tells whether any higher level holds a job (the common case: none).
-if ARGV[13] == '1' then count = 0 end
+if strays_only then count = 0 end
 local first = 7
 while count > 0 and first <= 6 + plain do
   local last = first + levels - 1
@@ -128,14 +131,14 @@ end
 
 for i = 1, queues do
   if count <= 0 then break end
-  take_owned(KEYS[rings + i], ARGV[13 + i])
+  take_owned(KEYS[rings + i], ARGV[10 + i])
 end
 
 if #running > 0 then redis.call('ZADD', KEYS[2], unpack(running)) end
 -- A post wakes a worker only when it finds its list empty. A take that filled
 -- its count may have left work behind: wake one more worker for it, so a burst
 -- spreads over idle workers (each woken one passes the wake on in turn).
-if count <= 0 and ARGV[13] ~= '1' then
+if count <= 0 and not strays_only then
   for i = 1, queues do
     local lanes_from = 7 + (i - 1) * levels
     if redis.call('EXISTS', KEYS[rings + i], unpack(KEYS, lanes_from, lanes_from + levels - 1)) > 0
@@ -146,7 +149,7 @@ if count <= 0 and ARGV[13] ~= '1' then
 end
 if #answer == 1 then
   -- nothing to do: from now on a post may hand its job straight to this worker
-  local idle_ms = tonumber(ARGV[12])
+  local idle_ms = tonumber(ARGV[10])
   if idle_ms > 0 then
     redis.call('SET', KEYS[6], 1, 'PX', idle_ms)
     for i = 1, queues do

@@ -27,7 +27,7 @@ import pytest
 from mlq import MLQ
 from mlq.embedded import EmbeddedServer
 from mlq.heartbeat import workers
-from mlq.serialization import record_from_hash
+from mlq.record import record_from_hash
 from tests.faults.conftest import Command, Commands, pid_alive, wait_until
 
 JOBS = 2000

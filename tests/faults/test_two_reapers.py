@@ -19,7 +19,7 @@ from mlq import MLQ
 from mlq.embedded import EmbeddedServer
 from mlq.heartbeat import beat
 from mlq.reaper import Reaper, ReapReport
-from mlq.serialization import record_from_hash
+from mlq.record import record_from_hash
 from tests.faults.conftest import Commands, wait_until
 
 GHOSTS = ("ghost-1", "ghost-2", "ghost-3")

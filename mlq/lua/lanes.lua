@@ -1,0 +1,18 @@
+-- Prepended to the steps that put jobs in a queue (post, post_many, requeue,
+-- requeue_dead).
+
+-- Wake one worker blocked on the queue's wake list. A token is only a hint, never
+-- the work itself, so the list stays short: 64 tokens wake as many workers.
+local function wake(wake_list)
+  redis.call('LPUSH', wake_list, 1)
+  redis.call('LTRIM', wake_list, 0, 63)
+end
+
+-- Put an owner with waiting jobs on its queue's ring of owners, once. `first`: at
+-- the head (a job taken back has waited already), else at the tail (a new owner
+-- waits its turn). No owner (nil or ''): nothing to do.
+local function join_ring(ring, owner, first)
+  if owner and owner ~= '' and not redis.call('LPOS', ring, owner) then
+    redis.call(first and 'LPUSH' or 'RPUSH', ring, owner)
+  end
+end

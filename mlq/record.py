@@ -1,0 +1,186 @@
+"""The job record: every field a record may hold, and the outcomes that change it.
+
+A record is a Redis hash whose values are each msgpack (serialization.py), so
+that a Lua step can rewrite one field without touching a large result. Python
+and the Lua steps both write fields; none may write a field that is not
+declared here (tests/test_record.py runs every step and checks the hash).
+
+The fields each outcome writes are declared here once and rendered into the Lua
+prelude of the steps that write them (`lua_prelude`): a post and a dead letter's
+requeue start a record from the same FRESH_ATTEMPT, so a requeued record starts
+as clean as a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .job import FAILED, QUEUED
+from .serialization import pack_fields, unpack, unpack_from_lua
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field: its name, what it holds, and whether users see it in the record."""
+
+    name: str
+    holds: str
+    public: bool = True
+
+
+FIELDS: tuple[Field, ...] = (
+    # the record users read (SPEC §4), in this order
+    Field("id", "the job id, a decimal string"),
+    Field("timestamp", "when it was posted (epoch seconds)"),
+    Field("worker", "the worker running it now, or None"),
+    Field("processing_started", "when the current or last attempt started"),
+    Field("processing_finished", "when the last attempt ended"),
+    Field("progress", "None queued, 0 started, 100 completed, -1 failed, or a listener's value"),
+    Field("short_result", "a short text of the result"),
+    Field("result", "what the listener returned, or the reason it failed"),
+    Field("callback", "URL told of the outcome, or None"),
+    Field("retries", "attempts taken back from workers that died or ran out of time"),
+    Field("functions", "names of the listeners to run, or None for every one"),
+    Field("msg", "the message"),
+    Field("status", "queued, started, completed or failed"),
+    Field("error", "the failure's traceback or reason, or None"),
+    Field("timeout", "seconds an attempt may run, or None"),
+    Field("queue", "the queue it waits in"),
+    Field("priority", "0-9, higher first"),
+    Field("owner", "who it is shared fairly for, or None"),
+    Field("attempt", "how many attempts started; a finish names the attempt it ends"),
+    Field("last_error", "why the last attempt was taken back"),
+    Field("error_kind", "'error', 'oom' or 'cancelled' for a failure, else None"),
+    Field("link_salt", "what ties a signed result link to this job and no later one"),
+    # bookkeeping the steps keep; the record read through the library leaves them out
+    Field("finished_by", "worker#attempt whose finish counted (a finish sent twice is "
+                         "recognised)", public=False),
+    Field("cancel_requested", "True once a cancel reached it while it ran", public=False),
+    Field("exception", "a submitted call's exception, pickled and signed", public=False),
+    Field("call", "True for a submitted call (MLQ.submit): msg carries the function",
+          public=False),
+    Field("stored_result", "{size, type} of a result kept in a key of its own (Keys.result)",
+          public=False),
+)
+
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.public)
+DECLARED: frozenset[str] = frozenset(f.name for f in FIELDS)
+#: The record of a submitted call carries this field (True).
+CALL_FIELD = "call"
+#: The field that marks a result kept apart (Keys.result): {"size": bytes, "type":
+#: "bytes" or "str"}, with the record's own "result" nil. Readers of the library
+#: never see it: they get the whole result in "result".
+STORED_RESULT = "stored_result"
+
+#: What a record holds while it waits for an attempt: set by every post, and by a
+#: requeue of a dead letter, which gives the job a fresh start.
+FRESH_ATTEMPT: dict[str, Any] = {
+    "status": QUEUED, "retries": 0, "worker": None, "processing_started": None,
+    "processing_finished": None, "progress": None, "short_result": None, "result": None,
+    "error": None, "last_error": None, "error_kind": None,
+}
+#: A job cancelled (queued, or stopped while it ran): it fails and never runs again.
+CANCELLED: dict[str, Any] = {
+    "status": FAILED, "progress": -1, "worker": None, "error": "cancelled",
+    "result": "cancelled", "error_kind": "cancelled",
+}
+#: A job taken back from a worker that died or ran out of time, to run again.
+RECOVERED: dict[str, Any] = {
+    "status": QUEUED, "progress": None, "worker": None, "processing_started": None,
+}
+#: A job taken back once too often: it fails and goes to the dead letters.
+GAVE_UP: dict[str, Any] = {"status": FAILED, "progress": -1, "worker": None}
+
+#: Fields an earlier attempt leaves that no waiting record may keep (a cancel that
+#: reached it, how it failed, a result kept apart).
+PAST_ATTEMPT: tuple[str, ...] = ("finished_by", "cancel_requested", "exception", STORED_RESULT)
+
+
+# -- reading ------------------------------------------------------------------------
+def record_from_hash(raw: Mapping[bytes, bytes] | Iterable[bytes]) -> dict[str, Any]:
+    """Decode an HGETALL answer (a dict, or the flat list a Lua step returns): the
+    public fields in their order, then whatever else the hash holds."""
+    if not isinstance(raw, Mapping):
+        items = list(raw)
+        raw = dict(zip(items[0::2], items[1::2]))
+    decoded = {
+        (key.decode() if isinstance(key, bytes) else key): unpack(value)
+        for key, value in raw.items()
+    }
+    record = {name: decoded.pop(name, None) for name in RECORD_FIELDS}
+    if record["retries"] is None:
+        record["retries"] = 0
+    record.update(decoded)
+    return record
+
+
+def event_record(data: bytes) -> dict[str, Any] | None:
+    """The record a terminal event carries when someone was waiting and it was
+    small; None otherwise."""
+    values = unpack_from_lua(data)
+    if len(values) < 4 or not values[3]:
+        return None
+    return _from_lua_flat(values[3])
+
+
+def handed_over(data: bytes) -> tuple[str, dict[str, Any]]:
+    """What a post hands an idle worker: (registry sequence, the started record)."""
+    sequence, flat = unpack_from_lua(data)
+    return str(sequence), _from_lua_flat(flat)
+
+
+def _from_lua_flat(flat: list[Any]) -> dict[str, Any]:
+    return record_from_hash([v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v
+                             for v in flat])
+
+
+# -- outcomes: the fields a finish writes ------------------------------------------
+def completed(result: Any, short: str | None) -> list[Any]:
+    """A finished attempt's fields; `result` already packed (or kept apart)."""
+    return ["result", result, *pack_fields({"short_result": short, "error": None,
+                                             "error_kind": None})]
+
+
+def failed(reason: str, error: str | None = None, kind: str | None = "error",
+           exception: bytes | None = None) -> list[Any]:
+    """A failed attempt's fields: `reason` as result, `error` (a traceback) or the
+    reason as error; a submitted call also keeps its pickled `exception`."""
+    fields: dict[str, Any] = {"result": reason, "short_result": None,
+                              "error": reason if error is None else error, "error_kind": kind}
+    if exception is not None:
+        fields["exception"] = exception
+    return pack_fields(fields)
+
+
+# -- the Lua side --------------------------------------------------------------------
+def _lua_value(value: Any) -> str:
+    if value is None:
+        return "nil_value"
+    if isinstance(value, bool):
+        return f"cmsgpack.pack({'true' if value else 'false'})"
+    if isinstance(value, (int, float)):
+        return f"cmsgpack.pack({value!r})"
+    if isinstance(value, str) and value.replace(" ", "").isalnum():
+        return f"cmsgpack.pack('{value}')"
+    raise ValueError(f"no Lua literal for {value!r}")
+
+
+def lua_prelude() -> str:
+    """Lua put in front of the steps that write whole outcomes: the tables above as
+    flat field/value lists (FRESH_ATTEMPT, CANCELLED, RECOVERED, GAVE_UP),
+    PAST_ATTEMPT as a list, and fresh_attempt(job_key), which resets a record to
+    what a new one holds."""
+    tables = {"FRESH_ATTEMPT": FRESH_ATTEMPT, "CANCELLED": CANCELLED,
+              "RECOVERED": RECOVERED, "GAVE_UP": GAVE_UP}
+    lines = ["local nil_value = cmsgpack.pack(nil)"]
+    for name, fields in tables.items():
+        pairs = ", ".join(f"'{field}', {_lua_value(value)}" for field, value in fields.items())
+        lines.append(f"local {name} = {{{pairs}}}")
+    lines.append(f"local PAST_ATTEMPT = {{{', '.join(repr(f) for f in PAST_ATTEMPT)}}}")
+    lines += ["local function fresh_attempt(job_key)",
+              "  redis.call('HSET', job_key, unpack(FRESH_ATTEMPT))",
+              "  redis.call('HDEL', job_key, unpack(PAST_ATTEMPT))",
+              "end", ""]
+    return "\n".join(lines)
