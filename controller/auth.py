@@ -21,7 +21,7 @@ from werkzeug.exceptions import Forbidden, TooManyRequests, Unauthorized
 from mlq.errors import JobNotFound
 from mlq.signing import sign_text, verify_text
 
-from .app import ServerState, current_state
+from .helpers import ServerState, current_state
 
 #: Endpoints anyone may call: a load balancer's health probe has no token.
 PUBLIC_ENDPOINTS = frozenset({"ops.healthz"})
@@ -30,7 +30,7 @@ RESULT_ENDPOINTS = frozenset({"jobs.result", "jobs.result_ext"})
 #: Endpoints that need the admin scope: they change which code workers run, or
 #: what happens to failed jobs, rather than post and read jobs.
 ADMIN_ENDPOINTS = frozenset({
-    "functions.register", "functions.unregister",
+    "consumer.register", "consumer.unregister",
     "deadletter.requeue_all", "deadletter.requeue_one", "deadletter.purge_all",
     "deadletter.purge_one",
 })

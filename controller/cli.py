@@ -25,7 +25,7 @@ import redis
 
 from mlq import defaults
 from mlq.embedded import PASSWORD_NAME, EmbeddedServer, embedded_password, port_open
-from mlq.errors import ConnectionFailed, JobNotFound, MLQError
+from mlq.errors import REDIS_DOWN, JobNotFound, MLQError
 from mlq.keys import DEFAULT_QUEUE
 from mlq.queue import MLQ
 
@@ -40,6 +40,8 @@ from .options import (
     check_tokens,
     heartbeat_timeout_option,
     http_server_options,
+    max_function_size_option,
+    max_message_size_option,
     open_mlq,
     option,
     reaper_interval_option,
@@ -68,7 +70,7 @@ class MLQGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (redis.ConnectionError, redis.TimeoutError, ConnectionFailed) as exc:
+        except REDIS_DOWN as exc:
             raise CliError(unreachable_message(ctx.meta.get(META_KEY), exc)) from exc
         except JobNotFound as exc:
             raise CliError(str(exc)) from exc
@@ -95,13 +97,6 @@ def cli() -> None:
       controller post '{"text": "hello"}' --wait
       controller status 1
     """
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point; delegates so that gevent is decided before imports."""
-    from controller.__main__ import main as entry
-
-    entry(argv)
 
 
 # -- parts shared by the long-running commands ------------------------------------------
@@ -286,12 +281,10 @@ class ReaperThread:
         help="With owners: at most this many running jobs per owner (0: no limit).")
 @option("oom_retries", type=click.IntRange(min=0), default=0, show_default=True,
         help="Attempts again after a job ran out of memory (OOM killer).")
-@option("max_message_size", type=ByteSize(), default=str(defaults.MAX_MESSAGE_SIZE),
-        help="Largest message a listener may post (K/M/G suffixes).")
+@max_message_size_option
 @option("max_result_size", type=ByteSize(), default=str(defaults.MAX_RESULT_SIZE),
         help="Largest result stored; a bigger one fails its job clearly.")
-@option("max_function_size", type=ByteSize(), default=str(defaults.MAX_FUNCTION_SIZE),
-        help="Largest listener function that may be registered.")
+@max_function_size_option
 @option("result_ttl", type=click.FloatRange(min=0, min_open=True), default=None,
         help="Delete finished records after this many seconds (default: keep).")
 @option("callback_allow", multiple=True, metavar="HOST",
@@ -414,10 +407,8 @@ def parse_gpus(spec: str | None) -> list[str] | None:
 @http_server_options
 @secret_option
 @data_dir_option
-@option("max_message_size", type=ByteSize(), default=str(defaults.MAX_MESSAGE_SIZE),
-        help="Largest message POST /jobs accepts (K/M/G suffixes).")
-@option("max_function_size", type=ByteSize(), default=str(defaults.MAX_FUNCTION_SIZE),
-        help="Largest function POST /consumer accepts.")
+@max_message_size_option
+@max_function_size_option
 @logs.log_format_option
 @connection_options
 def server(conn: ConnectionSettings, server_address: str, server_port: int, max_body: int,

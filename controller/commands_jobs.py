@@ -81,6 +81,10 @@ def fail_job_exit(record: dict[str, Any]) -> None:
 
 
 # -- post -------------------------------------------------------------------------------
+#: --yes of the commands that delete: skip the confirmation prompt.
+yes_option = option("yes", is_flag=True, help="Do not ask for confirmation.")
+
+
 @click.command()
 @click.argument("msg")
 @option("callback", metavar="URL", help="URL that gets a GET when the job ends.")
@@ -271,7 +275,7 @@ def deadletter_requeue(conn: ConnectionSettings, job_id: str | None) -> None:
 
 @deadletter.command("purge")
 @click.argument("job_id", required=False)
-@option("yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 @connection_options
 def deadletter_purge(conn: ConnectionSettings, job_id: str | None, yes: bool) -> None:
     """Delete one dead job (or all of them) for good; asks first unless --yes.
@@ -288,7 +292,7 @@ def deadletter_purge(conn: ConnectionSettings, job_id: str | None, yes: bool) ->
 
 
 @click.command("clear_all")
-@option("yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 @connection_options
 def clear_all(conn: ConnectionSettings, yes: bool) -> None:
     """Delete every key of the namespace (jobs, results, listeners); asks first.

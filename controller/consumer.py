@@ -17,10 +17,10 @@ from flask import Blueprint, Response, abort, request
 from mlq.listeners import Upload, read_envelope, upload_name
 from mlq.signing import SIGNATURE_HEADER
 
-from .app import current_state, json_response, text_response
-from .jobs import read_json_body
+from .helpers import current_state, json_response, read_json_body, text_response
 
-bp = Blueprint("functions", __name__)
+
+bp = Blueprint("consumer", __name__)
 
 
 def _upload() -> Upload:

@@ -1,4 +1,4 @@
-"""The web dashboard (issue 7): overview, jobs, workers, dead letters, functions.
+"""The web dashboard: overview, jobs, workers, dead letters, functions.
 
 Server-rendered Jinja pages plus one small script (static/app.js) that refetches
 the page's live region every few seconds, so counts move without a reload and
@@ -34,7 +34,7 @@ from mlq.errors import JobNotFound
 from mlq.job import STATUSES, TERMINAL
 
 from . import dashsession, overview
-from .app import ServerState, current_state, handle_error, jsonable
+from .helpers import ServerState, current_state, handle_error, jsonable
 from .auth import admin_token, canonical_id, note_failure, sign_link
 
 bp = Blueprint("dashboard", __name__, template_folder="templates",

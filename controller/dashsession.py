@@ -26,7 +26,7 @@ from flask import g, request
 from werkzeug.exceptions import Forbidden
 from werkzeug.wrappers import Response
 
-from .app import ServerState
+from .helpers import ServerState
 from .auth import admin_token
 from .origin import names_this_server
 

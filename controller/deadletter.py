@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from .app import current_state, json_response
+from .helpers import current_state, json_response
 
 bp = Blueprint("deadletter", __name__)
 

@@ -15,17 +15,17 @@ from flask import Blueprint, Response, abort, request, stream_with_context, url_
 
 from mlq import defaults
 from mlq.job import COMPLETED, FAILED
-from mlq.serialization import STORED_RESULT
+from mlq.errors import REDIS_DOWN
+from mlq.record import STORED_RESULT
 
-from .app import (
-    REDIS_DOWN,
+from .helpers import (
     ServerState,
     current_state,
     error_response,
     json_response,
     jsonable,
     nesting_depth,
-    read_body,
+    read_json_body,
     text_response,
 )
 from .auth import MAX_LINK_TTL, canonical_id, sign_link
@@ -62,17 +62,6 @@ _SAFE_EXT = re.compile(r"[^A-Za-z0-9._-]")
 
 
 # -- posting ----------------------------------------------------------------------
-def read_json_body() -> Any:
-    """The request body parsed as JSON whatever its Content-Type; 400 when it is not JSON."""
-    raw = read_body()
-    if not raw.strip():
-        abort(400, description="empty body: expected a JSON object")
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-        abort(400, description=f"body is not valid JSON: {exc}")
-
-
 @bp.post("/jobs")
 def post_job() -> Response:
     """Enqueue ``{"msg": ..., options}``; answers the id as text or JSON."""

@@ -21,7 +21,7 @@ from prometheus_client.utils import floatToGoString
 from mlq.queue import MLQ
 
 from . import openapi
-from .app import ServerState, current_state, json_response, text_response
+from .helpers import ServerState, current_state, json_response, text_response
 
 bp = Blueprint("ops", __name__)
 

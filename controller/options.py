@@ -222,6 +222,12 @@ max_connections_option = option(
 max_streams_option = option(
     "max_streams", type=click.IntRange(min=1), default=500, show_default=True,
     help="Event streams open at once (each holds a Redis connection); beyond, 503.")
+max_message_size_option = option(
+    "max_message_size", type=ByteSize(), default=str(defaults.MAX_MESSAGE_SIZE),
+    help="Largest message that may be posted, by POST /jobs or by a listener (K/M/G).")
+max_function_size_option = option(
+    "max_function_size", type=ByteSize(), default=str(defaults.MAX_FUNCTION_SIZE),
+    help="Largest listener function that may be registered (POST /consumer too).")
 min_replicas_option = option(
     "min_replicas", type=click.IntRange(min=0), default=0, show_default=True,
     help="Acknowledge a post only once this many replicas hold the job (Redis WAIT); "

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from flask import Flask, request
 from werkzeug.exceptions import Forbidden
 
-from .app import current_state
+from .helpers import current_state
 
 #: Names every server answers to: what a local browser, curl or the CLI send.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")

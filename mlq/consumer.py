@@ -117,7 +117,7 @@ class ThreadConsumer:
         try:
             retire(self.mlq.client, self.mlq.keys,
                    [w.worker_id for w, t in zip(self.workers, self.threads) if not t.is_alive()])
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             log.warning("could not retire heartbeats: %s", exc)
 
 

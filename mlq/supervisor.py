@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Sequence
 
-import redis
 
 from . import defaults
 from .heartbeat import beat, new_worker_id, retire
 from .job import signal_reason, time_limit_reason
+from .errors import REDIS_DOWN
 from .keys import DEFAULT_QUEUE
 from .listeners import Listener, function_name
 from .queue import MLQ
@@ -33,7 +33,6 @@ from .worker import Worker, WorkerHooks
 
 log = logging.getLogger("mlq.supervisor")
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 #: A child that dies this soon after starting is restarted after a growing pause,
 #: so a listener module that fails to import does not spin the CPU.
 QUICK_DEATH = 2.0

@@ -16,7 +16,8 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from controller.app import ServerState, create_app, jsonable
+from controller.app import create_app
+from controller.helpers import ServerState, jsonable
 from controller.jobs import result_body
 from controller.ops import ping_within
 from mlq import MLQ
