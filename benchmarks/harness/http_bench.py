@@ -59,7 +59,7 @@ def _finished_blob_job(redis_url: str) -> str:
 @dataclass(frozen=True)
 class Case:
     title: str
-    goal: float  # MLQ / bare, from issue 5
+    goal: float  # MLQ / bare, the speed goal
     connections: int
     targets: tuple[tuple[str, int, loadgen.Request], ...]  # (side, port, request)
 

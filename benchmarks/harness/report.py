@@ -71,8 +71,8 @@ def goals_markdown(stats: dict[str, dict[str, Stat | None]], labels: dict[str, s
         named = "—" if row["named"] is None else \
             f"{row['named_ratio']:.2f}× ({labels[row['named']]}): {verdicts[row['named_met']]}"
         rows.append([row["goal"], shown, verdicts[row["met"]], named])
-    return _markdown(["goal (issue 5)", "MLQ against the best peer", "",
-                      "against the peer issue 5 names"], rows)
+    return _markdown(["goal", "MLQ against the best peer", "",
+                      "against the peer the goal names"], rows)
 
 
 def http_markdown(http: dict[str, Any]) -> str:
@@ -169,7 +169,7 @@ MLQ ahead for latency, commands and CPU):
 
 {_markdown(["ratio"] + [c.title for c in COLUMNS], _ratio_rows(systems, stats))}
 
-### Goals of issue 5
+### Speed goals
 
 {goals_markdown(stats, labels)}
 

@@ -32,9 +32,9 @@ COLUMNS: tuple[Column, ...] = (
 )
 BY_KEY = {c.key: c for c in COLUMNS}
 
-#: The goals of issue 5: MLQ against the best peer of each column (cmds/job: absolute).
+#: The speed goals: MLQ against the best peer of each column (cmds/job: absolute).
 GOALS: tuple[tuple[str, float, str, str | None], ...] = (
-    # column, target ratio, wording, the peer issue 5 names for it (its table's best)
+    # column, target ratio, wording, the peer the goal names (its table's best)
     ("enqueue", 1.5, "≥ 1.5× the best peer", "huey"),
     ("bulk", 2.0, "≥ 2× the best peer's bulk", "rq"),
     ("drain1", 2.0, "≥ 2× the best peer", None),
