@@ -14,9 +14,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mlq.heartbeat import workers as heartbeat_workers
 from mlq.queue import MLQ
-from mlq.serialization import unpack
 
 #: The columns of the overview, in the order a job moves through them.
 COLUMNS = ("waiting", "running", "completed", "failed", "dead")
@@ -116,7 +114,7 @@ class OverviewSource:
         mlq = self.mlq
         stats = mlq.stats()
         names = sorted(set(mlq.queue_names()) | set(stats["waiting_by_queue"]))
-        dead = dead_by_queue(mlq)
+        dead = mlq.dead_by_queue()
         rows = []
         for name in names:
             row = QueueCounts(name, waiting=int(stats["waiting_by_queue"].get(name, 0)),
@@ -138,25 +136,10 @@ class OverviewSource:
         total.rate = self.meter.rate("")
         for row in rows:
             row.rate = self.meter.rate(row.name or "")
-        found = heartbeat_workers(mlq.client, mlq.keys)
+        found = mlq.workers()
         alive = sum(1 for w in found if w.get("alive"))
         return Overview(mlq.namespace, now, total, rows, alive, len(found) - alive,
                         int(stats["posted"]))
-
-
-def dead_by_queue(mlq: MLQ) -> dict[str, int]:
-    """Dead letters per queue, reading one field of each dead record."""
-    ids = [i.decode() for i in mlq.client.lrange(mlq.keys.dead, 0, -1)]  # type: ignore[union-attr]
-    if not ids:
-        return {}
-    pipe = mlq.client.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hget(mlq.keys.job(job_id), "queue")
-    counts: dict[str, int] = {}
-    for raw in pipe.execute():
-        name = unpack(raw) or "default"
-        counts[name] = counts.get(name, 0) + 1
-    return counts
 
 
 # -- workers --------------------------------------------------------------------------
@@ -178,7 +161,7 @@ def worker_groups(mlq: MLQ, now: float | None = None) -> list[WorkerGroup]:
     """Every known worker with its heartbeat age, grouped by the process that runs it."""
     now = time.time() if now is None else now
     groups: dict[tuple[str, str], WorkerGroup] = {}
-    for info in heartbeat_workers(mlq.client, mlq.keys):
+    for info in mlq.workers():
         worker = describe_worker(info, now)
         parent = worker.get("supervisor") or worker["pid"]
         key = (str(worker["host"]), str(parent))

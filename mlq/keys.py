@@ -130,6 +130,10 @@ class Keys:
         """Sorted set of the ids posted to one queue, scored by id."""
         return f"{self.prefix}index:queue:{name}"
 
+    def index_scratch(self, token: str) -> str:
+        """A short-lived intersection of two indexes (a listing by status and queue)."""
+        return f"{self.prefix}index:tmp:{token}"
+
     def wake(self, name: str = DEFAULT_QUEUE) -> str:
         """Tokens pushed when work arrives for idle workers; they block on them
         (BLPOP), then take the job in one atomic step from whichever list holds it."""

@@ -9,7 +9,7 @@ import logging
 import pickletools
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import cloudpickle
 import redis
@@ -18,6 +18,9 @@ from .errors import ListenerError, SignatureError
 from .keys import Keys, check_function_name
 from .scripts import Scripts
 from .signing import seal, seal_signed, unseal
+
+if TYPE_CHECKING:
+    from .queue import MLQ
 
 log = logging.getLogger("mlq.listeners")
 
@@ -382,3 +385,17 @@ class Registry:
                                   daemon=True)
         thread.start()
         return thread
+
+
+def listener_context(mlq: MLQ, record: dict[str, Any],
+                     update_progress: Callable[[Any], bool]) -> dict[str, Any]:
+    """The dict a listener gets as args[0] (SPEC §3): the job's record, a progress
+    reporter for this attempt, and the namespace's data store, post and wait."""
+    return {
+        "full_message": record,
+        "update_progress": update_progress,
+        "store_data": mlq.store_data,
+        "fetch_data": mlq.fetch_data,
+        "post": mlq.post,
+        "block_until_result": mlq.block_until_result,
+    }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import secrets
 import threading
 import time
 import uuid
@@ -13,17 +12,19 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import redis
 
 from . import defaults
-from .callbacks import CallbackSender, check_callback_url
+from .callbacks import CallbackSender
 from .connection import connect, heartbeat_client
 from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
-from .job import FAILED, QUEUED, RUNTIME_BUCKETS, STARTED, STATUSES, bucket_field, progress_text
-from .keys import DEFAULT_QUEUE, PRIORITIES, Keys, check_function_name, check_name
-from .notebook import Job, submit_many
+from .job import FAILED, progress_text
+from .keys import DEFAULT_QUEUE, Keys, check_name
 from .listeners import Listener, ListenerStates, Registry, Upload, function_name, listener
+from .listing import Listing
+from .notebook import Job, submit_many
+from .record import STORED_RESULT, check_priority, new_fields, record_from_hash
+from .recovery import Recovery
 from .scripts import Scripts
-from .record import RECORD_FIELDS, STORED_RESULT, failed, record_from_hash
-from .serialization import apart_value, pack, pack_fields, unpack
+from .serialization import apart_value, pack_fields, unpack
 
 log = logging.getLogger("mlq")
 
@@ -33,14 +34,6 @@ def _check_id(job_id: Any) -> str:
     if not text.isdigit() or not text.isascii() or len(text) > 20:
         raise JobNotFound(f"no job {text!r}")
     return str(int(text))
-
-
-def _check_priority(priority: Any) -> int:
-    if isinstance(priority, float) and priority.is_integer():
-        priority = int(priority)  # JSON may spell 2 as 2.0
-    if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
-        raise InvalidMessage(f"priority must be an integer from {PRIORITIES[0]} to {PRIORITIES[-1]}")
-    return priority
 
 
 def _check_replicas(replicas: Any) -> int:
@@ -76,6 +69,8 @@ class MLQ:
         self._heartbeat_client: redis.Redis | None = None
         self._heartbeat_lock = threading.Lock()
         self.scripts = Scripts(self.client, self.keys)
+        self.listing = Listing(self.client, self.keys)
+        self.recovery = Recovery(self)
         self.secret = secret
         self.registry = Registry(self.client, self.keys, self.scripts, secret,
                                  max_function_size=max_function_size)
@@ -121,9 +116,10 @@ class MLQ:
         so a failover cannot lose it; NotReplicated when they do not confirm it
         within defaults.REPLICAS_TIMEOUT. Default: `min_replicas`.
         """
-        priority = _check_priority(priority)
+        priority = check_priority(priority)
         replicas = self.min_replicas if replicas is None else _check_replicas(replicas)
-        fields = self._new_record(msg, callback, functions, timeout, queue, priority, owner)
+        fields = new_fields(msg, callback, functions, timeout, queue, priority, owner,
+                            max_message_size=self.max_message_size)
         return str(self.scripts.post(queue, fields, priority=priority, owner=owner,
                                      replicas=replicas))
 
@@ -147,7 +143,7 @@ class MLQ:
         """Cancel a queued job, or stop a running one; False once it has finished."""
         job_id = _check_id(job_id)
         self._field(job_id, "status")  # JobNotFound for an unknown id
-        queue, priority, owner = self._placement(job_id)
+        queue, priority, owner = self.recovery.placement(job_id)
         return int(self.scripts.cancel(job_id, queue, time.time(), priority, owner)) > 0
 
     def post_many(self, msgs: Iterable[Any], callback: str | None = None,
@@ -160,9 +156,10 @@ class MLQ:
 
         Every message is checked before anything is sent, so a bad one posts none.
         """
-        priority = _check_priority(priority)
+        priority = check_priority(priority)
         replicas = self.min_replicas if replicas is None else _check_replicas(replicas)
-        records = [self._new_record(m, callback, functions, timeout, queue, priority, owner)
+        records = [new_fields(m, callback, functions, timeout, queue, priority, owner,
+                              max_message_size=self.max_message_size)
                    for m in msgs]
         if extra:
             records = [fields + pack_fields(extra) for fields in records]
@@ -171,37 +168,6 @@ class MLQ:
             ids += self.scripts.post_many(queue, records[start:start + chunk_size],
                                           priority, owner, replicas)
         return ids
-
-    def _new_record(self, msg: Any, callback: Any, functions: Any, timeout: Any,
-                    queue: Any, priority: Any = 0, owner: Any = None) -> list[Any]:
-        if callback is not None:
-            if not isinstance(callback, str):
-                raise InvalidMessage("callback must be a URL string")
-            check_callback_url(callback)
-        if isinstance(functions, str):
-            functions = [functions]
-        if functions is not None:
-            functions = list(functions)
-            for name in functions:
-                check_function_name(name)
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-                raise InvalidMessage("timeout must be a positive number of seconds")
-            if timeout == float("inf"):
-                raise InvalidMessage("timeout must be finite")
-        check_name("queue", queue)
-        if owner is not None:
-            check_name("owner", owner)
-        packed_msg = pack(msg)
-        if len(packed_msg) > self.max_message_size:
-            raise InvalidMessage(f"message of {len(packed_msg)} bytes exceeds the limit of "
-                                 f"{self.max_message_size} bytes")
-        # the fields every new record starts with (status queued ...) are set by the post step
-        # link_salt: what ties a signed result link to this job and no later one
-        return ["timestamp", pack(time.time()), "link_salt", pack(secrets.token_hex(8)),
-                "callback", pack(callback),
-                "functions", pack(functions), "timeout", pack(timeout), "queue", pack(queue),
-                "priority", pack(priority), "owner", pack(owner), "msg", packed_msg]
 
     # -- reading ------------------------------------------------------------
     def get_job(self, job_id: str | int, *,
@@ -275,41 +241,6 @@ class MLQ:
         self.get_job(job_id)
         return watch(self.client, self.keys, job_id, lambda: self.get_job(job_id), keepalive)
 
-    def job_count(self, queue: str = DEFAULT_QUEUE) -> int:
-        """Jobs waiting to be taken."""
-        check_name("queue", queue)
-        owners = [o.decode() for o in self.client.lrange(self.keys.owners(queue), 0, -1)]
-        pipe = self.client.pipeline(transaction=False)
-        for lane in self.keys.lanes(queue) + [self.keys.owned(queue, o) for o in owners]:
-            pipe.llen(lane)
-        return sum(int(n) for n in pipe.execute())
-
-    def queue_names(self) -> list[str]:
-        return sorted(q.decode() for q in self.client.smembers(self.keys.queues)) or [DEFAULT_QUEUE]
-
-    def stats(self) -> dict[str, Any]:
-        """Counts and counters shared by every process (for status and metrics)."""
-        queues = self.queue_names()
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zcard(self.keys.running)
-        pipe.llen(self.keys.dead)
-        pipe.hgetall(self.keys.stats)
-        pipe.get(self.keys.counter)
-        processing, dead, raw, ids = pipe.execute()
-        waiting = {queue: self.job_count(queue) for queue in queues}
-        counters = {k.decode(): v.decode() for k, v in raw.items()}
-        buckets = [(b, int(counters.get(bucket_field(b), 0))) for b in RUNTIME_BUCKETS]
-        return {
-            "waiting": sum(waiting.values()), "waiting_by_queue": waiting,
-            "processing": int(processing), "dead": int(dead),
-            "posted": int(ids or 0),  # each post takes the next id, and only posts do
-            "completed": int(counters.get("completed", 0)),
-            "failed": int(counters.get("failed", 0)),
-            "requeued": int(counters.get("requeued", 0)),
-            "runtime_buckets": buckets,
-            "runtime_sum": float(counters.get("runtime_sum", 0.0)),
-        }
-
     @property
     def heartbeat_client(self) -> redis.Redis:
         """The client heartbeats go through: connections of their own, so a heartbeat
@@ -372,18 +303,6 @@ class MLQ:
     def listener_names(self) -> list[str]:
         return self.registry.names()
 
-    def listener_context(self, record: dict[str, Any], worker: Any) -> dict[str, Any]:
-        """The dict a listener gets as args[0] (SPEC §3)."""
-        job_id, attempt = record["id"], record["attempt"]
-        return {
-            "full_message": record,
-            "update_progress": lambda value: worker.update_progress(job_id, attempt, value),
-            "store_data": self.store_data,
-            "fetch_data": self.fetch_data,
-            "post": self.post,
-            "block_until_result": self.block_until_result,
-        }
-
     # -- data ---------------------------------------------------------------
     def store_data(self, data: str | bytes, key: str | None = None,
                    expiry: float | None = None) -> str:
@@ -397,158 +316,51 @@ class MLQ:
     def fetch_data(self, key: str) -> bytes | None:
         return self.client.get(self.keys.data(key))
 
-    # -- recovery and dead letters -------------------------------------------
+    # -- reading the namespace as a whole (listing.py) ------------------------
+    def job_count(self, queue: str = DEFAULT_QUEUE) -> int:
+        """Jobs waiting in `queue`, over every priority and owner."""
+        return self.listing.job_count(queue)
+
+    def queue_names(self) -> list[str]:
+        return self.listing.queue_names()
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and counters shared by every process (for status and metrics)."""
+        return self.listing.stats()
+
+    def list_jobs(self, status: str | None = None, queue: str | None = None, offset: int = 0,
+                  limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
+        """(how many match, one page of their records newest first, without `result`)."""
+        return self.listing.list_jobs(status, queue, offset, limit)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every known worker with its last heartbeat; `alive` False once it expired."""
+        return self.listing.workers()
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return self.listing.dead_letters()
+
+    def dead_by_queue(self) -> dict[str, int]:
+        return self.listing.dead_by_queue()
+
+    # -- taking jobs back (recovery.py) ----------------------------------------
     def recover_job(self, job_id: str, worker_id: str, max_retries: int, now: float,
                     reason: str) -> int:
         """Take a job back from a worker: 1 requeued, 2 failed, 0/3 nothing to report."""
-        queue, priority, owner = self._placement(job_id)
-        code = int(self.scripts.requeue(job_id, worker_id, queue, max_retries, now, reason,
-                                        priority, owner))
-        if code == 2:
-            self._failure_callback(job_id)
-        return code
-
-    def _failure_callback(self, job_id: str) -> None:
-        callback = unpack(self.client.hget(self.keys.job(job_id), "callback"))
-        if callback:
-            self.callbacks.send(callback, False, job_id, None)
+        return self.recovery.recover_job(job_id, worker_id, max_retries, now, reason)
 
     def fail_job(self, job_id: str, worker_id: str, attempt: int, reason: str,
                  now: float | None = None, error_kind: str | None = None) -> bool:
         """Fail a running attempt from outside it (time limit, OOM); fenced like a finish."""
-        now = time.time() if now is None else now
-        fields = failed(reason, kind=error_kind)
-        done = bool(self.scripts.finish(job_id, worker_id, attempt, FAILED, now, fields,
-                                        ttl=self.result_ttl))
-        if done:
-            self._failure_callback(job_id)
-        return done
-
-    def list_jobs(self, status: str | None = None, queue: str | None = None, offset: int = 0,
-                  limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
-        """(how many match, one page of their records newest first, without `result`).
-
-        Pages come from Redis sorted sets and lists, so no listing loads every job:
-        queued jobs are read from their queues' lists, started ones from the
-        running set, finished ones from per-status indexes.
-        """
-        if status is not None and status not in STATUSES:
-            raise InvalidMessage(f"status must be one of {', '.join(STATUSES)}")
-        offset, limit = max(int(offset), 0), min(max(int(limit), 1), 500)
-        if status == QUEUED:
-            total, ids = self._queued_page(queue, offset, limit)
-        else:
-            total, ids = self._index_page(status, queue, offset, limit)
-        fields = [f for f in RECORD_FIELDS if f != "result"]
-        pipe = self.client.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(self.keys.job(job_id), fields)
-        records = []
-        for values in (pipe.execute() if ids else []):
-            if values[0] is None:
-                continue  # expired (result TTL) or purged meanwhile
-            records.append({f: unpack(v) for f, v in zip(fields, values)})
-        return total, records
-
-    def _index_page(self, status: str | None, queue: str | None, offset: int,
-                    limit: int) -> tuple[int, list[str]]:
-        if status == STARTED:
-            keys = [self.keys.running]
-        else:
-            keys = [self.keys.index_status(status)] if status else [self.keys.index_all]
-        if queue:
-            keys.append(self.keys.index_queue(queue))
-        if len(keys) == 1:
-            index = keys[0]
-        else:  # status and queue: intersect into a short-lived key of the namespace
-            index = self.keys.prefix + f"index:tmp:{uuid.uuid4().hex}"
-            pipe = self.client.pipeline(transaction=True)
-            # MAX keeps the first set's order: start times (running) exceed ids
-            pipe.zinterstore(index, keys, aggregate="MAX")
-            pipe.expire(index, 30)
-            pipe.execute()
-        try:
-            total = int(self.client.zcard(index))
-            ids = [i.decode() for i in self.client.zrevrange(index, offset, offset + limit - 1)]
-        finally:
-            if index not in keys:
-                self.client.delete(index)
-        return total, ids
-
-    def _queued_page(self, queue: str | None, offset: int, limit: int) -> tuple[int, list[str]]:
-        """Queued ids, newest first, from the queues' lists (each newest at its head)."""
-        names = [queue] if queue else self.queue_names()
-        lanes = [lane for name in names for lane in self.keys.lanes(name)]
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.lrange(self.keys.owners(name), 0, -1)
-        for name, owners in zip(names, pipe.execute()):
-            lanes += [self.keys.owned(name, owner.decode()) for owner in owners]
-        pipe = self.client.pipeline(transaction=False)
-        for lane in lanes:
-            pipe.llen(lane)
-        lengths = pipe.execute()
-        total = sum(lengths)
-        held = [lane for lane, length in zip(lanes, lengths) if length]
-        if len(held) == 1:
-            page = self.client.lrange(held[0], offset, offset + limit - 1)
-            return total, [i.decode() for i in page]
-        pipe = self.client.pipeline(transaction=False)
-        for lane in held:
-            pipe.lrange(lane, 0, offset + limit - 1)
-        ids = sorted({int(i) for page in pipe.execute() for i in page}, reverse=True)
-        return total, [str(i) for i in ids[offset:offset + limit]]
-
-    def _placement(self, job_id: str) -> tuple[str, int, str | None]:
-        """The queue, priority and owner of a job: where it waits when it goes back."""
-        queue, priority, owner = self.client.hmget(self.keys.job(job_id),
-                                                   ["queue", "priority", "owner"])
-        return unpack(queue) or DEFAULT_QUEUE, unpack(priority) or 0, unpack(owner)
-
-    def dead_letters(self) -> list[dict[str, Any]]:
-        ids = [i.decode() for i in self.client.lrange(self.keys.dead, 0, -1)]
-        pipe = self.client.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(self.keys.job(job_id))
-        return [record_from_hash(raw) for raw in (pipe.execute() if ids else []) if raw]
+        return self.recovery.fail_job(job_id, worker_id, attempt, reason, now, error_kind)
 
     def requeue_dead(self, job_id: str | int | None = None) -> int:
-        """Requeue one dead letter, or all of them. All: the set is claimed in one
-        atomic step, so requeues of all running at once share it out, and a job that
-        fails again at once stays dead rather than being requeued twice."""
-        if job_id is not None:
-            one = _check_id(job_id)
-            if not int(self.scripts.requeue_dead(one, *self._placement(one))):
-                raise JobNotFound(f"job {job_id!r} is not a dead letter")
-            return 1
-        return self._for_each_claimed(
-            lambda one, claim: int(self.scripts.requeue_dead(one, *self._placement(one),
-                                                             dead=claim)))
+        """Requeue one dead letter, or all of them (each at most once)."""
+        return self.recovery.requeue_dead(None if job_id is None else _check_id(job_id))
 
     def purge_dead(self, job_id: str | int | None = None) -> int:
-        """Delete one dead letter, or all of them (claimed as for requeue_dead)."""
-        if job_id is not None:
-            one = _check_id(job_id)
-            if not int(self.scripts.purge_dead(one, self._placement(one)[0])):
-                raise JobNotFound(f"job {job_id!r} is not a dead letter")
-            return 1
-        return self._for_each_claimed(
-            lambda one, claim: int(self.scripts.purge_dead(one, self._placement(one)[0],
-                                                           dead=claim)))
-
-    def _for_each_claimed(self, act: Callable[[str, str], int]) -> int:
-        token = uuid.uuid4().hex
-        now = time.time()
-        ids = self.scripts.claim_dead(token, now, now - defaults.DEAD_CLAIM_ABANDONED)
-        claim = self.keys.dead_claim(token)
-        count = 0
-        for done, one in enumerate(ids, 1):
-            count += act(one, claim)
-            if done % 100 == 0:  # still alive: nobody folds this claim back
-                self.client.zadd(self.keys.dead_claims, {token: time.time()})
-        self.client.delete(claim)
-        self.client.zrem(self.keys.dead_claims, token)
-        return count
+        """Delete one dead letter, or all of them."""
+        return self.recovery.purge_dead(None if job_id is None else _check_id(job_id))
 
     def clear_all(self) -> int:
         """Delete every key of this namespace and nothing else; returns how many."""

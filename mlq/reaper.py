@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import defaults
+from .recovery import Recovered
 from .serialization import unpack
 
 if TYPE_CHECKING:
@@ -21,10 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mlq.reaper")
 
 
-@dataclass
-class ReapReport:
-    requeued: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
+#: What one sweep took back.
+ReapReport = Recovered
 
 
 class Reaper:
@@ -85,8 +83,9 @@ class Reaper:
         return report
 
     def _recover_all(self, worker_id: str, now: float, reason: str, report: ReapReport) -> None:
-        for raw_id in self.mlq.client.lrange(self.mlq.keys.processing(worker_id), 0, -1):
-            self._recover(raw_id.decode(), worker_id, now, reason, report)
+        done = self.mlq.recovery.recover_worker(worker_id, self.max_retries, now, reason)
+        report.requeued += done.requeued
+        report.failed += done.failed
 
     def _alive(self, beat: bytes | None, now: float) -> bool:
         """A heartbeat key that has not expired, and (when this reaper has a
@@ -101,13 +100,8 @@ class Reaper:
 
     def _recover(self, job_id: str, worker_id: str, now: float, reason: str,
                  report: ReapReport) -> None:
-        code = self.mlq.recover_job(job_id, worker_id, self.max_retries, now, reason)
-        if code == 1:
-            report.requeued.append(job_id)
-            log.warning("job %s requeued: %s", job_id, reason)
-        elif code == 2:
-            report.failed.append(job_id)
-            log.error("job %s failed: %s", job_id, reason)
+        report.note(job_id, self.mlq.recover_job(job_id, worker_id, self.max_retries, now,
+                                                 reason))
 
     def run(self, stop: threading.Event, interval: float = defaults.REAPER_INTERVAL) -> None:
         """Sweep every `interval` seconds until `stop` is set; survives Redis outages."""

@@ -13,12 +13,17 @@ as clean as a new one.
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .callbacks import check_callback_url
+from .errors import InvalidMessage
 from .job import FAILED, QUEUED
-from .serialization import pack_fields, unpack, unpack_from_lua
+from .keys import PRIORITIES, check_function_name, check_name
+from .serialization import pack, pack_fields, unpack, unpack_from_lua
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,51 @@ def failed(reason: str, error: str | None = None, kind: str | None = "error",
     if exception is not None:
         fields["exception"] = exception
     return pack_fields(fields)
+
+
+# -- a new record --------------------------------------------------------------------
+def check_priority(priority: Any) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
+        raise InvalidMessage(f"priority must be an integer from {PRIORITIES[0]} to {PRIORITIES[-1]}")
+    return priority
+
+
+def new_fields(msg: Any, callback: Any, functions: Any, timeout: Any, queue: Any,
+               priority: Any = 0, owner: Any = None, *, max_message_size: int) -> list[Any]:
+    """The fields a post writes for a new job, checked: the job's own (msg, queue,
+    options), packed. The post step adds FRESH_ATTEMPT and the id."""
+    if callback is not None:
+        if not isinstance(callback, str):
+            raise InvalidMessage("callback must be a URL string")
+        check_callback_url(callback)
+    if isinstance(functions, str):
+        functions = [functions]
+    if functions is not None:
+        functions = list(functions)
+        for name in functions:
+            check_function_name(name)
+    _check_timeout(timeout)
+    check_name("queue", queue)
+    if owner is not None:
+        check_name("owner", owner)
+    packed_msg = pack(msg)
+    if len(packed_msg) > max_message_size:
+        raise InvalidMessage(f"message of {len(packed_msg)} bytes exceeds the limit of "
+                             f"{max_message_size} bytes")
+    # link_salt: what ties a signed result link to this job and no later one
+    return ["timestamp", pack(time.time()), "link_salt", pack(secrets.token_hex(8)),
+            "callback", pack(callback),
+            "functions", pack(functions), "timeout", pack(timeout), "queue", pack(queue),
+            "priority", pack(priority), "owner", pack(owner), "msg", packed_msg]
+
+
+def _check_timeout(timeout: Any) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise InvalidMessage("timeout must be a positive number of seconds")
+    if timeout == float("inf"):
+        raise InvalidMessage("timeout must be finite")
 
 
 # -- the Lua side --------------------------------------------------------------------

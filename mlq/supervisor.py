@@ -404,9 +404,7 @@ class Supervisor:
             keys = self.mlq.keys
             # heartbeat first: from then on no post hands this worker a job
             retire(self.mlq.client, keys, [worker_id])
-            for raw_id in self.mlq.client.lrange(keys.processing(worker_id), 0, -1):
-                self.mlq.recover_job(raw_id.decode(), worker_id, self.max_retries,
-                                     time.time(), reason)
+            self.mlq.recovery.recover_worker(worker_id, self.max_retries, time.time(), reason)
             retire(self.mlq.client, keys, [worker_id])
         except REDIS_DOWN as exc:
             log.warning("cannot recover jobs of %s yet: %s", worker_id, exc)

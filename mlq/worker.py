@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 from . import defaults
 from .errors import REDIS_DOWN, InvalidMessage, ListenerError, SignatureError
 from .job import COMPLETED, FAILED, error_kind, runtime_bucket, short_text, split_outcome
-from .listeners import Listener
+from .batching import Batches
+from .listeners import Listener, listener_context
 from .notebook import pack_value, run_call
 from .reaper import Reaper
 from .record import CALL_FIELD, completed, failed, handed_over, record_from_hash
@@ -43,6 +44,10 @@ def _warn_once_without_secret(secret: object) -> None:
         _warned_without_secret = True
         log.warning("no secret set (MLQ_SECRET / --secret): this worker runs any function "
                     "stored in Redis; anyone who can write to Redis can run code here")
+
+
+#: An attempt's outcome as a finish records it: (status, record fields, short_result).
+Outcome = tuple[str, list[Any], "str | None"]
 
 
 class _Outcome(NamedTuple):
@@ -73,6 +78,7 @@ class Worker:
                  queues: Sequence[str] | None = None,
                  hooks: WorkerHooks | None = None,
                  clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep,
                  fair: bool | None = None, max_running_per_owner: int | None = None) -> None:
         self.mlq = mlq
         self.worker_id = worker_id
@@ -84,6 +90,8 @@ class Worker:
         self.max_running_per_owner = (mlq.max_running_per_owner if max_running_per_owner is None
                                       else max_running_per_owner)
         self.clock = clock
+        self.sleep = sleep
+        self.batches = Batches(self)
         self.current: tuple[str, int, float, float | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: jobs already started for this worker by the take sent along with the
@@ -156,15 +164,15 @@ class Worker:
             self._record_pending(take_next=False)
         records, self._prefetched = self._prefetched, []
         if not records:
-            size = self._batch_settings()[0]
+            size = self.batches.settings()[0]
             records = self.take(block, size if size > 1 else self._take_count()) or []
         if not records:
             return False
         # settings again: the take may have loaded a new registry
-        size, wait = self._batch_settings()
+        size, wait = self.batches.settings()
         if size > 1 and wait > 0 and len(records) < size:
-            records += self._fill_batch(size - len(records), wait)
-        singles = self._run_batches(records) if size > 1 else records
+            records += self.batches.fill(size - len(records), wait)
+        singles = self.batches.run(records) if size > 1 else records
         for index, record in enumerate(singles):
             self.run_job(record, last=index == len(singles) - 1)
         return True
@@ -255,89 +263,8 @@ class Worker:
         self.mlq.registry.refresh(answer[0].decode())
         return [record_from_hash(flat) for flat in answer[1:]]
 
-    def _fill_batch(self, missing: int, wait: float) -> list[dict[str, Any]]:
-        """Keep taking for up to `wait` seconds while a batch is short."""
-        deadline = time.monotonic() + wait
-        records: list[dict[str, Any]] = []
-        while missing > 0:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            more = self.take(max(remaining, 0.001), missing, holding=True)
-            if more:
-                records += more
-                missing -= len(more)
-        return records
-
-    def _batch_settings(self) -> tuple[int, float]:
-        """(largest batch_size, its batch_wait) among this worker's listeners."""
-        size, wait = 1, 0.0
-        for function in [*self.local.values(), *self.mlq.registry.functions().values()]:
-            batch = getattr(function, "__mlq_batch__", None)
-            if batch and batch[0] > size:
-                size, wait = batch
-        return size, wait
-
-    # -- batches ------------------------------------------------------------
-    def _run_batches(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run the records whose only listener batches; return the others."""
-        groups: dict[str, tuple[Listener, list[dict[str, Any]]]] = {}
-        singles = []
-        for record in records:
-            try:
-                chosen = self.mlq.registry.resolve(record["functions"], self.local)
-            except ListenerError:
-                chosen = []
-            if len(chosen) == 1 and getattr(chosen[0][1], "__mlq_batch__", None):
-                name, function = chosen[0]
-                groups.setdefault(name, (function, []))[1].append(record)
-            else:
-                singles.append(record)
-        for name, (function, batch) in groups.items():
-            self._run_batch(name, function, batch)
-        return singles
-
-    def _run_batch(self, name: str, function: Listener, records: list[dict[str, Any]]) -> None:
-        started = self.clock()
-        first = records[0]
-        self.current = (first["id"], first["attempt"], started, first["timeout"])
-        for record in records:
-            self.hooks.job_started(self.worker_id, record["id"], record["attempt"],
-                                   record["timeout"])
-        log.info("batch of %d jobs (%s) started on %s", len(records),
-                 ",".join(r["id"] for r in records), self.worker_id,
-                 extra={"job_ids": [r["id"] for r in records], "worker_id": self.worker_id,
-                        "event": "started", "duration": 0.0})
-        try:
-            results = self._execute_batch(name, function, records)
-            for index, (record, (outcome, fields, short)) in enumerate(zip(records, results)):
-                self._finish(record, outcome, fields, short, started, last=index == len(records) - 1)
-        finally:
-            self.current = None
-            for record in records:
-                self.hooks.job_ended(self.worker_id, record["id"])
-
-    def _execute_batch(self, name: str, function: Listener, records: list[dict[str, Any]]
-                       ) -> list[tuple[str, list[Any], str | None]]:
-        contexts = [self.mlq.listener_context(record, self) for record in records]
-        context = {
-            "jobs": contexts,
-            "full_messages": records,
-            "state": None,
-        }
-        try:
-            context["state"] = self.mlq.listener_states.state_for(name, function)
-            outcomes = self._call(function, [r["msg"] for r in records], context)
-            if not isinstance(outcomes, (list, tuple)) or len(outcomes) != len(records):
-                raise ListenerError(f"batch listener {name!r} must return a list of "
-                                    f"{len(records)} outcomes, one per message")
-        except Exception as exc:
-            everyone = self._failure(exc)
-            return [everyone for _ in records]
-        return [self._failure(o) if isinstance(o, BaseException) else self._success(o)
-                for o in outcomes]
-
-    def _success(self, value: Any) -> tuple[str, list[Any], str | None]:
+    def success(self, value: Any) -> Outcome:
+        """The outcome of a listener that returned `value`."""
         try:
             result, short = split_outcome(value)
             packed = pack_result(result)
@@ -351,7 +278,8 @@ class Worker:
             return FAILED, failed(f"result cannot be stored: {exc}"), None
 
     @staticmethod
-    def _failure(exc: BaseException) -> tuple[str, list[Any], str | None]:
+    def failure(exc: BaseException) -> Outcome:
+        """The outcome of a listener that raised `exc`."""
         if isinstance(exc, ListenerError):
             text = str(exc)
         else:
@@ -374,27 +302,27 @@ class Worker:
                      extra=self._log_fields(job_id, attempt, "started", 0.0))
         try:
             outcome, fields, short = self._execute(record)
-            self._finish(record, outcome, fields, short, started, last)
+            self.finish(record, outcome, fields, short, started, last)
         finally:
             self.current = None
             self.hooks.job_ended(self.worker_id, job_id)
 
-    def _execute(self, record: dict[str, Any]) -> tuple[str, list[Any], str | None]:
+    def _execute(self, record: dict[str, Any]) -> Outcome:
         if record.get(CALL_FIELD):
             return self._execute_call(record)
         try:
             listeners = self.mlq.registry.resolve(record["functions"], self.local)
             value = None
-            context = self.mlq.listener_context(record, self)
+            context = self.context(record)
             states = self.mlq.listener_states
             for name, function in listeners:
                 context["state"] = states.state_for(name, function)
-                value = self._call(function, record["msg"], context)
+                value = self.call(function, record["msg"], context)
         except Exception as exc:
-            return self._failure(exc)
-        return self._success(value)
+            return self.failure(exc)
+        return self.success(value)
 
-    def _execute_call(self, record: dict[str, Any]) -> tuple[str, list[Any], str | None]:
+    def _execute_call(self, record: dict[str, Any]) -> Outcome:
         """A job that carries its own function (MLQ.submit)."""
         secret = self.mlq.secret
         try:
@@ -422,22 +350,31 @@ class Worker:
             self._loop = asyncio.new_event_loop()
         return self._loop.run_until_complete(awaitable)
 
-    def _call(self, function: Listener, msg: Any, context: dict[str, Any]) -> Any:
+    def context(self, record: dict[str, Any]) -> dict[str, Any]:
+        """args[0] of a listener running `record`'s attempt (listeners.py)."""
+        job_id, attempt = record["id"], record["attempt"]
+        return listener_context(self.mlq, record,
+                                lambda value: self.update_progress(job_id, attempt, value))
+
+    def call(self, function: Listener, msg: Any, context: dict[str, Any]) -> Any:
+        """Call a listener, running it to the end when it is a coroutine function."""
         value = function(msg, context)
         if inspect.isawaitable(value):
             value = self._await(value)
         return value
 
-    def _finish(self, record: dict[str, Any], outcome: str, fields: list[Any],
-                short: str | None, started: float, last: bool = True) -> None:
+    def finish(self, record: dict[str, Any], outcome: str, fields: list[Any],
+               short: str | None, started: float, last: bool = True) -> None:
+        """Note an attempt's outcome; recorded at once when `last`, else with the
+        outcomes of the next jobs (RECORD_WITHIN)."""
         now = self.clock()
         runtime = max(now - started, 0.0)
         typical = self._typical_runtime
         self._typical_runtime = runtime if typical is None else 0.8 * typical + 0.2 * runtime
         if not self._pending:
-            self._pending_since = time.monotonic()
+            self._pending_since = now
         self._pending.append(_Outcome(record, outcome, fields, short, runtime, now))
-        if last or time.monotonic() - self._pending_since >= defaults.RECORD_WITHIN:
+        if last or now - self._pending_since >= defaults.RECORD_WITHIN:
             self._record_pending(take_next=last and self._may_take_ahead())
 
     def _record_pending(self, take_next: bool) -> None:
@@ -457,7 +394,7 @@ class Worker:
                 # lost either way (they stay in our processing list for the reaper)
                 log.warning("jobs %s: cannot record outcomes yet (%s)",
                             ",".join(o.record["id"] for o in pending), exc)
-                time.sleep(pause)
+                self.sleep(pause)
                 pause = min(pause * 2, cap)
         for done, o in zip(answers, pending):
             self._report(o, bool(int(done)))
@@ -477,7 +414,7 @@ class Worker:
 
     def _may_take_ahead(self) -> bool:
         return (self._stop is not None and not self._stop.is_set() and not self._prefetched
-                and self._batch_settings()[0] == 1)
+                and self.batches.settings()[0] == 1)
 
     def _record_and_take_next(self, outcomes: list[tuple[Any, ...]]) -> list[Any] | None:
         """Record outcomes and start the next jobs in one round trip.

@@ -8,6 +8,7 @@ from typing import Any
 
 from mlq import MLQ
 from mlq.reaper import Reaper
+from mlq.record import new_fields
 from mlq.worker import Worker
 
 
@@ -63,9 +64,9 @@ def test_stale_attempt_after_requeue_overwrites_nothing(q: MLQ, callback_server:
     again = _take(q, fresh)
     assert again["attempt"] == 2
     # the old attempt finishes late: fenced off, and no callback for it
-    slow._finish(record, "completed", [], "late", 100.0)
+    slow.finish(record, "completed", [], "late", 100.0)
     assert q.get_job(job_id)["status"] == "started"
-    fresh._finish(again, "completed", [], "fresh", 201.0)
+    fresh.finish(again, "completed", [], "fresh", 201.0)
     assert q.get_job(job_id)["status"] == "completed"
     hits = callback_server.wait_for(1)
     assert len(hits) == 1 and hits[0]["query"]["short_result"] == ["fresh"]
@@ -144,7 +145,7 @@ def test_a_take_whose_reply_was_lost_is_handed_over_again(q: MLQ) -> None:
 
 
 def test_a_post_sent_twice_makes_one_job(q: MLQ) -> None:
-    fields = q._new_record("m", None, None, None, "default")
+    fields = new_fields("m", None, None, None, "default", max_message_size=q.max_message_size)
     first = q.scripts.post("default", fields, token="fixed-token")
     assert q.scripts.post("default", fields, token="fixed-token") == first
     assert q.job_count() == 1  # one job, whatever the retries
