@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, request
 
-from mlq.listeners import Upload, read_envelope, upload_name
+from mlq.uploads import Upload, read_envelope, upload_name
 from mlq.signing import SIGNATURE_HEADER
 
 from .helpers import current_state, json_response, read_json_body, text_response

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ListenerError
 from .listeners import Listener
+from .record import Outcome, outcome_of, outcome_of_error
 
 if TYPE_CHECKING:
-    from .worker import Outcome, Worker
+    from .worker import Worker
 
 log = logging.getLogger("mlq.worker")
 
@@ -106,7 +107,8 @@ class Batches:
                 raise ListenerError(f"batch listener {name!r} must return a list of "
                                     f"{len(records)} outcomes, one per message")
         except Exception as exc:
-            everyone = worker.failure(exc)
+            everyone = outcome_of_error(exc)
             return [everyone for _ in records]
-        return [worker.failure(o) if isinstance(o, BaseException) else worker.success(o)
+        limit = worker.mlq.max_result_size
+        return [outcome_of_error(o) if isinstance(o, BaseException) else outcome_of(o, limit)
                 for o in outcomes]

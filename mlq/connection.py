@@ -82,12 +82,35 @@ def connect(redis_url: str | None = None, host: str = "localhost", port: int = D
     return redis.Redis.from_url(redis_url, **settings)
 
 
-def heartbeat_client(redis_url: str | None, host: str, port: int, db: int,
-                     slot_key: str) -> redis.Redis:
-    """A client of the same server for heartbeats alone (see HEARTBEAT_SOCKET_TIMEOUT)."""
-    return connect(redis_url, host, port, db, slot_key=slot_key,
-                   socket_timeout=HEARTBEAT_SOCKET_TIMEOUT, retry=Retry(NoBackoff(), 0),
-                   max_connections=4)
+class Clients:
+    """The clients of one MLQ object: `main` for everything, and, built on first
+    use, `heartbeats`, a client of the same server whose connections only
+    heartbeats use (see HEARTBEAT_SOCKET_TIMEOUT). An MLQ handed a client of its
+    own uses that one for both: there is nothing to build a second from."""
+
+    def __init__(self, given: redis.Redis | None, redis_url: str | None, host: str,
+                 port: int, db: int, slot_key: str) -> None:
+        self._server = None if given else (redis_url, host, port, db)
+        self._slot_key = slot_key
+        self.main = given or connect(redis_url, host, port, db, slot_key=slot_key)
+        self._heartbeats: redis.Redis | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def heartbeats(self) -> redis.Redis:
+        if self._server is None:
+            return self.main
+        with self._lock:
+            if self._heartbeats is None:
+                self._heartbeats = connect(*self._server, slot_key=self._slot_key,
+                                           socket_timeout=HEARTBEAT_SOCKET_TIMEOUT,
+                                           retry=Retry(NoBackoff(), 0), max_connections=4)
+            return self._heartbeats
+
+    def close(self) -> None:
+        self.main.close()
+        if self._heartbeats is not None:
+            self._heartbeats.close()
 
 
 # -- URLs with several hosts ----------------------------------------------------------

@@ -8,18 +8,25 @@ exception come back pickled the same way, so any Python object works.
 from __future__ import annotations
 
 import contextvars
+import inspect
+import logging
 import time
+import traceback
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import cloudpickle
 
 from .errors import JobFailed, SignatureError
-from .job import FAILED, TERMINAL
-from .record import CALL_FIELD
+from .job import COMPLETED, FAILED, TERMINAL, error_kind, short_text
+from .record import CALL_FIELD, Outcome, completed, failed
+from .serialization import pack_result
 from .signing import seal, unseal
 
 if TYPE_CHECKING:
     from .queue import MLQ
+    from .worker import Worker
+
+log = logging.getLogger("mlq.worker")
 
 
 _progress: contextvars.ContextVar[Callable[[Any], Any] | None] = contextvars.ContextVar(
@@ -145,3 +152,28 @@ def submit_many(mlq: MLQ, function: Callable[..., Any],
     sealed = [pack_call(function, args, kwargs, mlq.secret) for args, kwargs in calls]
     ids = mlq.post_many(sealed, extra={CALL_FIELD: True}, **options)
     return [Job(mlq, job_id) for job_id in ids]
+
+
+def execute_call(worker: Worker, record: dict[str, Any]) -> Outcome:
+    """Run a job that carries its own function (MLQ.submit) on `worker`: the outcome
+    to record. The return value, or the exception, travels back pickled and signed."""
+    secret = worker.mlq.secret
+    job_id, attempt = record["id"], record["attempt"]
+    try:
+        value = run_call(record["msg"], secret,
+                         lambda v: worker.update_progress(job_id, attempt, v))
+        if inspect.isawaitable(value):
+            value = worker.run_awaitable(value)
+    except SignatureError as exc:
+        reason = f"job code is not signed: {exc}"
+        log.error("job %s refused: %s", job_id, reason,
+                  extra=worker.log_fields(job_id, attempt, "refused", 0.0))
+        return FAILED, failed(reason), None
+    except Exception as exc:
+        return FAILED, failed(str(exc), traceback.format_exc(), error_kind(exc),
+                              exception=pack_value(exc, secret)), None
+    short = short_text(value) if not isinstance(value, (list, dict, tuple)) else None
+    sealed = pack_value(value, secret)
+    if sealed is None:
+        return FAILED, failed(f"result of type {type(value).__name__} cannot be pickled"), None
+    return COMPLETED, completed(pack_result(sealed), short), short

@@ -13,18 +13,21 @@ import redis
 
 from . import defaults
 from .callbacks import CallbackSender
-from .connection import connect, heartbeat_client
+from .connection import Clients
 from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
 from .job import FAILED, progress_text
 from .keys import DEFAULT_QUEUE, Keys, check_name
-from .listeners import Listener, ListenerStates, Registry, Upload, function_name, listener
+from .listeners import Listener, ListenerStates, Registry, function_name, listener
 from .listing import Listing
 from .notebook import Job, submit_many
-from .record import STORED_RESULT, check_priority, new_fields, record_from_hash
+from .record import (
+    check_priority, new_fields, read_field, read_record, with_result_kept_apart,
+)
 from .recovery import Recovery
 from .scripts import Scripts
-from .serialization import apart_value, pack_fields, unpack
+from .uploads import Upload
+from .serialization import pack_fields
 
 log = logging.getLogger("mlq")
 
@@ -63,11 +66,9 @@ class MLQ:
                  max_running_per_owner: int = 0, min_replicas: int = 0) -> None:
         self.namespace = check_name("namespace", q_name)
         self.keys = Keys(q_name)
-        self.client = client or connect(redis_url, redis_host, redis_port, redis_db,
-                                        slot_key=self.keys.prefix)
-        self._server = None if client else (redis_url, redis_host, redis_port, redis_db)
-        self._heartbeat_client: redis.Redis | None = None
-        self._heartbeat_lock = threading.Lock()
+        self.clients = Clients(client, redis_url, redis_host, redis_port, redis_db,
+                               slot_key=self.keys.prefix)
+        self.client = self.clients.main
         self.scripts = Scripts(self.client, self.keys)
         self.listing = Listing(self.client, self.keys)
         self.recovery = Recovery(self)
@@ -77,13 +78,7 @@ class MLQ:
         self.callbacks = CallbackSender(timeout=callback_timeout, secret=secret,
                                         allow_hosts=callback_allow_hosts,
                                         allow_link_local=callback_allow_link_local)
-        #: replicas every post waits for unless it asks otherwise (see post)
-        self.min_replicas = _check_replicas(min_replicas)
-        self.max_message_size = max_message_size
-        self.max_result_size = max_result_size
-        if result_ttl is not None and not result_ttl > 0:
-            raise InvalidMessage("result_ttl must be a positive number of seconds")
-        self.result_ttl = result_ttl
+        self._set_limits(max_message_size, max_result_size, result_ttl, min_replicas)
         #: what this object's workers consume: queues in order of preference, and
         #: whether owners' jobs are shared round-robin (with a per-owner limit)
         self.queues = tuple(check_name("queue", queue) for queue in queues)
@@ -101,6 +96,16 @@ class MLQ:
         self._reaper_stop: threading.Event | None = None
         self._reaper_thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    def _set_limits(self, max_message_size: int, max_result_size: int,
+                    result_ttl: float | None, min_replicas: int) -> None:
+        self.max_message_size = max_message_size
+        self.max_result_size = max_result_size
+        if result_ttl is not None and not result_ttl > 0:
+            raise InvalidMessage("result_ttl must be a positive number of seconds")
+        self.result_ttl = result_ttl
+        #: replicas every post waits for unless it asks otherwise (see post)
+        self.min_replicas = _check_replicas(min_replicas)
 
     # -- producing ----------------------------------------------------------
     def post(self, msg: Any, callback: str | None = None, functions: list[str] | None = None,
@@ -177,32 +182,7 @@ class MLQ:
         `fields`: only these keys (and `id`), e.g. to check a status without
         loading a large msg or result.
         """
-        checked = _check_id(job_id)
-        key = self.keys.job(checked)
-        if fields is None:
-            raw = self.client.hgetall(key)
-            if not raw:
-                raise JobNotFound(f"no job {str(job_id)!r}")
-            return self._with_result_kept_apart(checked, record_from_hash(raw))
-        names = ["id", *(f for f in fields if f != "id")]
-        if "result" in names and STORED_RESULT not in names:
-            names.append(STORED_RESULT)
-        values = self.client.hmget(key, names)
-        if values[0] is None:
-            raise JobNotFound(f"no job {str(job_id)!r}")
-        record = {name: unpack(value) for name, value in zip(names, values)}
-        return self._with_result_kept_apart(checked, record) if "result" in record else record
-
-    def _with_result_kept_apart(self, job_id: str, record: dict[str, Any]) -> dict[str, Any]:
-        """`record` with a big result kept in its own key (STORED_RESULT) read back in."""
-        marker = record.pop(STORED_RESULT, None)
-        if not marker:
-            return record
-        data = self.client.get(self.keys.result(job_id))
-        if data is None:  # the record expired or was purged since it was read
-            raise JobNotFound(f"no job {job_id!r}")
-        record["result"] = apart_value(data, marker)
-        return record
+        return read_record(self.client, self.keys, _check_id(job_id), fields)
 
     get_result = get_job
 
@@ -210,14 +190,7 @@ class MLQ:
         return progress_text(self._field(job_id, "progress"))
 
     def _field(self, job_id: str | int, name: str) -> Any:
-        job_id = _check_id(job_id)
-        key = self.keys.job(job_id)
-        value = self.client.hget(key, name)
-        # every stored value is msgpack (None too): no value means no field, and
-        # only then is it worth asking whether the job exists at all
-        if value is None and not self.client.exists(key):
-            raise JobNotFound(f"no job {job_id!r}")
-        return unpack(value)
+        return read_field(self.client, self.keys, _check_id(job_id), name)
 
     def wait(self, job_id: str | int, timeout: float | None = None) -> dict[str, Any]:
         """Block (pushed by Redis) until the job completed or failed; its record."""
@@ -226,7 +199,7 @@ class MLQ:
                                    lambda: self.get_job(job_id), timeout,
                                    read_status=lambda: self._field(job_id, "status"))
         # the record an event carries is small: a big result is only marked in it
-        return self._with_result_kept_apart(job_id, record)
+        return with_result_kept_apart(self.client, self.keys, job_id, record)
 
     def block_until_result(self, job_id: str | int, timeout: float | None = None) -> Any:
         """The job's result once completed; JobFailed if it failed."""
@@ -244,14 +217,8 @@ class MLQ:
     @property
     def heartbeat_client(self) -> redis.Redis:
         """The client heartbeats go through: connections of their own, so a heartbeat
-        never waits behind a hung socket of the jobs' traffic (the given client's,
-        when this MLQ was handed one)."""
-        if self._server is None:
-            return self.client
-        with self._heartbeat_lock:  # not self._lock: held while consumers start
-            if self._heartbeat_client is None:
-                self._heartbeat_client = heartbeat_client(*self._server, slot_key=self.keys.prefix)
-            return self._heartbeat_client
+        never waits behind a hung socket of the jobs' traffic."""
+        return self.clients.heartbeats
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -410,9 +377,7 @@ class MLQ:
         """Stop consuming (see shutdown), then close this object's Redis connections."""
         self.shutdown()
         self.scripts.round_trips.close()
-        self.client.close()
-        if self._heartbeat_client is not None:
-            self._heartbeat_client.close()
+        self.clients.close()
 
     def __enter__(self) -> MLQ:
         return self

@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from .callbacks import check_callback_url
-from .errors import InvalidMessage
-from .job import FAILED, QUEUED
-from .keys import PRIORITIES, check_function_name, check_name
-from .serialization import pack, pack_fields, unpack, unpack_from_lua
+from .errors import InvalidMessage, JobNotFound, ListenerError
+from .job import COMPLETED, FAILED, QUEUED, error_kind, split_outcome
+from .keys import PRIORITIES, Keys, check_function_name, check_name
+from .serialization import (
+    ApartResult, apart_value, pack, pack_fields, pack_result, unpack, unpack_from_lua,
+)
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,50 @@ def record_from_hash(raw: Mapping[bytes, bytes] | Iterable[bytes]) -> dict[str, 
     return record
 
 
+def read_record(client: redis.Redis, keys: Keys, job_id: str,
+                fields: Sequence[str] | None = None) -> dict[str, Any]:
+    """A job's record (SPEC §4), or only `fields` of it (and `id`), e.g. to check a
+    status without loading a large msg or result; JobNotFound for an unknown id."""
+    key = keys.job(job_id)
+    if fields is None:
+        raw = client.hgetall(key)
+        if not raw:
+            raise JobNotFound(f"no job {job_id!r}")
+        return with_result_kept_apart(client, keys, job_id, record_from_hash(raw))
+    names = ["id", *(f for f in fields if f != "id")]
+    if "result" in names and STORED_RESULT not in names:
+        names.append(STORED_RESULT)
+    values = client.hmget(key, names)
+    if values[0] is None:
+        raise JobNotFound(f"no job {job_id!r}")
+    record = {name: unpack(value) for name, value in zip(names, values)}
+    return with_result_kept_apart(client, keys, job_id, record) if "result" in record else record
+
+
+def with_result_kept_apart(client: redis.Redis, keys: Keys, job_id: str,
+                           record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with a big result kept in its own key (STORED_RESULT) read back in."""
+    marker = record.pop(STORED_RESULT, None)
+    if not marker:
+        return record
+    data = client.get(keys.result(job_id))
+    if data is None:  # the record expired or was purged since it was read
+        raise JobNotFound(f"no job {job_id!r}")
+    record["result"] = apart_value(data, marker)
+    return record
+
+
+def read_field(client: redis.Redis, keys: Keys, job_id: str, name: str) -> Any:
+    """One field of a job's record; JobNotFound for an unknown id."""
+    key = keys.job(job_id)
+    value = client.hget(key, name)
+    # every stored value is msgpack (None too): no value means no field, and
+    # only then is it worth asking whether the job exists at all
+    if value is None and not client.exists(key):
+        raise JobNotFound(f"no job {job_id!r}")
+    return unpack(value)
+
+
 def event_record(data: bytes) -> dict[str, Any] | None:
     """The record a terminal event carries when someone was waiting and it was
     small; None otherwise."""
@@ -142,6 +191,34 @@ def _from_lua_flat(flat: list[Any]) -> dict[str, Any]:
 
 
 # -- outcomes: the fields a finish writes ------------------------------------------
+#: An attempt's outcome as a finish records it: (status, record fields, short_result).
+Outcome = tuple[str, list[Any], "str | None"]
+
+
+def outcome_of(value: Any, max_result_size: int) -> Outcome:
+    """The outcome of a listener that returned `value` (a result too big to store
+    fails the job, saying so)."""
+    try:
+        result, short = split_outcome(value)
+        packed = pack_result(result)
+        size = len(packed.data if isinstance(packed, ApartResult) else packed)
+        if size > max_result_size:
+            raise InvalidMessage(f"result of {size} bytes exceeds the limit of "
+                                 f"{max_result_size} bytes")
+        return COMPLETED, completed(packed, short), short
+    except InvalidMessage as exc:
+        return FAILED, failed(f"result cannot be stored: {exc}"), None
+
+
+def outcome_of_error(exc: BaseException) -> Outcome:
+    """The outcome of a listener that raised `exc`: its traceback as the error
+    (a ListenerError, which is ours, says enough without one)."""
+    if isinstance(exc, ListenerError):
+        text = str(exc)
+    else:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return FAILED, failed(str(exc), text, error_kind(exc)), None
+
 def completed(result: Any, short: str | None) -> list[Any]:
     """A finished attempt's fields; `result` already packed (or kept apart)."""
     return ["result", result, *pack_fields({"short_result": short, "error": None,

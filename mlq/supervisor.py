@@ -9,7 +9,6 @@ are started with spawn, never fork, so CUDA and threads are safe in them.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import multiprocessing
 import os
@@ -17,8 +16,8 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 
@@ -27,9 +26,8 @@ from .heartbeat import beat, new_worker_id, retire
 from .job import signal_reason, time_limit_reason
 from .errors import REDIS_DOWN
 from .keys import DEFAULT_QUEUE
-from .listeners import Listener, function_name
 from .queue import MLQ
-from .worker import Worker, WorkerHooks
+from .children import OOM_KILLED, Child, ChildConfig, child_main, import_listener, oom_kill_count
 
 log = logging.getLogger("mlq.supervisor")
 
@@ -40,178 +38,68 @@ RESTART_BACKOFF_CAP = 10.0
 
 
 @dataclass
-class ChildConfig:
-    namespace: str
-    redis_url: str
-    worker_id: str
-    imports: tuple[str, ...] = ()
+class SupervisorSettings:
+    """How a supervisor runs its children. `mlq_options` are MLQ keyword options
+    (limits, callback policy) for every child. A job whose child the kernel's OOM
+    killer ended is failed with error_kind 'oom' unless `oom_retries` allows
+    another attempt. `grace_period`: after a stop is requested, running jobs get
+    this many seconds to finish; then the children are stopped and their jobs put
+    back (None: no limit)."""
+
+    concurrency: int = 1
+    imports: Sequence[str] = ()
     secret: str | None = None
-    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
-    log_level: int = logging.INFO
-    mlq_options: dict[str, Any] = field(default_factory=dict)
-    gpu: str | None = None
-    #: how the child sets up logging (picklable, e.g. a JSON formatter); None: text
+    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
+    heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT
+    max_retries: int = defaults.MAX_RETRIES
+    queues: Sequence[str] = (DEFAULT_QUEUE,)
+    gpus: Sequence[str] | None = None
+    oom_retries: int = 0
+    fair: bool = False
+    max_running_per_owner: int = 0
     log_setup: Callable[[int], None] | None = None
+    grace_period: float | None = None
+    mlq_options: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, **keywords: Any) -> SupervisorSettings:
+        """Settings from keywords; those that are no setting here are MLQ options."""
+        names = {f.name for f in fields(cls)} - {"mlq_options"}
+        mine = {k: v for k, v in keywords.items() if k in names}
+        return cls(**mine, mlq_options={k: v for k, v in keywords.items() if k not in names})
 
-@dataclass
-class Child:
-    worker_id: str
-    process: Any
-    conn: Connection
-    started: float
-    job: tuple[str, int, float, float | None] | None = None  # id, attempt, start, timeout
-    kill_reason: tuple[str, str, int] | None = None  # reason, job id, attempt
-    took_a_job: bool = False
-    gpu: str | None = None
-    error_kind: str | None = None
-
-
-def import_listener(spec: str) -> tuple[str, Listener]:
-    """Load `module:function` (what --import names)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"expected module:function, got {spec!r}")
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
-    if not callable(target):
-        raise ValueError(f"{spec} is not callable")
-    return function_name(target), target
-
-
-OOM_KILLED = "killed by the kernel's OOM killer (out of memory)"
-
-
-def oom_kill_count(path: str = "/sys/fs/cgroup/memory.events") -> int | None:
-    """How many processes the OOM killer ended in this cgroup (v2), or None if unknown."""
-    try:
-        with open(path) as events:
-            for line in events:
-                name, _, value = line.partition(" ")
-                if name == "oom_kill":
-                    return int(value)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-class _PipeHooks(WorkerHooks):
-    """Tells the supervisor about jobs with a time limit, which it enforces.
-
-    Only those: a message per job would wake the supervisor twice per job and
-    cost the children CPU; everything else it needs it reads from Redis.
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.lock = threading.Lock()
-        self.limited: set[str] = set()
-
-    def job_started(self, worker_id: str, job_id: str, attempt: int, timeout: float | None) -> None:
-        if timeout:
-            self.limited.add(job_id)
-            self._send(("start", job_id, attempt, timeout, time.time()))
-
-    def job_ended(self, worker_id: str, job_id: str) -> None:
-        if job_id in self.limited:
-            self.limited.discard(job_id)
-            self._send(("end", job_id))
-
-    def _send(self, message: tuple[Any, ...]) -> None:
-        # the supervisor may be gone (SIGKILLed): finish the job anyway; the stop
-        # listener has seen the pipe close and this child stops after it
-        with self.lock:
-            try:
-                self.conn.send(message)
-            except (OSError, ValueError):
-                pass
-
-
-def child_main(config: ChildConfig, conn: Connection) -> None:
-    """Entry point of a spawned child: consume until the supervisor says stop."""
-    # Ctrl-C in a terminal, and systemd's or a process manager's SIGTERM, reach the
-    # whole process group; the supervisor decides how the children stop (running
-    # jobs finish first), so they ignore both.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if config.gpu is not None:
-        # before any listener module can initialise CUDA
-        os.environ["CUDA_VISIBLE_DEVICES"] = config.gpu
-    if config.log_setup is not None:
-        config.log_setup(config.log_level)
-    else:
-        logging.basicConfig(level=config.log_level,
-                            format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-    local = dict(import_listener(spec) for spec in config.imports)
-    mlq = MLQ(config.namespace, redis_url=config.redis_url, secret=config.secret,
-              **config.mlq_options)
-    stop = threading.Event()
-
-    def listen_for_stop() -> None:
-        try:
-            while conn.recv() != "stop":
-                pass
-        except (EOFError, OSError):
-            pass  # the supervisor is gone: stop too
-        stop.set()
-
-    threading.Thread(target=listen_for_stop, name="mlq-stop-listener", daemon=True).start()
-    mlq.registry.start_following(stop)
-    worker = Worker(mlq, config.worker_id, local_listeners=local, queues=config.queues,
-                    hooks=_PipeHooks(conn))
-    worker.run(stop)
-    mlq.listener_states.teardown_all()
-    mlq.callbacks.close(wait=True)
+    def check(self) -> None:
+        """Fail here, with a clear message, not in every child."""
+        if self.gpus:
+            self.concurrency = len(self.gpus)
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        for spec in self.imports:
+            import_listener(spec)
 
 
 class Supervisor:
-    def __init__(self, namespace: str, redis_url: str, *, concurrency: int = 1,
-                 imports: Sequence[str] = (), secret: str | None = None,
-                 heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL,
-                 heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT,
-                 max_retries: int = defaults.MAX_RETRIES,
-                 queues: Sequence[str] = (DEFAULT_QUEUE,), gpus: Sequence[str] | None = None,
-                 oom_retries: int = 0, fair: bool = False, max_running_per_owner: int = 0,
-                 log_setup: Callable[[int], None] | None = None,
-                 grace_period: float | None = None, **mlq_options: Any) -> None:
-        """Run `concurrency` children, or one per GPU id in `gpus` (each sees only its GPU).
-
-        `mlq_options` are MLQ keyword options (limits, callback policy) for every child.
-        A job whose child the kernel's OOM killer ended is failed with error_kind
-        'oom' unless `oom_retries` allows another attempt. `grace_period`: after a
-        stop is requested, running jobs get this many seconds to finish; then the
-        children are stopped and their jobs put back (None: no limit).
-        """
-        if gpus:
-            concurrency = len(gpus)
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        for spec in imports:  # fail here, with a clear message, not in every child
-            import_listener(spec)
+    def __init__(self, namespace: str, redis_url: str,
+                 settings: SupervisorSettings | None = None, **keywords: Any) -> None:
+        """Run `settings.concurrency` children, or one per GPU id in `settings.gpus`
+        (each sees only its GPU). Keywords stand for the settings' fields."""
+        settings = settings or SupervisorSettings.of(**keywords)
+        settings.check()
+        self.settings = settings
         self.namespace = namespace
         self.redis_url = redis_url
-        self.concurrency = concurrency
-        self.imports = tuple(imports)
-        self.secret = secret
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
-        self.max_retries = max_retries
-        self.queues = tuple(queues)
-        self.gpus = [str(g) for g in gpus] if gpus else None
-        self.oom_retries = oom_retries
-        self.log_setup = log_setup
+        self.gpus = [str(g) for g in settings.gpus] if settings.gpus else None
         self._oom_kills_seen = oom_kill_count()
-        self.mlq_options = dict(mlq_options, fair=fair,
-                                max_running_per_owner=max_running_per_owner)
-        self.mlq = MLQ(namespace, redis_url=redis_url, secret=secret,
-                       heartbeat_timeout=heartbeat_timeout, **mlq_options)
+        #: what every child's MLQ gets
+        self.mlq_options = dict(settings.mlq_options, fair=settings.fair,
+                                max_running_per_owner=settings.max_running_per_owner)
+        self.mlq = MLQ(namespace, redis_url=redis_url, secret=settings.secret,
+                       heartbeat_timeout=settings.heartbeat_timeout, **settings.mlq_options)
         self.supervisor_id = new_worker_id("s")
         self.children: list[Child] = []
         self._context = multiprocessing.get_context("spawn")
         self._stop_level = 0  # 0 running, 1 finish running jobs, 2 stop now
         self._stop_sent = False
-        self.grace_period = grace_period
         self._grace_ends: float | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -239,16 +127,16 @@ class Supervisor:
     def run(self) -> None:
         """Run the children until a stop is requested and they have all ended."""
         log.info("supervisor %s: %d worker process(es) for namespace %r",
-                 self.supervisor_id, self.concurrency, self.namespace)
+                 self.supervisor_id, self.settings.concurrency, self.namespace)
         control = threading.Thread(target=self._control_loop, name="mlq-control", daemon=True)
         control.start()
         beats = threading.Thread(target=self._heartbeat_loop, name="mlq-heartbeat", daemon=True)
-        for slot in range(self.concurrency):
+        for slot in range(self.settings.concurrency):
             self._spawn(self.gpus[slot] if self.gpus else None)
         beats.start()
         try:
             while self.children or (self._stop_level == 0 and self._restart_at):
-                self._loop_once()
+                self.step()
         finally:
             self._beats_stop.set()
             self._beat_due.set()
@@ -259,21 +147,25 @@ class Supervisor:
             os.close(self._wake_w)
         log.info("supervisor %s stopped", self.supervisor_id)
 
-    def _loop_once(self) -> None:
-        now = time.time()
+    def step(self, now: float | None = None, block: bool = True) -> None:
+        """One pass: act on a stop request, restart children that are due, enforce
+        time limits, then wait for a child's message or exit (at most until the next
+        deadline; not at all unless `block`) and act on it. `now`: the time to act
+        on, so that tests drive deadlines without waiting for them."""
+        now = time.time() if now is None else now
         if self._stop_level >= 2:
             for child in self.children:
                 if child.process.is_alive():
                     child.process.kill()
         elif self._stop_level == 1 and not self._stop_sent:
             self._stop_sent = True
-            if self.grace_period is not None:
-                self._grace_ends = now + self.grace_period
+            if self.settings.grace_period is not None:
+                self._grace_ends = now + self.settings.grace_period
             for child in self.children:
                 self._send(child, "stop")
         elif self._grace_ends is not None and now >= self._grace_ends:
             log.warning("supervisor %s: grace period of %g s over: stopping running jobs "
-                        "and putting them back", self.supervisor_id, self.grace_period)
+                        "and putting them back", self.supervisor_id, self.settings.grace_period)
             self._stop_level = 2
             return  # the next pass kills the children
         if self._stop_level == 0:
@@ -283,10 +175,10 @@ class Supervisor:
                 self._spawn(gpu)
         if now >= self._next_beat:
             self._retry_orphans()
-            self._next_beat = now + self.heartbeat_interval
+            self._next_beat = now + self.settings.heartbeat_interval
         self._enforce_time_limits(now)
         ready = wait([c.conn for c in self.children] + [c.process.sentinel for c in self.children]
-                     + [self._wake_r], timeout=self._wait_time(time.time()))
+                     + [self._wake_r], timeout=self._wait_time(now) if block else 0)
         for item in ready:
             if item == self._wake_r:
                 os.read(self._wake_r, 1024)
@@ -308,9 +200,11 @@ class Supervisor:
         self._serial += 1
         worker_id = f"{self.supervisor_id}-c{self._serial}"
         parent_conn, child_conn = self._context.Pipe(duplex=True)
-        config = ChildConfig(self.namespace, self.redis_url, worker_id, self.imports,
-                             self.secret, self.queues, logging.getLogger().getEffectiveLevel(),
-                             self.mlq_options, gpu, self.log_setup)
+        settings = self.settings
+        config = ChildConfig(self.namespace, self.redis_url, worker_id, tuple(settings.imports),
+                             settings.secret, tuple(settings.queues),
+                             logging.getLogger().getEffectiveLevel(),
+                             self.mlq_options, gpu, self.settings.log_setup)
         process = self._context.Process(target=child_main, args=(config, child_conn),
                                         name=f"mlq-worker-{self._serial}", daemon=False)
         process.start()
@@ -384,7 +278,7 @@ class Supervisor:
         if record["worker"] != child.worker_id or record["status"] != "started":
             return
         job_id, attempt, retries = record["id"], record["attempt"], record["retries"]
-        if retries >= self.oom_retries:
+        if retries >= self.settings.oom_retries:
             child.kill_reason = (reason, job_id, attempt)
             child.error_kind = "oom"
 
@@ -404,7 +298,7 @@ class Supervisor:
             keys = self.mlq.keys
             # heartbeat first: from then on no post hands this worker a job
             retire(self.mlq.client, keys, [worker_id])
-            self.mlq.recovery.recover_worker(worker_id, self.max_retries, time.time(), reason)
+            self.mlq.recovery.recover_worker(worker_id, self.settings.max_retries, time.time(), reason)
             retire(self.mlq.client, keys, [worker_id])
         except REDIS_DOWN as exc:
             log.warning("cannot recover jobs of %s yet: %s", worker_id, exc)
@@ -420,7 +314,7 @@ class Supervisor:
         wait on Redis (recovering a child's jobs), and a heartbeat must not wait
         behind it, or live workers would pass for dead."""
         while not self._beats_stop.is_set():
-            wait = self.heartbeat_interval if self._heartbeat() else defaults.HEARTBEAT_RETRY
+            wait = self.settings.heartbeat_interval if self._heartbeat() else defaults.HEARTBEAT_RETRY
             self._beat_due.wait(wait)
             self._beat_due.clear()
 
@@ -437,7 +331,7 @@ class Supervisor:
         if not workers:
             return True
         try:
-            beat(self.mlq.heartbeat_client, self.mlq.keys, workers, self.heartbeat_timeout)
+            beat(self.mlq.heartbeat_client, self.mlq.keys, workers, self.settings.heartbeat_timeout)
         except REDIS_DOWN as exc:
             log.warning("heartbeat failed: %s", exc)
             return False

@@ -11,19 +11,17 @@ import inspect
 import logging
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
-
 from . import defaults
-from .errors import REDIS_DOWN, InvalidMessage, ListenerError, SignatureError
-from .job import COMPLETED, FAILED, error_kind, runtime_bucket, short_text, split_outcome
 from .batching import Batches
-from .listeners import Listener, listener_context
-from .notebook import pack_value, run_call
+from .errors import REDIS_DOWN, InvalidMessage
+from .job import COMPLETED, runtime_bucket
+from .listeners import Listener, listener_context, warn_once_without_secret
+from .notebook import execute_call
 from .reaper import Reaper
-from .record import CALL_FIELD, completed, failed, handed_over, record_from_hash
-from .serialization import ApartResult, pack, pack_result
+from .record import CALL_FIELD, Outcome, handed_over, outcome_of, outcome_of_error, record_from_hash
+from .serialization import pack
 
 if TYPE_CHECKING:
     from .queue import MLQ
@@ -32,22 +30,6 @@ log = logging.getLogger("mlq.worker")
 
 #: What a post leaves in an idle worker's inbox for a record too large to hand over.
 HAND_OVER_LARGE = b"take"
-
-
-
-_warned_without_secret = False
-
-
-def _warn_once_without_secret(secret: object) -> None:
-    global _warned_without_secret
-    if not secret and not _warned_without_secret:
-        _warned_without_secret = True
-        log.warning("no secret set (MLQ_SECRET / --secret): this worker runs any function "
-                    "stored in Redis; anyone who can write to Redis can run code here")
-
-
-#: An attempt's outcome as a finish records it: (status, record fields, short_result).
-Outcome = tuple[str, list[Any], "str | None"]
 
 
 class _Outcome(NamedTuple):
@@ -111,7 +93,7 @@ class Worker:
         self._next_sweep = 0.0
         self._sweeper = Reaper(mlq, max_retries=mlq.max_retries,
                                heartbeat_timeout=mlq.heartbeat_timeout)
-        _warn_once_without_secret(mlq.secret)
+        warn_once_without_secret(mlq.secret)
 
     # -- the loop -----------------------------------------------------------
     def run(self, stop: threading.Event, block: float = defaults.BLOCK_TIMEOUT) -> None:
@@ -263,29 +245,6 @@ class Worker:
         self.mlq.registry.refresh(answer[0].decode())
         return [record_from_hash(flat) for flat in answer[1:]]
 
-    def success(self, value: Any) -> Outcome:
-        """The outcome of a listener that returned `value`."""
-        try:
-            result, short = split_outcome(value)
-            packed = pack_result(result)
-            fields = completed(packed, short)
-            size = len(packed.data if isinstance(packed, ApartResult) else packed)
-            if size > self.mlq.max_result_size:
-                raise InvalidMessage(f"result of {size} bytes exceeds the limit of "
-                                     f"{self.mlq.max_result_size} bytes")
-            return COMPLETED, fields, short
-        except InvalidMessage as exc:
-            return FAILED, failed(f"result cannot be stored: {exc}"), None
-
-    @staticmethod
-    def failure(exc: BaseException) -> Outcome:
-        """The outcome of a listener that raised `exc`."""
-        if isinstance(exc, ListenerError):
-            text = str(exc)
-        else:
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return FAILED, failed(str(exc), text, error_kind(exc)), None
-
     # -- one job ------------------------------------------------------------
     def run_job(self, record: dict[str, Any], last: bool = True) -> None:
         """Run one started job; `last`: no other job is waiting in this worker, so
@@ -299,7 +258,7 @@ class Worker:
         self.hooks.job_started(self.worker_id, job_id, attempt, record["timeout"])
         if log.isEnabledFor(logging.INFO):
             log.info("job %s started on %s (attempt %s)", job_id, self.worker_id, attempt,
-                     extra=self._log_fields(job_id, attempt, "started", 0.0))
+                     extra=self.log_fields(job_id, attempt, "started", 0.0))
         try:
             outcome, fields, short = self._execute(record)
             self.finish(record, outcome, fields, short, started, last)
@@ -309,7 +268,7 @@ class Worker:
 
     def _execute(self, record: dict[str, Any]) -> Outcome:
         if record.get(CALL_FIELD):
-            return self._execute_call(record)
+            return execute_call(self, record)
         try:
             listeners = self.mlq.registry.resolve(record["functions"], self.local)
             value = None
@@ -319,33 +278,11 @@ class Worker:
                 context["state"] = states.state_for(name, function)
                 value = self.call(function, record["msg"], context)
         except Exception as exc:
-            return self.failure(exc)
-        return self.success(value)
+            return outcome_of_error(exc)
+        return outcome_of(value, self.mlq.max_result_size)
 
-    def _execute_call(self, record: dict[str, Any]) -> Outcome:
-        """A job that carries its own function (MLQ.submit)."""
-        secret = self.mlq.secret
-        try:
-            job_id, attempt = record["id"], record["attempt"]
-            value = run_call(record["msg"], secret,
-                             lambda v: self.update_progress(job_id, attempt, v))
-            if inspect.isawaitable(value):
-                value = self._await(value)
-        except SignatureError as exc:
-            reason = f"job code is not signed: {exc}"
-            log.error("job %s refused: %s", record["id"], reason,
-                      extra=self._log_fields(record["id"], record["attempt"], "refused", 0.0))
-            return FAILED, failed(reason), None
-        except Exception as exc:
-            return FAILED, failed(str(exc), traceback.format_exc(), error_kind(exc),
-                                  exception=pack_value(exc, secret)), None
-        short = short_text(value) if not isinstance(value, (list, dict, tuple)) else None
-        sealed = pack_value(value, secret)
-        if sealed is None:
-            return FAILED, failed(f"result of type {type(value).__name__} cannot be pickled"), None
-        return COMPLETED, completed(pack_result(sealed), short), short
-
-    def _await(self, awaitable: Any) -> Any:
+    def run_awaitable(self, awaitable: Any) -> Any:
+        """Run a coroutine a listener returned, on this worker's own event loop."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
         return self._loop.run_until_complete(awaitable)
@@ -360,7 +297,7 @@ class Worker:
         """Call a listener, running it to the end when it is a coroutine function."""
         value = function(msg, context)
         if inspect.isawaitable(value):
-            value = self._await(value)
+            value = self.run_awaitable(value)
         return value
 
     def finish(self, record: dict[str, Any], outcome: str, fields: list[Any],
@@ -404,11 +341,11 @@ class Worker:
         if not done:
             log.warning("job %s attempt %s finished late on %s; outcome dropped",
                         job_id, attempt, self.worker_id,
-                        extra=self._log_fields(job_id, attempt, "fenced", o.runtime))
+                        extra=self.log_fields(job_id, attempt, "fenced", o.runtime))
             return
         if log.isEnabledFor(logging.INFO):
             log.info("job %s %s on %s in %.3f s", job_id, o.outcome, self.worker_id, o.runtime,
-                     extra=self._log_fields(job_id, attempt, o.outcome, o.runtime))
+                     extra=self.log_fields(job_id, attempt, o.outcome, o.runtime))
         if o.record["callback"]:
             self.mlq.callbacks.send(o.record["callback"], o.outcome == COMPLETED, job_id, o.short)
 
@@ -439,7 +376,7 @@ class Worker:
             self._found_nothing = True
         return answers
 
-    def _log_fields(self, job_id: str, attempt: int, event: str, duration: float) -> dict[str, Any]:
+    def log_fields(self, job_id: str, attempt: int, event: str, duration: float) -> dict[str, Any]:
         """Fields a structured (JSON) log line carries for a job event."""
         return {"job_id": job_id, "worker_id": self.worker_id, "attempt": attempt,
                 "event": event, "duration": round(duration, 6)}

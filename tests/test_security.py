@@ -71,8 +71,9 @@ def test_signed_functions_run(redis_url: str, namespace: str) -> None:
 
 
 def test_worker_without_secret_warns_once(q: MLQ, caplog: pytest.LogCaptureFixture) -> None:
+    import mlq.listeners
     import mlq.worker
-    mlq.worker._warned_without_secret = False
+    mlq.listeners._warned_without_secret = False
     with caplog.at_level(logging.WARNING, logger="mlq.worker"):
         mlq.worker.Worker(q, "a")
         mlq.worker.Worker(q, "b")
