@@ -5,14 +5,32 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from mlq import MLQ
 from mlq.embedded import EmbeddedServer
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
+               interval: float = 0.05) -> Any:
+    """Poll `predicate` until it is truthy (returned); AssertionError after `timeout` s.
+
+    Used only where there is no event to wait on (a process's state, a key that
+    another thread or process changes, a count converging while faults are injected).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)  # the pause between two polls, not a wait for anything
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +79,7 @@ class CallbackRecorder:
                                               "raw_query": parts.query, "time": time.time()})
                     recorder.arrived.notify_all()
                 if recorder.delay:
-                    time.sleep(recorder.delay)
+                    time.sleep(recorder.delay)  # a slow receiver: the delay is the point
                 self.send_response(recorder.status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

@@ -173,7 +173,7 @@ class Server:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"server did not start:\n{log.read_text()}") from None
-                time.sleep(0.05)
+                time.sleep(0.05)  # the pause between two polls
 
     @property
     def url(self) -> str:
@@ -196,8 +196,3 @@ def pings(client: redis.Redis) -> bool:
         return False
 
 
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)

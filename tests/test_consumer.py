@@ -219,7 +219,7 @@ def test_shutdown_finishes_the_running_job(q: MLQ) -> None:
 
     def slow(msg: Any, *args: Any) -> str:
         started.set()
-        time.sleep(0.5)
+        time.sleep(0.5)  # a job that takes a while: the stop comes while it runs
         return "finished"
 
     q.create_listener(slow)
@@ -233,11 +233,11 @@ def test_shutdown_finishes_the_running_job(q: MLQ) -> None:
 
 def test_time_limit_in_process(q: MLQ) -> None:
     def stuck(msg: Any, *args: Any) -> str:
-        time.sleep(1.5)
+        time.sleep(1.5)  # runs well past its 0.3 s time limit
         return "too late"
 
     q.create_listener(stuck)
     record = q.wait(q.post(1, timeout=0.3), 10)
     assert record["status"] == "failed" and record["error"] == "time limit 0.3 s exceeded"
-    time.sleep(1.5)
+    time.sleep(1.5)  # a window, not a wait: by its end the stuck listener has returned
     assert q.get_job(record["id"])["status"] == "failed"  # the late finish changed nothing

@@ -27,6 +27,7 @@ import requests
 from controller.server import check_bind
 from mlq.embedded import find_server_binary, free_port
 from mlq.keys import Keys
+from tests.conftest import wait_until
 from tests.deploy_files import (
     COMPOSE_FILES,
     DEPLOY,
@@ -43,7 +44,6 @@ from tests.deploy_files import (
     required_variables,
     seconds,
     service_environment,
-    wait_until,
 )
 
 

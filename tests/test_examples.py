@@ -99,7 +99,7 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path,
                 return
         except requests.ConnectionError:
             pass
-        time.sleep(0.1)
+        time.sleep(0.1)  # the pause between two polls
     raise AssertionError(f"{url} not healthy within {timeout} s:\n{log.read_text()}")
 
 

@@ -5,19 +5,12 @@ twice whichever way the worker picks it up."""
 from __future__ import annotations
 
 import threading
-import time
-from typing import Any, Callable
+from typing import Any
 
 from mlq import MLQ
 from mlq.heartbeat import beat
 from mlq.worker import Worker
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.005)
+from tests.conftest import wait_until
 
 
 def _idle_worker(q: MLQ, worker_id: str = "w1", alive: bool = True) -> Worker:
@@ -35,7 +28,8 @@ def test_a_post_starts_its_job_on_the_idle_worker(q: MLQ) -> None:
     taken: list[dict[str, Any]] = []
     blocked = threading.Thread(target=lambda: taken.extend(worker.take(10) or []))
     blocked.start()  # finds nothing, waits as idle, blocks on its inbox
-    wait_until(lambda: q.client.llen(q.keys.idle("default")) == 1)
+    wait_until(lambda: q.client.llen(q.keys.idle("default")) == 1, 10,
+               "the worker to wait as idle", interval=0.005)
     job_id = q.post({"n": 1})
     blocked.join(10)
     assert taken and taken[0]["id"] == job_id and taken[0]["msg"] == {"n": 1}

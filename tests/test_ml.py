@@ -16,6 +16,7 @@ from mlq.heartbeat import workers
 from mlq.job import error_kind
 from mlq.supervisor import Supervisor, oom_kill_count
 from tests import listeners
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -108,10 +109,7 @@ def test_oom_killed_child_fails_its_job_without_retry(q: MLQ, redis_url: str,
                             imports=["tests.listeners:hog"], heartbeat_interval=0.2)
     thread = _run(supervisor)
     job_id = q.post("big")
-    deadline = time.monotonic() + 20
-    while q.get_job(job_id)["status"] != "started":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: q.get_job(job_id)["status"] == "started", 20, "the job to start")
     pid = next(w["pid"] for w in workers(q.client, q.keys) if w["id"] == q.get_job(job_id)["worker"])
     os.kill(pid, signal.SIGKILL)
     record = q.wait(job_id, 20)

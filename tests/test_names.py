@@ -7,7 +7,6 @@ import pytest
 
 from mlq import MLQ
 from mlq.errors import InvalidName
-from mlq.keys import Keys
 from tests.cli.conftest import run_controller
 
 BAD_NAMES = ["", "default:p9", "a:b", "team}:other", "a\nb", "x y", "é", "a" * 129, "q*"]
@@ -45,14 +44,6 @@ def test_function_names_follow_their_rule(q: MLQ) -> None:
     with pytest.raises(InvalidName):
         q.remove_listener("a:b")
     assert q.register_listener(lambda msg, *args: msg) == "<lambda>"
-
-
-def test_distinct_names_never_share_a_key() -> None:
-    # what used to collide: a queue's priority lane, owner lists, the hash tag
-    assert Keys("team").pattern != Keys("team.other").pattern
-    assert not Keys("team.other").prefix.startswith(Keys("team").prefix)
-    keys = Keys("ns")
-    assert len({keys.queue("a", 9), keys.queue("a.p9"), keys.queue("a_p9")}) == 3
 
 
 def test_clear_all_of_one_namespace_leaves_a_similar_one(redis_url: str) -> None:

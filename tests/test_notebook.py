@@ -12,6 +12,7 @@ import pytest
 from mlq import MLQ
 from mlq.supervisor import Supervisor
 from tests import listeners
+from tests.conftest import wait_until
 
 
 
@@ -75,10 +76,7 @@ def test_cancel_a_running_job_stops_it(q: MLQ, redis_url: str) -> None:
     thread.start()
     try:
         job = q.submit(listeners.slow_call, 30)
-        deadline = time.monotonic() + 20
-        while job.status != "started":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: job.status == "started", 20, "the job to start")
         started = time.monotonic()
         assert job.cancel() is True
         record = job.wait(timeout=10)

@@ -26,7 +26,7 @@ def test_workers_survive_a_redis_restart(tmp_path: Path, namespace: str) -> None
             assert q.wait(q.post({"my_data": 1}), timeout=30)["result"] == 2
             time.sleep(1.2)  # let everysec flush the registry to the AOF
             server.kill()
-            time.sleep(1.5)  # workers meet a dead Redis and back off
+            time.sleep(1.5)  # the outage lasts this long: workers meet a dead Redis and back off
             server.start()
             results = [q.wait(q.post({"my_data": n}), timeout=30)["result"] for n in range(5)]
             assert results == [0, 2, 4, 6, 8]

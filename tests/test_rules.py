@@ -1,4 +1,4 @@
-"""The pure rules: progress text, outcome splitting, callback URLs, signatures, key names."""
+"""The pure rules: progress text, outcome splitting, callback URLs, signatures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 from mlq.callbacks import callback_url
 from mlq.errors import SignatureError
 from mlq.job import progress_text, runtime_bucket, signal_reason, split_outcome
-from mlq.keys import Keys
 from mlq.signing import seal, unseal
 
 
@@ -53,15 +52,6 @@ def test_seal_and_unseal() -> None:
     tampered = signed[:-1] + b"X"
     with pytest.raises(SignatureError):
         unseal(tampered, "s3cret")
-
-
-def test_every_key_shares_the_hash_tag() -> None:
-    keys = Keys("app")
-    names = [keys.counter, keys.job(1), keys.queue(), keys.processing("w"), keys.running,
-             keys.dead, keys.stats, keys.workers, keys.heartbeat("w"), keys.registry,
-             keys.registry_order, keys.registry_seq, keys.data("k"), keys.queues]
-    assert all(name.startswith("mlq:{app}:") for name in names)
-    assert Keys("a*[b]").pattern == "mlq:{a\\*\\[b\\]}:*"
 
 
 def test_reasons_and_buckets() -> None:

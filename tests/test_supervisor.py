@@ -18,6 +18,7 @@ from mlq.heartbeat import workers
 from mlq.reaper import Reaper
 from mlq.supervisor import Supervisor
 from tests import listeners
+from tests.conftest import wait_until
 
 
 class Running:
@@ -49,13 +50,6 @@ def supervise(redis_url: str, namespace: str) -> Iterator[Any]:
             running.stop(immediate=True)
 
 
-def _wait_until(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def _child_pid(q: MLQ, job_id: str) -> int:
     worker_id = q.get_job(job_id)["worker"]
     return next(w["pid"] for w in workers(q.client, q.keys) if w["id"] == worker_id)
@@ -65,7 +59,7 @@ def test_killed_child_job_finishes_on_the_replacement(q: MLQ, supervise: Any) ->
     q.register_listener(listeners.sleepy)
     running = supervise(concurrency=1)
     job_id = q.post({"sleep": 1.0})
-    _wait_until(lambda: q.get_job(job_id)["status"] == "started")
+    wait_until(lambda: q.get_job(job_id)["status"] == "started", 20, "the job to start")
     first_pid = _child_pid(q, job_id)
     os.kill(first_pid, signal.SIGKILL)
     record = q.wait(job_id, timeout=30)
@@ -95,7 +89,8 @@ def test_graceful_stop_finishes_running_jobs(q: MLQ, supervise: Any) -> None:
     running = supervise(concurrency=2)
     busy = [q.post({"sleep": 1.0}) for _ in range(2)]
     waiting = q.post({"sleep": 0})
-    _wait_until(lambda: all(q.get_job(j)["status"] == "started" for j in busy))
+    wait_until(lambda: all(q.get_job(j)["status"] == "started" for j in busy), 20,
+               "both jobs to start")
     running.stop()
     assert [q.get_job(j)["status"] for j in busy] == ["completed", "completed"]
     assert q.get_job(waiting)["status"] == "queued"
@@ -106,7 +101,7 @@ def test_immediate_stop_puts_running_jobs_back(q: MLQ, supervise: Any) -> None:
     q.register_listener(listeners.sleepy)
     running = supervise(concurrency=1)
     job_id = q.post({"sleep": 30})
-    _wait_until(lambda: q.get_job(job_id)["status"] == "started")
+    wait_until(lambda: q.get_job(job_id)["status"] == "started", 20, "the job to start")
     started = time.monotonic()
     running.stop(immediate=True)
     assert time.monotonic() - started < 5
@@ -118,7 +113,8 @@ def test_immediate_stop_puts_running_jobs_back(q: MLQ, supervise: Any) -> None:
 def test_imported_listeners_and_heartbeats(q: MLQ, supervise: Any) -> None:
     running = supervise(concurrency=2, imports=["tests.listeners:double"])
     assert q.wait(q.post({"my_data": 21}), timeout=30)["result"] == 42
-    _wait_until(lambda: len([w for w in workers(q.client, q.keys) if w["alive"]]) == 2)
+    wait_until(lambda: len([w for w in workers(q.client, q.keys) if w["alive"]]) == 2, 20,
+               "two live children")
     for info in workers(q.client, q.keys):
         assert info["kind"] == "process" and info["pid"] != os.getpid()
         assert info["supervisor"] == os.getpid()
@@ -136,13 +132,14 @@ def test_reaper_stops_an_overrunning_job_before_requeueing(q: MLQ, supervise: An
     q.register_listener(listeners.sleepy)
     running = supervise(concurrency=1)
     job_id = q.post({"sleep": 30})
-    _wait_until(lambda: q.get_job(job_id)["status"] == "started")
+    wait_until(lambda: q.get_job(job_id)["status"] == "started", 20, "the job to start")
     pid = _child_pid(q, job_id)
-    time.sleep(0.2)
-    report = Reaper(q, job_timeout=0.1, max_retries=5).reap_once()
+    # the sweep runs at a time past the job's timeout: no need to sleep until then
+    overrun = q.get_job(job_id)["processing_started"] + 1.0
+    report = Reaper(q, job_timeout=0.1, max_retries=5).reap_once(now=overrun)
     assert report.requeued in ([job_id], [])  # the supervisor may take it back first
-    _wait_until(lambda: not _alive(pid))
-    _wait_until(lambda: q.get_job(job_id)["status"] == "started")
+    wait_until(lambda: not _alive(pid), 20, "the overrunning child to be stopped")
+    wait_until(lambda: q.get_job(job_id)["status"] == "started", 20, "the job to start")
     assert q.get_job(job_id)["retries"] == 1 and q.get_job(job_id)["attempt"] == 2
     assert q.stats()["requeued"] == 1  # exactly one recovery, whoever did it
     running.stop(immediate=True)
@@ -166,7 +163,7 @@ def test_2000_jobs_over_4_children_run_once_each(q: MLQ, supervise: Any, tmp_pat
     ids = [q.post({"log": str(log)}) for _ in range(2000)]
     running = supervise(concurrency=4)
     q.wait(ids[-1], timeout=120)
-    _wait_until(lambda: q.stats()["completed"] == 2000, timeout=60)
+    wait_until(lambda: q.stats()["completed"] == 2000, 60, "2000 completed jobs")
     running.stop()
     executions = Counter(line.split()[0] for line in log.read_text().splitlines())
     assert set(executions) == set(ids)  # none lost

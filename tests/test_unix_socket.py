@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from mlq import MLQ
 from mlq.embedded import find_server_binary
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -27,10 +27,11 @@ def socket_path() -> Iterator[Path]:
          "--appendonly", "no", "--dir", str(directory)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while not path.exists():
-            assert process.poll() is None and time.monotonic() < deadline, "no server"
-            time.sleep(0.02)
+        def listening() -> bool:
+            assert process.poll() is None, "the server exited"
+            return path.exists()
+
+        wait_until(listening, 10, "the server's unix socket", interval=0.02)
         yield path
     finally:
         process.kill()

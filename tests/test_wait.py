@@ -4,12 +4,12 @@ pass for the next wait's news."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from mlq import MLQ, events
 from mlq.serialization import pack
 from mlq.worker import Worker
+from tests.conftest import wait_until
 
 
 def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
@@ -37,10 +37,8 @@ def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
     waiter = threading.Thread(target=lambda: waited.append(q.wait(job_id, 10)))
     waiter.start()
     # the job runs only once the waiter listens: it must wait for this outcome
-    deadline = time.monotonic() + 10
-    while q.client.pubsub_numsub(channel)[0][1] == 0:
-        assert time.monotonic() < deadline, "the waiter never subscribed"
-        time.sleep(0.005)
+    wait_until(lambda: q.client.pubsub_numsub(channel)[0][1] > 0, 10, "the waiter to subscribe",
+               interval=0.005)
     assert worker.step(1)
     waiter.join(10)
     assert waited, "wait() did not return"

@@ -130,7 +130,7 @@ class Running:
         while not port_open("127.0.0.1", port, timeout=0.2):
             assert self.process.poll() is None, f"exited early:\n{self.output}"
             assert time.monotonic() < deadline, f"port {port} not open:\n{self.output}"
-            time.sleep(0.05)
+            time.sleep(0.05)  # the pause between two polls
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Send `signum` and return the exit code, which must come within `timeout`."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import stat
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import requests
 
 from mlq.embedded import free_port, port_open
 from mlq.queue import MLQ
+from tests.conftest import wait_until
 
 from .conftest import Running, base_env, run_controller
 
@@ -219,10 +219,8 @@ def test_server_of_a_killed_consumer_stops_too(spawn: Spawn, redis_url: str,
     worker.wait_for_port(port)
     worker.process.kill()  # SIGKILL: no chance to stop its server itself
     worker.process.wait(10)
-    deadline = time.monotonic() + 15
-    while port_open("127.0.0.1", port, timeout=0.2):
-        assert time.monotonic() < deadline, "the server outlived its consumer"
-        time.sleep(0.1)
+    wait_until(lambda: not port_open("127.0.0.1", port, timeout=0.2), 15,
+               "the server to stop with its consumer", interval=0.1)
 
 
 def test_server_limits_on_messages_and_functions(spawn: Spawn, redis_url: str,

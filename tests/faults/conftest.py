@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from mlq.embedded import EmbeddedServer, port_open
+from tests.conftest import wait_until  # noqa: F401 (the fault tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -38,23 +39,6 @@ def base_env(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               interval: float = 0.05) -> Any:
-    """Poll `predicate` until it is truthy (returned); AssertionError after `timeout` s.
-
-    Used only where there is no event to wait on (a process's state, a count
-    converging while faults are injected).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 # -- processes ----------------------------------------------------------------------------
@@ -82,6 +66,41 @@ def group_pids(pgid: int) -> list[int]:
             if fields is not None and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
                 found.append(int(entry))
     return found
+
+
+
+def tcp_ports(pids: list[int]) -> set[int]:
+    """The local ports of the TCP sockets these processes hold (read from /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue  # gone meanwhile
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()  # local address is fields[1] (HEX_IP:HEX_PORT), inode fields[9]
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def clients_from(client: Any, ports: set[int]) -> list[str]:
+    """The addresses of the connections Redis still has from these local ports."""
+    return [c["addr"] for c in client.client_list()
+            if int(c["addr"].rsplit(":", 1)[1]) in ports]
 
 
 class Command:
@@ -226,7 +245,7 @@ class Endpoint:
                     endpoint.requests.append((parts.path, parse_qs(parts.query), time.time()))
                     endpoint.changed.notify_all()
                 if parts.path == "/hang":
-                    time.sleep(hang)
+                    time.sleep(hang)  # a slow endpoint: the hang itself is the fault
                 try:
                     self.send_response(500 if parts.path == "/fail" else 200)
                     self.send_header("Content-Length", "0")

@@ -126,13 +126,13 @@ def test_concurrent_big_downloads_keep_the_server_small(own_redis: EmbeddedServe
     base = f"http://127.0.0.1:{port}"
     # the result route's first answer imports and allocates what later ones reuse
     assert requests.get(f"{base}/jobs/{small}/result", timeout=10).status_code == 200
-    time.sleep(0.5)
+    time.sleep(0.5)  # a settling time, not a wait: memory is measured once the server is idle
     idle = _memory(server.pid)["VmRSS"]
     _reset_peak(server.pid)
     sampler = Sampler(server.pid)
     outs = _download_all(base, ids)
     peak = sampler.close()
-    time.sleep(0.5)
+    time.sleep(0.5)  # a settling time, not a wait: what is kept after the downloads
     after = _memory(server.pid)["VmRSS"]
 
     print(f"\nbig results: {COUNT} x {SIZE // MIB} MiB downloaded at once (one as a Range "

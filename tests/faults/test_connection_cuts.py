@@ -86,7 +86,7 @@ def test_connection_cuts_lose_nothing(own_redis: EmbeddedServer, commands: Comma
                 posted.append(q.post({"log": str(log), "sleep": rng.uniform(0.01, 0.04)}))
             except redis.ConnectionError:
                 post_errors += 1  # the client's own retries ran out: post again
-            time.sleep(0.015)
+            time.sleep(0.015)  # pacing the steady flow
 
         def all_done() -> bool:
             pipe = q.client.pipeline(transaction=False)

@@ -125,7 +125,7 @@ def test_crash_storm(own_redis: EmbeddedServer, commands: Commands, tmp_path: Pa
                     killed.add(pid)
                     kills["worker child"] += 1
         else:
-            time.sleep(0.05)
+            time.sleep(0.05)  # pacing the loop between two looks at the storm
     elapsed = time.monotonic() - started
 
     # -- verdict --------------------------------------------------------------------

@@ -20,7 +20,15 @@ import pytest
 from mlq import MLQ
 from mlq.embedded import EmbeddedServer
 from tests.faults import listeners
-from tests.faults.conftest import ROOT, Commands, base_env, wait_until
+from tests.faults.conftest import (
+    ROOT,
+    Commands,
+    base_env,
+    clients_from,
+    group_pids,
+    tcp_ports,
+    wait_until,
+)
 
 #: A worker in a script of its own, as the README's worker pattern runs it.
 SCRIPT = """
@@ -90,9 +98,13 @@ def test_a_job_posted_after_an_idle_worker_is_killed_runs_elsewhere(
     wait_until(lambda: idle_listed(survivor, 1), 10, "worker A waiting as idle")
     survivor.create_listener(listeners.record)  # worker B, idle a moment later
     wait_until(lambda: idle_listed(survivor, 2), 10, "both workers idle")
+    ports = tcp_ports([victim.pid])
+    assert clients_from(survivor.client, ports)  # its connections, seen from Redis
     victim.kill()  # SIGKILL: it never leaves the idle list
     victim.wait()
-    time.sleep(0.1)
+    # posted once Redis, too, knows the worker is gone: its connections closed
+    wait_until(lambda: not clients_from(survivor.client, ports), 10,
+               "Redis to drop the killed worker's connections")
     started = time.monotonic()
     job_id = survivor.post({"log": str(tmp_path / "runs"), "sleep": 0})
     record = survivor.wait(job_id, timeout=10)
@@ -128,8 +140,12 @@ def test_a_job_posted_after_a_whole_consumer_is_killed_runs_elsewhere(
     wait_until(lambda: idle_listed(survivor, 2), 30, "the consumer's workers idle")
     survivor.create_listener(listeners.record)
     wait_until(lambda: idle_listed(survivor, 3), 10, "worker B idle too")
+    ports = tcp_ports(group_pids(consumer.pgid))
+    assert clients_from(survivor.client, ports)  # their connections, seen from Redis
     consumer.kill_group()  # supervisor and children at once, by SIGKILL
-    time.sleep(0.1)
+    # posted once Redis, too, knows the workers are gone: their connections closed
+    wait_until(lambda: not clients_from(survivor.client, ports), 10,
+               "Redis to drop the killed consumer's connections")
     started = time.monotonic()
     ids = [survivor.post({"log": str(tmp_path / "runs"), "sleep": 0}) for _ in range(3)]
     for job_id in ids:
@@ -178,6 +194,8 @@ def test_a_second_group_sigterm_puts_running_jobs_back(
     job_id = survivor.post({"log": str(log), "sleep": 30})
     wait_until(lambda: len(log_lines(log)) == 2, 10, "the job running")
     os.killpg(consumer.pgid, signal.SIGTERM)
+    # a pause, not a wait: the first signal must be handled before the second comes,
+    # and handling it leaves no trace to watch for
     time.sleep(0.5)
     os.killpg(consumer.pgid, signal.SIGTERM)
     assert consumer.process.wait(30) == 0

@@ -302,17 +302,17 @@ def test_a_flapping_redis_link_loses_no_acknowledged_post(
         connections = int(q.client.info("stats")["total_connections_received"])
         while time.monotonic() - flap_started < 20:  # every 2 s for 20 s: down, up, ...
             net.down("redis")
-            time.sleep(1)
+            time.sleep(1)  # the flap schedule: down 2 s (in two halves), up 2 s
             if flaps % 2:
                 # TCP rides out a 2 s outage by itself; every second time Redis also
                 # drops the connections it cannot reach (as a server whose keepalive
                 # gave up would), so each client finds its connection gone once the
                 # link is back, and must reconnect
                 killed += kill_host_connections(q)
-            time.sleep(1)
+            time.sleep(1)  # the second half of the outage
             net.up("redis")
             flaps += 1
-            time.sleep(2)
+            time.sleep(2)  # up for 2 s before the next flap
         back_at = time.time()
         connections = int(q.client.info("stats")["total_connections_received"]) - connections
         # the server and the workers reconnected: new posts go through and complete

@@ -116,7 +116,7 @@ def test_redis_crash_loses_nothing_acknowledged(own_redis: EmbeddedServer, comma
         down = []
         while time.time() - crashed_at < 2.5:
             down.append(_healthz(port))
-            time.sleep(0.2)
+            time.sleep(0.2)  # sampling /healthz through the 2.5 s outage
         restarted_at = time.time()
         own_redis.start()
         back_after = wait_until(lambda: _healthz(port)[0] == 200 and time.time(), 10,

@@ -176,4 +176,4 @@ def _settle(q: MLQ, ids: list[str], timeout: float = 60.0) -> dict[str, str | No
             return statuses
         if time.monotonic() > deadline:
             return statuses or {job_id: None for job_id in ids}
-        time.sleep(0.2)
+        time.sleep(0.2)  # the pause between two polls

@@ -112,7 +112,7 @@ class ServerProcess:
                 requests.get(self.url + "/healthz", timeout=3)
                 return
             except requests.ConnectionError:
-                time.sleep(0.05)
+                time.sleep(0.05)  # the pause between two polls
         raise RuntimeError(f"server did not answer within {timeout} s:\n{self.log()}")
 
     def log(self) -> str:

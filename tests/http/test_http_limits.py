@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from mlq import MLQ
+from tests.conftest import wait_until
 
 from .conftest import ServerProcess
 
@@ -101,15 +102,12 @@ def test_event_streams_are_capped(small: ServerProcess) -> None:
         for stream in streams:
             stream.close()
     # closed streams give their places back (the server notices within its keep-alive)
-    deadline = time.monotonic() + 10
-    while True:
+    def accepted() -> bool:
         again = requests.get(f"{small.url}/jobs/{job_id}/events", stream=True, timeout=10)
-        status = again.status_code
         again.close()
-        if status == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert status == 200
+        return again.status_code == 200
+
+    wait_until(accepted, 10, "a stream to be accepted again", interval=0.2)
 
 
 def test_when_every_connection_is_busy_a_new_one_gets_503(

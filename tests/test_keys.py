@@ -1,0 +1,68 @@
+"""Key names: every key of a namespace carries its hash tag (one Redis Cluster slot),
+and no two namespaces or queue names ever share a key."""
+
+from __future__ import annotations
+
+import inspect
+
+import redis
+
+from mlq import MLQ
+from mlq.keys import Keys
+
+
+def _every_key(keys: Keys) -> set[str]:
+    """Every key and channel name `keys` can spell, found by looking at the class, so
+    that a key added later is checked without this test being edited."""
+    names: set[str] = set()
+    for attr, member in inspect.getmembers(Keys):
+        if attr.startswith("_") or attr.endswith("pattern"):
+            continue  # patterns are SCAN/PSUBSCRIBE globs, not names
+        if callable(member):
+            params = list(inspect.signature(member).parameters.values())[1:]
+            value = getattr(keys, attr)(*["x" for p in params if p.default is p.empty])
+        else:
+            value = getattr(keys, attr)
+        names.update([value] if isinstance(value, str) else value)
+    return names
+
+
+def test_every_key_of_a_namespace_carries_its_tag_and_no_other_namespace_has_it() -> None:
+    team, other = _every_key(Keys("team")), _every_key(Keys("team.other"))
+    assert len(team) > 30  # the class was really looked at
+    assert all(name.startswith("mlq:{team}:") for name in team)
+    assert all(name.startswith("mlq:{team.other}:") for name in other)
+    assert not team & other
+
+
+def test_every_key_shares_the_hash_tag() -> None:
+    keys = Keys("app")
+    names = [keys.counter, keys.job(1), keys.queue(), keys.processing("w"), keys.running,
+             keys.dead, keys.stats, keys.workers, keys.heartbeat("w"), keys.registry,
+             keys.registry_order, keys.registry_seq, keys.data("k"), keys.queues]
+    assert all(name.startswith("mlq:{app}:") for name in names)
+    assert Keys("a*[b]").pattern == "mlq:{a\\*\\[b\\]}:*"
+
+
+def test_distinct_names_never_share_a_key() -> None:
+    # what used to collide: a queue's priority lane, owner lists, the hash tag
+    assert Keys("team").pattern != Keys("team.other").pattern
+    assert not Keys("team.other").prefix.startswith(Keys("team").prefix)
+    keys = Keys("ns")
+    assert len({keys.queue("a", 9), keys.queue("a.p9"), keys.queue("a_p9")}) == 3
+
+
+def test_every_key_carries_the_namespace_hash_tag(q: MLQ, redis_url: str) -> None:
+    def listener(msg: object, *args: object) -> str:
+        return "done"
+
+    q.create_listener(listener)
+    q.store_data("x")
+    q.wait(q.post("a"), timeout=10)
+    client = redis.Redis.from_url(redis_url)
+    tagged = [k for k in client.scan_iter(match=q.keys.pattern)]
+    assert len(tagged) >= 8
+    every = [k.decode() for k in client.scan_iter() if f"{{{q.namespace}}}".encode() in k]
+    assert all(k.startswith(f"mlq:{{{q.namespace}}}:") for k in every)
+
+
