@@ -37,7 +37,7 @@ CONNECT_TIMEOUT = 2.0
 #: (`?socket_timeout=30`), e.g. to send very large messages over a slow link.
 SOCKET_TIMEOUT = 2.0
 #: Heartbeats travel on connections of their own with a shorter timeout and no
-#: retries: a heartbeat must never wait behind a hung socket (heartbeat_client).
+#: retries: a heartbeat must never wait behind a hung socket (Clients.heartbeats).
 HEARTBEAT_SOCKET_TIMEOUT = 1.0
 #: redis-py 8 caps a pool at 100 connections; the HTTP server holds one per open
 #: event stream (pub/sub), so that cap would refuse the 100th viewer. It caps
