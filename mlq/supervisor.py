@@ -109,6 +109,7 @@ class Supervisor:
         self._next_beat = 0.0
         self._beats_stop = threading.Event()
         self._beat_due = threading.Event()  # set: beat now (a new child) or stop
+        self._beats: threading.Thread | None = None
         self._serial = 0
 
     # -- control ------------------------------------------------------------
@@ -126,25 +127,39 @@ class Supervisor:
     # -- main loop ------------------------------------------------------------
     def run(self) -> None:
         """Run the children until a stop is requested and they have all ended."""
-        log.info("supervisor %s: %d worker process(es) for namespace %r",
-                 self.supervisor_id, self.settings.concurrency, self.namespace)
-        control = threading.Thread(target=self._control_loop, name="mlq-control", daemon=True)
-        control.start()
-        beats = threading.Thread(target=self._heartbeat_loop, name="mlq-heartbeat", daemon=True)
-        for slot in range(self.settings.concurrency):
-            self._spawn(self.gpus[slot] if self.gpus else None)
-        beats.start()
+        self.start()
         try:
-            while self.children or (self._stop_level == 0 and self._restart_at):
+            while self.running():
                 self.step()
         finally:
-            self._beats_stop.set()
-            self._beat_due.set()
-            beats.join(5)
-            self._retry_orphans()
-            self.mlq.callbacks.close(wait=True)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self.finish()
+
+    def start(self) -> None:
+        """Start the children, and the threads that heartbeat for them and take the
+        reaper's orders; then step() until running() is False, and finish()."""
+        log.info("supervisor %s: %d worker process(es) for namespace %r",
+                 self.supervisor_id, self.settings.concurrency, self.namespace)
+        threading.Thread(target=self._control_loop, name="mlq-control", daemon=True).start()
+        self._beats = threading.Thread(target=self._heartbeat_loop, name="mlq-heartbeat",
+                                       daemon=True)
+        for slot in range(self.settings.concurrency):
+            self._spawn(self.gpus[slot] if self.gpus else None)
+        self._beats.start()
+
+    def running(self) -> bool:
+        """Children left, or some to restart."""
+        return bool(self.children or (self._stop_level == 0 and self._restart_at))
+
+    def finish(self) -> None:
+        """After the last step: stop heartbeating, recover what could not be yet."""
+        self._beats_stop.set()
+        self._beat_due.set()
+        if self._beats is not None:
+            self._beats.join(5)
+        self._retry_orphans()
+        self.mlq.callbacks.close(wait=True)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         log.info("supervisor %s stopped", self.supervisor_id)
 
     def step(self, now: float | None = None, block: bool = True) -> None:

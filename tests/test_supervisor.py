@@ -170,3 +170,28 @@ def test_2000_jobs_over_4_children_run_once_each(q: MLQ, supervise: Any, tmp_pat
     assert max(executions.values()) == 1  # none run twice
     assert len({line.split()[1] for line in log.read_text().splitlines()}) == 4
     assert q.dead_letters() == []
+
+
+def test_a_supervisor_is_driven_one_step_at_a_time(q: MLQ, redis_url: str) -> None:
+    """Supervisor.step(now) acts on the time it is given: a 60 s grace period runs
+    out at once when the step says so, and the job still running is put back."""
+    q.register_listener(listeners.sleepy)
+    supervisor = Supervisor(q.namespace, redis_url, grace_period=60, heartbeat_interval=0.2)
+    supervisor.start()
+    try:
+        job_id = q.post({"sleep": 30})
+        while q.get_job(job_id)["status"] != "started":
+            supervisor.step(block=True)  # the child's messages, until the job runs
+        supervisor.request_stop()
+        stopped = time.time()
+        supervisor.step(now=stopped, block=False)  # the children are told to stop
+        supervisor.step(now=stopped + 59, block=False)  # within the grace period
+        assert q.get_job(job_id)["status"] == "started" and supervisor.running()
+        supervisor.step(now=stopped + 61, block=False)  # the grace period is over
+        while supervisor.running():
+            supervisor.step(now=stopped + 61)  # kills the child, then reaps it
+    finally:
+        supervisor.finish()
+    record = q.get_job(job_id)
+    assert (record["status"], record["retries"]) == ("queued", 1)
+    assert time.time() - stopped < 30  # nobody waited out the 60 s, nor the job's 30
