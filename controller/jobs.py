@@ -15,7 +15,7 @@ from flask import Blueprint, Response, abort, request, stream_with_context, url_
 
 from mlq import defaults
 from mlq.job import COMPLETED, FAILED
-from mlq.errors import REDIS_DOWN
+from mlq.errors import REDIS_DOWN, JobNotFound
 from mlq.record import STORED_RESULT
 
 from .helpers import (
@@ -172,8 +172,13 @@ def _result_response(job_id: str, ext: str | None) -> Response:
     if marker:
         # kept in a key of its own: sent a chunk at a time, never held whole
         length = int(marker["size"])
-        body: Any = ChunkedResult(state.mlq.client, state.mlq.keys.result(job["id"]), length,
-                                  state.results, _result_key(job))
+        key = state.mlq.keys.result(job["id"])
+        if not state.mlq.client.exists(key):
+            # expired or purged since the record was read: 404, not a response that
+            # could only be cut short
+            raise JobNotFound(f"no job {job['id']!r}")
+        body: Any = ChunkedResult(state.mlq.client, key, length, state.results,
+                                  _result_key(job))
         content_type = result_type("str" if marker.get("type") == "str" else "bytes", ext)
     else:
         body, content_type = result_body(job["result"], ext)

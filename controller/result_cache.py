@@ -108,9 +108,9 @@ class ChunkedResult:
         end = min(start + self.chunk, self.size)
         data = self.client.getrange(self.key, start, end - 1)
         if len(data) != end - start:
-            # expired or deleted since the record was read: end the response (a 500
-            # before its first byte, else cut short of its Content-Length), never
-            # pad it or send another result's bytes
+            # expired or deleted while it was being sent (the route checked it was
+            # there first): the response is cut short of its Content-Length, never
+            # padded or filled with another result's bytes
             raise JobNotFound(f"result {self.key} is gone")
         self.cache.put(name, data, len(data))
         return data
