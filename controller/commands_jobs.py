@@ -20,7 +20,9 @@ from tqdm import tqdm
 from mlq.job import COMPLETED, FAILED
 from mlq.queue import MLQ
 
-from .options import CliError, ConnectionSettings, connection_options, open_mlq, option
+from .options import (
+    CliError, ConnectionSettings, connection_options, open_mlq, option, yes_option,
+)
 
 #: The counters `status` shows for a namespace (the run-time histogram stays in /metrics).
 STAT_FIELDS = ("waiting", "waiting_by_queue", "processing", "dead",
@@ -81,10 +83,6 @@ def fail_job_exit(record: dict[str, Any]) -> None:
 
 
 # -- post -------------------------------------------------------------------------------
-#: --yes of the commands that delete: skip the confirmation prompt.
-yes_option = option("yes", is_flag=True, help="Do not ask for confirmation.")
-
-
 @click.command()
 @click.argument("msg")
 @option("callback", metavar="URL", help="URL that gets a GET when the job ends.")

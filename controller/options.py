@@ -222,6 +222,8 @@ max_connections_option = option(
 max_streams_option = option(
     "max_streams", type=click.IntRange(min=1), default=500, show_default=True,
     help="Event streams open at once (each holds a Redis connection); beyond, 503.")
+#: --yes of the commands that delete: skip the confirmation prompt.
+yes_option = option("yes", is_flag=True, help="Do not ask for confirmation.")
 max_message_size_option = option(
     "max_message_size", type=ByteSize(), default=str(defaults.MAX_MESSAGE_SIZE),
     help="Largest message that may be posted, by POST /jobs or by a listener (K/M/G).")
