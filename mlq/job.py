@@ -7,8 +7,12 @@ from typing import Any
 from .serialization import to_json_text
 
 QUEUED, STARTED, COMPLETED, FAILED = "queued", "started", "completed", "failed"
-TERMINAL = frozenset({COMPLETED, FAILED})
-STATUSES = (QUEUED, STARTED, COMPLETED, FAILED)
+#: waiting for its time (post(delay=...), a retry's backoff) / for its dependencies
+SCHEDULED, DEFERRED = "scheduled", "deferred"
+#: ended without finishing: cancelled by a user / not started by its deadline
+CANCELLED, EXPIRED = "cancelled", "expired"
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, EXPIRED})
+STATUSES = (QUEUED, SCHEDULED, DEFERRED, STARTED, COMPLETED, FAILED, CANCELLED, EXPIRED)
 
 #: Upper bounds (seconds) of the run-time histogram buckets kept in Redis.
 RUNTIME_BUCKETS: tuple[float, ...] = (
@@ -17,8 +21,11 @@ RUNTIME_BUCKETS: tuple[float, ...] = (
 )
 
 
-def progress_text(progress: Any) -> str:
-    """What get_progress answers for a progress value (SPEC §2)."""
+def progress_text(progress: Any, status: str | None = None) -> str:
+    """What get_progress answers for a progress value (SPEC §2); a job waiting
+    for its time, its dependencies, or ended unstarted says so."""
+    if status in (SCHEDULED, DEFERRED, CANCELLED, EXPIRED):
+        return f"[{status}]"
     if progress is None:
         return "[queued; not started]"
     if progress == 0 and progress is not False:

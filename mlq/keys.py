@@ -194,6 +194,46 @@ class Keys:
         """Zset of the claims in progress: token -> when its command last showed life."""
         return self.prefix + "dead_claims"
 
+    # -- lifecycle: waiting for a time, for other jobs, for a resume ---------
+    @property
+    def scheduled(self) -> str:
+        """Zset: id of a job waiting for its time (a delay, or a retry's backoff) ->
+        when it is due. The take step of any worker moves due ones to their queue."""
+        return self.prefix + "scheduled"
+
+    @property
+    def expiring(self) -> str:
+        """Zset: id of a waiting job with a start-by deadline -> that deadline."""
+        return self.prefix + "expiring"
+
+    @property
+    def paused(self) -> str:
+        """Set of paused queue names: workers take nothing from them."""
+        return self.prefix + "paused"
+
+    def dedup(self, key: str) -> str:
+        """The id of the live job posted with this dedup key (post(key=...))."""
+        return f"{self.prefix}dedup:{key}"
+
+    def dependents(self, job_id: str | int) -> str:
+        """Set of the ids of deferred jobs that wait for this job."""
+        return f"{self.prefix}dependents:{job_id}"
+
+    @property
+    def waiting_on(self) -> str:
+        """Hash: deferred job id -> how many of its dependencies have not completed."""
+        return self.prefix + "waiting_on"
+
+    @property
+    def schedules(self) -> str:
+        """Hash: periodic job name -> its packed definition (MLQ.schedule)."""
+        return self.prefix + "schedules"
+
+    @property
+    def schedule_times(self) -> str:
+        """Zset: periodic job name -> when its next slot is due."""
+        return self.prefix + "schedule_times"
+
     @property
     def stats(self) -> str:
         """Hash of counters shared by every server instance (metrics)."""
@@ -247,3 +287,29 @@ class Keys:
     def control_pattern(self, worker_id_prefix: str) -> str:
         """PSUBSCRIBE pattern for the control channels of ids starting with the prefix."""
         return _escape_glob(self.control_channel(worker_id_prefix)) + "*"
+
+
+#: The names above that a Lua step builds itself, because it learns them from a
+#: record (a dependent's id, a waiting job's queue) rather than from its KEYS.
+#: Each builder takes the namespace's prefix P (Keys.prefix, the last of such a
+#: step's KEYS, so the step stays in the namespace's slot). tests/test_keys.py
+#: checks that each gives the same name as its method.
+LUA_KEY_BUILDERS = """
+local function job_hash(P, id) return P .. 'job:' .. id end
+local function lane_key(P, queue, priority, owner)
+  if (priority or 0) ~= 0 then return P .. 'queue:' .. queue .. ':p' .. priority end
+  if owner and owner ~= '' then return P .. 'owned:' .. queue .. ':' .. owner end
+  return P .. 'queue:' .. queue
+end
+local function owners_key(P, queue) return P .. 'owners:' .. queue end
+local function wake_key(P, queue) return P .. 'wake:' .. queue end
+local function channel_key(P, id) return P .. 'events:' .. id end
+local function status_index_key(P, status) return P .. 'index:status:' .. status end
+local function dedup_key(P, key) return P .. 'dedup:' .. key end
+local function dependents_key(P, id) return P .. 'dependents:' .. id end
+local function scheduled_key(P) return P .. 'scheduled' end
+local function expiring_key(P) return P .. 'expiring' end
+local function paused_key(P) return P .. 'paused' end
+local function waiting_on_key(P) return P .. 'waiting_on' end
+local function stats_key(P) return P .. 'stats' end
+"""

@@ -303,10 +303,17 @@ class Registry:
 def listener_context(mlq: MLQ, record: dict[str, Any],
                      update_progress: Callable[[Any], bool]) -> dict[str, Any]:
     """The dict a listener gets as args[0] (SPEC §3): the job's record, a progress
-    reporter for this attempt, and the namespace's data store, post and wait."""
+    reporter for this attempt, and the namespace's data store, post and wait;
+    cancelled() (True once the job was cancelled: stop soon) and
+    dependency_results() (each depends_on id's result)."""
+    job_id = record["id"]
     return {
         "full_message": record,
         "update_progress": update_progress,
+        "cancelled": lambda: bool(mlq.get_job(job_id, fields=["cancel_requested"]).get(
+            "cancel_requested")),
+        "dependency_results": lambda: {
+            i: mlq.get_job(i)["result"] for i in record.get("depends_on") or ()},
         "store_data": mlq.store_data,
         "fetch_data": mlq.fetch_data,
         "post": mlq.post,

@@ -18,6 +18,7 @@ import cloudpickle
 
 from .errors import JobFailed, SignatureError
 from .job import COMPLETED, FAILED, TERMINAL, error_kind, short_text
+from .lifecycle import retried
 from .record import CALL_FIELD, Outcome, completed, failed
 from .serialization import pack_result
 from .signing import seal, unseal
@@ -170,8 +171,9 @@ def execute_call(worker: Worker, record: dict[str, Any]) -> Outcome:
                   extra=worker.log_fields(job_id, attempt, "refused", 0.0))
         return FAILED, failed(reason), None
     except Exception as exc:
-        return FAILED, failed(str(exc), traceback.format_exc(), error_kind(exc),
-                              exception=pack_value(exc, secret)), None
+        return retried(record, exc, worker.clock()) or (
+            FAILED, failed(str(exc), traceback.format_exc(), error_kind(exc),
+                           exception=pack_value(exc, secret)), None)
     short = short_text(value) if not isinstance(value, (list, dict, tuple)) else None
     sealed = pack_value(value, secret)
     if sealed is None:

@@ -21,13 +21,13 @@ from .keys import DEFAULT_QUEUE, Keys, check_name
 from .listeners import Listener, ListenerStates, Registry, function_name, listener
 from .listing import Listing
 from .notebook import Job, submit_many
-from .record import (
-    check_priority, new_fields, read_field, read_record, with_result_kept_apart,
-)
+from .control import Control
+from .posting import Posted, check_replicas, enqueue, post_many
+from .record import read_field, read_record, with_result_kept_apart
+from .schedules import Schedules
 from .recovery import Recovery
 from .scripts import Scripts
 from .uploads import Upload
-from .serialization import pack_fields
 
 log = logging.getLogger("mlq")
 
@@ -37,12 +37,6 @@ def _check_id(job_id: Any) -> str:
     if not text.isdigit() or not text.isascii() or len(text) > 20:
         raise JobNotFound(f"no job {text!r}")
     return str(int(text))
-
-
-def _check_replicas(replicas: Any) -> int:
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-        raise InvalidMessage("replicas must be a whole number, 0 or more")
-    return replicas
 
 
 class MLQ:
@@ -72,6 +66,8 @@ class MLQ:
         self.scripts = Scripts(self.client, self.keys)
         self.listing = Listing(self.client, self.keys)
         self.recovery = Recovery(self)
+        self.control = Control(self)
+        self.schedules_store = Schedules(self)
         self.secret = secret
         self.registry = Registry(self.client, self.keys, self.scripts, secret,
                                  max_function_size=max_function_size)
@@ -105,28 +101,31 @@ class MLQ:
             raise InvalidMessage("result_ttl must be a positive number of seconds")
         self.result_ttl = result_ttl
         #: replicas every post waits for unless it asks otherwise (see post)
-        self.min_replicas = _check_replicas(min_replicas)
+        self.min_replicas = check_replicas(min_replicas)
 
-    # -- producing ----------------------------------------------------------
+    # -- producing (posting.py) --------------------------------------------------
     def post(self, msg: Any, callback: str | None = None, functions: list[str] | None = None,
-             *, timeout: float | None = None, queue: str = DEFAULT_QUEUE,
-             priority: int = 0, owner: str | None = None, replicas: int | None = None) -> str:
+             **options: Any) -> str:
         """Enqueue `msg`; returns the job id (a decimal string).
 
-        `queue` names the queue (workers choose theirs); `priority` 0–9, higher
-        first, FIFO within a priority. `owner` (a user or team) shares a busy
-        queue fairly: workers started with fair=True take owners' jobs round-robin
-        (a job with a priority above 0 jumps that round-robin).
-        `replicas`: return only once that many replicas hold the job (Redis WAIT),
-        so a failover cannot lose it; NotReplicated when they do not confirm it
-        within defaults.REPLICAS_TIMEOUT. Default: `min_replicas`.
+        Options (keywords; docs/lifecycle.md has the whole contract): `queue`;
+        `priority` 0–9, higher first; `owner` shares a busy queue fairly (fair
+        workers); `timeout` seconds an attempt may run; `delay` seconds or `at`
+        (epoch seconds, datetime or ISO 8601): scheduled until then; `expires`
+        seconds: not started by then, it never runs; `retries`, `backoff`,
+        `backoff_max`, `retry_on`: attempts after an exception (full-jitter
+        backoff); `key` (and `key_ttl`): posting it again while its job lives
+        returns that job's id; `depends_on` ids: deferred until they completed;
+        `replicas`: return once that many replicas hold it (NotReplicated
+        otherwise; default `min_replicas`); `token`: the same token posted again
+        within 5 minutes returns the first post's id.
         """
-        priority = check_priority(priority)
-        replicas = self.min_replicas if replicas is None else _check_replicas(replicas)
-        fields = new_fields(msg, callback, functions, timeout, queue, priority, owner,
-                            max_message_size=self.max_message_size)
-        return str(self.scripts.post(queue, fields, priority=priority, owner=owner,
-                                     replicas=replicas))
+        return enqueue(self, msg, callback, functions, **options).id
+
+    def enqueue(self, msg: Any, callback: str | None = None, functions: list[str] | None = None,
+                **options: Any) -> Posted:
+        """post, saying whether the dedup key found a live job (then none was made)."""
+        return enqueue(self, msg, callback, functions, **options)
 
     def submit(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
         """Run `function(*args, **kwargs)` on a worker; the function travels with the job."""
@@ -145,34 +144,52 @@ class MLQ:
         return Job(self, job_id)
 
     def cancel(self, job_id: str | int) -> bool:
-        """Cancel a queued job, or stop a running one; False once it has finished."""
+        """Cancel a waiting job (it never runs), or ask a running one to stop (its
+        listener's cancelled() turns True); False once it has ended."""
         job_id = _check_id(job_id)
         self._field(job_id, "status")  # JobNotFound for an unknown id
         queue, priority, owner = self.recovery.placement(job_id)
         return int(self.scripts.cancel(job_id, queue, time.time(), priority, owner)) > 0
 
+    def cancel_many(self, ids: Iterable[str | int] | None = None,
+                    queue: str | None = None) -> list[str]:
+        """Cancel these jobs, or every waiting and running job of `queue`; the ids
+        cancelled or asked to stop (unknown and ended ones are left out)."""
+        return self.control.cancel_many(ids, queue)
+
+    # -- queues (control.py) ---------------------------------------------------
+    def pause(self, queue: str) -> None:
+        """Workers take nothing from `queue` until resume(); posts are still accepted."""
+        self.control.pause(queue)
+
+    def resume(self, queue: str) -> None:
+        self.control.resume(queue)
+
+    def paused(self) -> list[str]:  # sorted
+        return self.control.paused()
+
+    # -- periodic jobs (schedules.py) --------------------------------------------
+    def schedule(self, name: str, cron: str, msg: Any, **options: Any) -> dict[str, Any]:
+        """Post `msg` at every time the cron expression names (any worker fires
+        it, once per time); options: queue, functions, timezone, priority, timeout."""
+        return self.schedules_store.add(name, cron, msg, **options)
+
+    def unschedule(self, name: str) -> bool:
+        return self.schedules_store.remove(name)
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return self.schedules_store.list()
+
     def post_many(self, msgs: Iterable[Any], callback: str | None = None,
-                  functions: list[str] | None = None, *, timeout: float | None = None,
-                  queue: str = DEFAULT_QUEUE, priority: int = 0, owner: str | None = None,
-                  chunk_size: int = 500, extra: dict[str, Any] | None = None,
-                  replicas: int | None = None) -> list[str]:
-        """Enqueue many messages, one step (one round trip) per chunk; returns their
-        ids in order, consecutive within a chunk.
+                  functions: list[str] | None = None, **options: Any) -> list[str]:
+        """Enqueue many messages, one step (one round trip) per chunk (`chunk_size`,
+        default 500); returns their ids in order, consecutive within a chunk.
+        Options as post's but key and depends_on; `then` (a dict with "msg" and
+        post options) adds a job that waits for all of them, its id last.
 
         Every message is checked before anything is sent, so a bad one posts none.
         """
-        priority = check_priority(priority)
-        replicas = self.min_replicas if replicas is None else _check_replicas(replicas)
-        records = [new_fields(m, callback, functions, timeout, queue, priority, owner,
-                              max_message_size=self.max_message_size)
-                   for m in msgs]
-        if extra:
-            records = [fields + pack_fields(extra) for fields in records]
-        ids: list[str] = []
-        for start in range(0, len(records), chunk_size):
-            ids += self.scripts.post_many(queue, records[start:start + chunk_size],
-                                          priority, owner, replicas)
-        return ids
+        return post_many(self, msgs, callback, functions, **options)
 
     # -- reading ------------------------------------------------------------
     def get_job(self, job_id: str | int, *,
@@ -187,7 +204,8 @@ class MLQ:
     get_result = get_job
 
     def get_progress(self, job_id: str | int) -> str:
-        return progress_text(self._field(job_id, "progress"))
+        record = self.get_job(job_id, fields=["progress", "status"])
+        return progress_text(record["progress"], record["status"])
 
     def _field(self, job_id: str | int, name: str) -> Any:
         return read_field(self.client, self.keys, _check_id(job_id), name)
@@ -331,16 +349,7 @@ class MLQ:
 
     def clear_all(self) -> int:
         """Delete every key of this namespace and nothing else; returns how many."""
-        deleted = 0
-        batch: list[bytes] = []
-        for key in self.client.scan_iter(match=self.keys.pattern, count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += self.client.delete(*batch)
-                batch = []
-        if batch:
-            deleted += self.client.delete(*batch)
-        return deleted
+        return self.control.clear_all()
 
     # -- reaper and stopping ---------------------------------------------------
     def create_reaper(self, call_how_often: float = defaults.REAPER_INTERVAL,

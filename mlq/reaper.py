@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import defaults
+from .errors import REDIS_DOWN
 from .recovery import Recovered
 from .serialization import unpack
 
@@ -111,3 +112,34 @@ class Reaper:
             except Exception as exc:  # a sweep that failed is simply tried again
                 log.warning("reaper sweep failed: %s", exc)
             stop.wait(interval)
+
+
+class Sweep:
+    """What each worker does between jobs, one worker of the namespace at a time (a
+    lock) and every SWEEP_INTERVAL: take back the jobs of workers that are gone
+    (Reaper.recover_dead_workers), so no job waits on a dead worker with or without
+    a reaper running, and post the periodic jobs that are due (schedules.py)."""
+
+    def __init__(self, mlq: MLQ, worker_id: str) -> None:
+        self.mlq = mlq
+        self.worker_id = worker_id
+        self.reaper = Reaper(mlq, max_retries=mlq.max_retries,
+                             heartbeat_timeout=mlq.heartbeat_timeout)
+        self.next_at = 0.0
+
+    def __call__(self, now: float) -> bool:
+        """True when this worker swept."""
+        if now < self.next_at:
+            return False
+        self.next_at = now + defaults.SWEEP_INTERVAL
+        if not self.mlq.client.set(self.mlq.keys.sweep_lock, self.worker_id, nx=True,
+                                   px=int(defaults.SWEEP_INTERVAL * 1000)):
+            return False
+        try:
+            self.reaper.recover_dead_workers(now)
+            self.mlq.schedules_store.fire_due(now)
+        except REDIS_DOWN:
+            raise
+        except Exception:  # a sweep that fails is tried again; it must not stop the worker
+            log.exception("worker %s: sweep failed", self.worker_id)
+        return True

@@ -24,7 +24,8 @@ import redis
 
 from .callbacks import check_callback_url
 from .errors import InvalidMessage, JobNotFound, ListenerError
-from .job import COMPLETED, FAILED, QUEUED, error_kind, split_outcome
+from .job import CANCELLED as CANCELLED_STATUS
+from .job import COMPLETED, EXPIRED as EXPIRED_STATUS, FAILED, QUEUED, error_kind, split_outcome
 from .keys import PRIORITIES, Keys, check_function_name, check_name
 from .serialization import (
     ApartResult, apart_value, pack, pack_fields, pack_result, unpack, unpack_from_lua,
@@ -54,7 +55,8 @@ FIELDS: tuple[Field, ...] = (
     Field("retries", "attempts taken back from workers that died or ran out of time"),
     Field("functions", "names of the listeners to run, or None for every one"),
     Field("msg", "the message"),
-    Field("status", "queued, started, completed or failed"),
+    Field("status", "queued, scheduled, deferred, started, completed, failed, cancelled "
+                    "or expired"),
     Field("error", "the failure's traceback or reason, or None"),
     Field("timeout", "seconds an attempt may run, or None"),
     Field("queue", "the queue it waits in"),
@@ -62,8 +64,14 @@ FIELDS: tuple[Field, ...] = (
     Field("owner", "who it is shared fairly for, or None"),
     Field("attempt", "how many attempts started; a finish names the attempt it ends"),
     Field("last_error", "why the last attempt was taken back"),
-    Field("error_kind", "'error', 'oom' or 'cancelled' for a failure, else None"),
+    Field("error_kind", "'error', 'oom', 'dependency', 'cancelled' or 'expired' for a "
+                        "job that did not complete, else None"),
     Field("link_salt", "what ties a signed result link to this job and no later one"),
+    Field("next_attempt_at", "while scheduled: when it is due (a delay, or a retry's backoff)"),
+    Field("expires_at", "a job not started by then expires, or None"),
+    Field("retry", "{retries, backoff, backoff_max, retry_on}: retries after an exception"),
+    Field("key", "the dedup key it was posted with, or None"),
+    Field("depends_on", "ids that must complete before it runs, or None"),
     # bookkeeping the steps keep; the record read through the library leaves them out
     Field("finished_by", "worker#attempt whose finish counted (a finish sent twice is "
                          "recognised)", public=False),
@@ -73,6 +81,8 @@ FIELDS: tuple[Field, ...] = (
           public=False),
     Field("stored_result", "{size, type} of a result kept in a key of its own (Keys.result)",
           public=False),
+    Field("key_ttl", "seconds the dedup key outlives the job", public=False),
+    Field("has_dependents", "True once a job waits for it (Keys.dependents)", public=False),
 )
 
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.public)
@@ -89,12 +99,22 @@ STORED_RESULT = "stored_result"
 FRESH_ATTEMPT: dict[str, Any] = {
     "status": QUEUED, "retries": 0, "worker": None, "processing_started": None,
     "processing_finished": None, "progress": None, "short_result": None, "result": None,
-    "error": None, "last_error": None, "error_kind": None,
+    "error": None, "last_error": None, "error_kind": None, "next_attempt_at": None,
 }
-#: A job cancelled (queued, or stopped while it ran): it fails and never runs again.
+#: A job cancelled (waiting, or stopped while it ran): it never runs again.
 CANCELLED: dict[str, Any] = {
-    "status": FAILED, "progress": -1, "worker": None, "error": "cancelled",
-    "result": "cancelled", "error_kind": "cancelled",
+    "status": CANCELLED_STATUS, "progress": -1, "worker": None, "error": "cancelled",
+    "result": "cancelled", "error_kind": "cancelled", "next_attempt_at": None,
+}
+#: A job that was not started by its deadline (post(expires=...)): it never runs.
+EXPIRED: dict[str, Any] = {
+    "status": EXPIRED_STATUS, "progress": -1, "worker": None, "error": "not started in time",
+    "result": "not started in time", "error_kind": "expired", "next_attempt_at": None,
+}
+#: A deferred job whose dependency failed, was cancelled or expired: it never runs.
+DEPENDENCY_FAILED: dict[str, Any] = {
+    "status": FAILED, "progress": -1, "worker": None, "error_kind": "dependency",
+    "next_attempt_at": None,
 }
 #: A job taken back from a worker that died or ran out of time, to run again.
 RECOVERED: dict[str, Any] = {
@@ -299,8 +319,8 @@ def lua_prelude() -> str:
     flat field/value lists (FRESH_ATTEMPT, CANCELLED, RECOVERED, GAVE_UP),
     PAST_ATTEMPT as a list, and fresh_attempt(job_key), which resets a record to
     what a new one holds."""
-    tables = {"FRESH_ATTEMPT": FRESH_ATTEMPT, "CANCELLED": CANCELLED,
-              "RECOVERED": RECOVERED, "GAVE_UP": GAVE_UP}
+    tables = {"FRESH_ATTEMPT": FRESH_ATTEMPT, "CANCELLED": CANCELLED, "EXPIRED": EXPIRED,
+              "DEPENDENCY_FAILED": DEPENDENCY_FAILED, "RECOVERED": RECOVERED, "GAVE_UP": GAVE_UP}
     lines = ["local nil_value = cmsgpack.pack(nil)"]
     for name, fields in tables.items():
         pairs = ", ".join(f"'{field}', {_lua_value(value)}" for field, value in fields.items())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Sequence
 
@@ -18,7 +19,7 @@ import redis
 
 from . import defaults
 from .errors import NotReplicated
-from .keys import PRIORITIES, Keys
+from .keys import LUA_KEY_BUILDERS, PRIORITIES, Keys
 from .roundtrips import SharedRoundTrips
 from .record import STORED_RESULT, lua_prelude
 from .serialization import ApartResult, pack
@@ -39,11 +40,13 @@ def _source(name: str) -> str:
 FIXED_PARTS_KEPT = 1024
 
 #: Lua shared by several steps, put in front of each (a script cannot import). The
-#: fields each outcome writes come from record.py, where every field is declared.
+#: fields each outcome writes come from record.py, where every field is declared;
+#: the key names a step builds itself from keys.py.
 _RECORD, _LANES, _START = lua_prelude(), _source("lanes"), _source("start_job")
-_PRELUDES = {"post": _RECORD + _LANES + _START, "post_many": _RECORD + _LANES,
-             "requeue_dead": _RECORD + _LANES, "requeue": _RECORD + _LANES,
-             "cancel": _RECORD, "take": _START}
+_LIFECYCLE = _RECORD + LUA_KEY_BUILDERS + _LANES + _source("lifecycle")
+_PRELUDES = {"post": _LIFECYCLE + _START, "post_many": _LIFECYCLE,
+             "requeue_dead": _RECORD + _LANES, "requeue": _LIFECYCLE,
+             "cancel": _LIFECYCLE, "take": _LIFECYCLE + _START, "finish": _LIFECYCLE}
 
 
 class Together:
@@ -98,13 +101,19 @@ class Scripts:
 
     def post(self, queue: str, fields: Sequence[Any], client: Any = None,
              priority: int = 0, owner: str | None = None, token: str | None = None,
-             replicas: int = 0) -> Any:
+             replicas: int = 0, lifecycle: Lifecycle | None = None) -> Any:
         """Post one record; `token` names the post (a random one by default): the
-        same token sent again returns the first post's id. `replicas`: see _confirmed."""
+        same token sent again returns the first post's id. `replicas`: see
+        _confirmed. `lifecycle`: when it is due, its deadline, its dedup key and
+        what it depends on. The reply: the new id, or [id] of the live job that
+        holds the dedup key (no job made)."""
         keys, args = self._fixed(("post", queue, priority, owner),
                                  lambda: self._post_parts(queue, priority, owner))
-        keys = [*keys, self.keys.posted(token or os.urandom(9).hex()), self.keys.handed]
-        args = [*args, repr(time.time()), *fields]
+        life = lifecycle or Lifecycle()
+        keys = [*keys, self.keys.posted(token or os.urandom(9).hex()), self.keys.handed,
+                self.keys.prefix]
+        args = [*args, repr(time.time()), _optional(life.due), _optional(life.expires_at),
+                life.key or "", len(life.depends_on), *life.depends_on, *fields]
         if client is None:
             return self._confirmed("post", (len(keys), *keys, *args), replicas)
         return self._run("post", keys, args, client)
@@ -118,7 +127,10 @@ class Scripts:
         reply, reached = self.round_trips.evalsha_many(
             [(self._scripts[name], call), (None, ("WAIT", replicas, int(timeout * 1000)))])
         if int(reached) < replicas:
-            ids = [str(reply)] if name == "post" else [str(i) for i in range(int(reply[0]), int(reply[1]) + 1)]
+            if name == "post":
+                ids = [str(reply[0] if isinstance(reply, list) else reply)]
+            else:
+                ids = [str(i) for i in range(int(reply[0]), int(reply[1]) + 1)]
             raise NotReplicated(ids, int(reached), replicas, timeout)
         return reply
 
@@ -134,14 +146,19 @@ class Scripts:
                  repr(defaults.HAND_OVER_WINDOW)])
 
     def post_many(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
-                  owner: str | None = None, replicas: int = 0) -> list[str]:
-        """Post records (field, value lists) to one queue in one step; their ids."""
+                  owner: str | None = None, replicas: int = 0,
+                  lifecycle: Lifecycle | None = None) -> list[str]:
+        """Post records (field, value lists) to one queue in one step; their ids.
+        `lifecycle`: when they are due and their deadline (no key, no dependencies)."""
         k = self.keys
-        args: list[Any] = [k.job_prefix, queue, "" if priority else owner or ""]
+        life = lifecycle or Lifecycle()
+        args: list[Any] = [k.job_prefix, queue, "" if priority else owner or "",
+                           _optional(life.due), _optional(life.expires_at), repr(time.time())]
         for fields in records:
             args += [len(fields) // 2, *fields]
         keys = [k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
-                k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex())]
+                k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex()),
+                k.prefix]
         first, last = self._confirmed("post_many", (len(keys), *keys, *args), replicas)
         return [str(i) for i in range(int(first), int(last) + 1)]
 
@@ -158,7 +175,7 @@ class Scripts:
                                                   ("o", strays_only)) if on)
         args = [self.keys.job_prefix, worker_id, repr(now), self.keys.job_channel(""), mode,
                 count, max_running_per_owner, lanes, len(PRIORITIES),
-                str(int(idle_for * 1000)), *owned_prefixes]
+                str(int(idle_for * 1000)), *owned_prefixes, *names]
         return self._run("take", keys, args, client)
 
     def _take_parts(self, names: tuple[str, ...], worker_id: str
@@ -169,13 +186,14 @@ class Scripts:
         keys = [k.processing(worker_id), k.running, k.registry_seq, k.owner_running,
                 k.inbox(worker_id), k.idle_flag(worker_id), *lanes,
                 *[k.owners(name) for name in names], *[k.wake(name) for name in names],
-                *[k.idle(name) for name in names]]
+                *[k.idle(name) for name in names], k.prefix]
         return keys, [k.owned_prefix(name) for name in names], len(lanes)
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,
                fields: Sequence[Any], bucket: str = "", runtime: float = 0.0,
                ttl: float | None = None) -> int:
-        """Record one attempt's outcome: 1 recorded, 0 fenced off."""
+        """Record one attempt's outcome: 1 recorded, 2 recorded as cancelled, 0 fenced
+        off."""
         return int(self.finish_many(worker_id, [(job_id, attempt, outcome, fields, bucket,
                                                  runtime, now)], ttl)[0])
 
@@ -184,7 +202,8 @@ class Scripts:
                     ttl: float | None = None, client: Any = None) -> Any:
         """Record several attempts' outcomes in one step, each (job id, attempt,
         outcome, fields, histogram bucket, run time, finish time): a list of
-        1 recorded / 0 fenced off (sent together, that list is its reply).
+        1 recorded / 2 recorded as cancelled / 0 fenced off (sent together, that
+        list is its reply). A 'retry' outcome's fields hold its next_attempt_at.
 
         A field whose value is an ApartResult goes to the job's result key, and
         only if the attempt is recorded; the record keeps a nil and a marker."""
@@ -198,7 +217,7 @@ class Scripts:
         return self._run(
             "finish",
             [k.processing(worker_id), k.running, k.dead, k.stats, k.owner_running,
-             k.index_status("completed"), k.index_status("failed")], args, client)
+             k.index_status("completed"), k.index_status("failed"), k.prefix], args, client)
 
     def _apart(self, job_id: str, fields: Sequence[Any]) -> tuple[Sequence[Any], str, bytes]:
         """(the record's fields, the result key or '', the bytes kept there)."""
@@ -223,7 +242,7 @@ class Scripts:
             "requeue",
             [k.job(job_id), k.processing(worker_id), k.running, self.lane(queue, priority, owner),
              k.dead, k.stats, k.wake(queue), k.owner_running, k.owners(queue),
-             k.index_status("failed")],
+             k.index_status("failed"), k.prefix],
             [job_id, max_retries, repr(now), reason, k.job_channel(job_id)])
 
     def claim_dead(self, token: str, now: float, abandoned_before: float) -> list[str]:
@@ -279,8 +298,21 @@ class Scripts:
 
     def cancel(self, job_id: str, queue: str, now: float, priority: int = 0,
                owner: str | None = None) -> int:
+        """1 cancelled while waiting, 2 stop requested while running, 0 already ended."""
         k = self.keys
-        return self._run(
-            "cancel", [k.job(job_id), self.lane(queue, priority, owner), k.stats,
-                       k.index_status("failed")],
-            [job_id, repr(now), k.job_channel(job_id), k.control_channel("")])
+        return self._run("cancel", [k.job(job_id), self.lane(queue, priority, owner), k.prefix],
+                         [job_id, repr(now), k.control_channel("")])
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """What a post says about a job's life besides its record (see post.lua)."""
+
+    due: float | None = None
+    expires_at: float | None = None
+    key: str | None = None
+    depends_on: tuple[str, ...] = ()
+
+
+def _optional(value: float | None) -> str:
+    return "" if value is None else repr(float(value))

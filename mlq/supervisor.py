@@ -44,7 +44,8 @@ class SupervisorSettings:
     killer ended is failed with error_kind 'oom' unless `oom_retries` allows
     another attempt. `grace_period`: after a stop is requested, running jobs get
     this many seconds to finish; then the children are stopped and their jobs put
-    back (None: no limit)."""
+    back (None: no limit). `cancel_grace`: a child still running a cancelled job
+    this many seconds after the cancel is killed (the job ends cancelled)."""
 
     concurrency: int = 1
     imports: Sequence[str] = ()
@@ -59,6 +60,7 @@ class SupervisorSettings:
     max_running_per_owner: int = 0
     log_setup: Callable[[int], None] | None = None
     grace_period: float | None = None
+    cancel_grace: float = 10.0
     mlq_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -100,6 +102,8 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._stop_level = 0  # 0 running, 1 finish running jobs, 2 stop now
         self._stop_sent = False
+        #: worker id -> (the cancelled job it runs, when it is killed if it still does)
+        self._cancels: dict[str, tuple[str, float]] = {}
         self._grace_ends: float | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -114,10 +118,8 @@ class Supervisor:
 
     # -- control ------------------------------------------------------------
     def request_stop(self, immediate: bool = False) -> None:
-        """First call: finish running jobs and stop. immediate=True: kill children now.
-
-        Safe from a signal handler: it only sets a level and writes one byte.
-        """
+        """First call: finish running jobs and stop. immediate=True: kill children
+        now. Safe from a signal handler: it only sets a level and writes one byte."""
         self._stop_level = max(self._stop_level, 2 if immediate else 1)
         try:
             os.write(self._wake_w, b"!")
@@ -192,6 +194,7 @@ class Supervisor:
             self._retry_orphans()
             self._next_beat = now + self.settings.heartbeat_interval
         self._enforce_time_limits(now)
+        self._enforce_cancels(now)
         ready = wait([c.conn for c in self.children] + [c.process.sentinel for c in self.children]
                      + [self._wake_r], timeout=self._wait_time(now) if block else 0)
         for item in ready:
@@ -208,7 +211,19 @@ class Supervisor:
         deadlines += [c.job[2] + c.job[3] for c in self.children if c.job and c.job[3]]
         if self._grace_ends is not None:
             deadlines.append(self._grace_ends)
+        deadlines += [deadline for _, deadline in list(self._cancels.values())]
         return max(min(deadlines) - now, 0.0)
+
+    def _enforce_cancels(self, now: float) -> None:
+        """Kill a child still running a job cancelled `cancel_grace` seconds ago."""
+        for worker_id, (job_id, _) in [c for c in list(self._cancels.items()) if c[1][1] <= now]:
+            del self._cancels[worker_id]
+            record = self.mlq.get_job(job_id, fields=["status", "worker"])
+            running = record["status"] == "started" and record["worker"] == worker_id
+            for child in [c for c in self.children if c.worker_id == worker_id and running]:
+                log.warning("job %s: cancelled %g s ago and still running: stopping worker %s",
+                            job_id, self.settings.cancel_grace, worker_id)
+                child.process.kill()
 
     # -- children -------------------------------------------------------------
     def _spawn(self, gpu: str | None = None) -> None:
@@ -369,6 +384,10 @@ class Supervisor:
 
     def _on_control(self, channel: str, order: str) -> None:
         verb, _, job_id = order.partition(" ")
+        if verb == "cancel":  # the step loop sets its wait by the deadline: wake it
+            worker_id = channel[len(self.mlq.keys.control_channel("")):]
+            self._cancels[worker_id] = (job_id, time.time() + self.settings.cancel_grace)
+            os.write(self._wake_w, b"c")
         if verb != "stop":
             return
         for child in list(self.children):

@@ -17,9 +17,10 @@ from . import defaults
 from .batching import Batches
 from .errors import REDIS_DOWN, InvalidMessage
 from .job import COMPLETED, runtime_bucket
+from .lifecycle import RETRY, retried
 from .listeners import Listener, listener_context, warn_once_without_secret
 from .notebook import execute_call
-from .reaper import Reaper
+from .reaper import Sweep
 from .record import CALL_FIELD, Outcome, handed_over, outcome_of, outcome_of_error, record_from_hash
 from .serialization import pack
 
@@ -86,13 +87,14 @@ class Worker:
         #: smoothed run time of recent jobs; how many to take at once follows from it
         self._typical_runtime: float | None = None
         self._found_nothing = False
+        #: when the next scheduled job is due, as the last take that found nothing
+        #: said: a blocking wait ends then (a take moves due jobs to their queues)
+        self._block_until = 0.0
         #: on its queues' idle lists: a post may hand a started job to this worker
         self._idle = False
         self._stop: threading.Event | None = None
         self._block = defaults.BLOCK_TIMEOUT  # the run loop's blocking wait
-        self._next_sweep = 0.0
-        self._sweeper = Reaper(mlq, max_retries=mlq.max_retries,
-                               heartbeat_timeout=mlq.heartbeat_timeout)
+        self._sweep = Sweep(mlq, worker_id)
         warn_once_without_secret(mlq.secret)
 
     # -- the loop -----------------------------------------------------------
@@ -120,24 +122,8 @@ class Worker:
                 self._loop.close()
 
     def sweep(self) -> bool:
-        """Every SWEEP_INTERVAL, and for one worker of the namespace at a time (a
-        lock), take back the jobs of workers that are gone (Reaper.recover_dead_workers):
-        no job waits on a dead worker, with or without a reaper running. True when
-        this worker swept."""
-        now = self.clock()
-        if now < self._next_sweep:
-            return False
-        self._next_sweep = now + defaults.SWEEP_INTERVAL
-        if not self.mlq.client.set(self.mlq.keys.sweep_lock, self.worker_id, nx=True,
-                                   px=int(defaults.SWEEP_INTERVAL * 1000)):
-            return False
-        try:
-            self._sweeper.recover_dead_workers(now)
-        except REDIS_DOWN:
-            raise
-        except Exception:  # a sweep that fails is tried again; it must not stop the worker
-            log.exception("worker %s: sweep failed", self.worker_id)
-        return True
+        """Sweep for the namespace when it is this worker's turn (reaper.Sweep)."""
+        return self._sweep(self.clock())
 
     def step(self, block: float = 0.0) -> bool:
         """Take a job, or a batch for a batching listener (waiting up to `block`
@@ -186,6 +172,8 @@ class Worker:
             return self._decode(answer)
         if block <= 0:
             return None
+        # no longer than until the next scheduled job is due: a take moves it
+        block = min(block, max(self._block_until - self.clock(), 0.001))
         # Nothing queued: block (no polling) until a post hands a started job to
         # this worker's inbox (it waits as idle), or pushes a wake token; then take
         # in one atomic step. The token is only a hint: the job itself moves from
@@ -220,15 +208,27 @@ class Worker:
         # until an answer says otherwise: a reply lost on the wire may have left
         # this worker on the idle lists, and the next take must clear them
         self._idle = was_idle or idle_for > 0
-        answer = self.mlq.scripts.take(self.queues, self.worker_id, self.clock(), count=count,
+        now = self.clock()
+        answer = self.mlq.scripts.take(self.queues, self.worker_id, now, count=count,
                                        fair=self.fair,
                                        max_running_per_owner=self.max_running_per_owner,
                                        strays=not holding, client=client,
                                        was_idle=was_idle, idle_for=idle_for,
                                        strays_only=strays_only)
         if client is None:
+            answer = self._started_any(answer, now)
             self._idle = idle_for > 0 and not answer
         return answer
+
+    def _started_any(self, answer: Any, now: float) -> Any:
+        """The take's answer when it started jobs, else None, noting when the next
+        scheduled job is due (a take's answer when it started none)."""
+        if isinstance(answer, bytes):
+            self._block_until = float(answer)
+            return None
+        if not answer:
+            self._block_until = now + defaults.BLOCK_TIMEOUT * 3600
+        return answer or None
 
     def _leave_idle(self) -> None:
         """A stopping worker leaves the idle list and runs what was handed to it."""
@@ -278,7 +278,7 @@ class Worker:
                 context["state"] = states.state_for(name, function)
                 value = self.call(function, record["msg"], context)
         except Exception as exc:
-            return outcome_of_error(exc)
+            return retried(record, exc, self.clock()) or outcome_of_error(exc)
         return outcome_of(value, self.mlq.max_result_size)
 
     def run_awaitable(self, awaitable: Any) -> Any:
@@ -334,10 +334,16 @@ class Worker:
                 self.sleep(pause)
                 pause = min(pause * 2, cap)
         for done, o in zip(answers, pending):
-            self._report(o, bool(int(done)))
+            self._report(o, int(done))
 
-    def _report(self, o: _Outcome, done: bool) -> None:
+    def _report(self, o: _Outcome, done: int) -> None:
+        """Log a recorded outcome (done: 1, 2 cancelled, 0 fenced off) and send its
+        callback: only a job that ended completed or failed has one."""
         job_id, attempt = o.record["id"], o.record["attempt"]
+        if done == 2:
+            log.info("job %s cancelled on %s", job_id, self.worker_id,
+                     extra=self.log_fields(job_id, attempt, "cancelled", o.runtime))
+            return
         if not done:
             log.warning("job %s attempt %s finished late on %s; outcome dropped",
                         job_id, attempt, self.worker_id,
@@ -346,7 +352,7 @@ class Worker:
         if log.isEnabledFor(logging.INFO):
             log.info("job %s %s on %s in %.3f s", job_id, o.outcome, self.worker_id, o.runtime,
                      extra=self.log_fields(job_id, attempt, o.outcome, o.runtime))
-        if o.record["callback"]:
+        if o.record["callback"] and o.outcome != RETRY:
             self.mlq.callbacks.send(o.record["callback"], o.outcome == COMPLETED, job_id, o.short)
 
     def _may_take_ahead(self) -> bool:
@@ -369,6 +375,7 @@ class Worker:
             answers, taken = together.send()
         except REDIS_DOWN:
             return None
+        taken = self._started_any(taken, self.clock())
         if taken:
             self._prefetched = self._decode(taken)
             self._idle = False

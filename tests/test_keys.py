@@ -8,7 +8,7 @@ import inspect
 import redis
 
 from mlq import MLQ
-from mlq.keys import Keys
+from mlq.keys import LUA_KEY_BUILDERS, Keys
 
 
 def _every_key(keys: Keys) -> set[str]:
@@ -66,3 +66,29 @@ def test_every_key_carries_the_namespace_hash_tag(q: MLQ, redis_url: str) -> Non
     assert all(k.startswith(f"mlq:{{{q.namespace}}}:") for k in every)
 
 
+
+
+def test_the_lua_key_builders_name_the_same_keys_as_keys_py(q: MLQ) -> None:
+    """Steps that learn a job's queue or a dependent's id from a record build its
+    key names in Lua (LUA_KEY_BUILDERS); each must be the name Keys gives."""
+    k = q.keys
+    calls = {
+        "job_hash(P, '7')": k.job("7"),
+        "lane_key(P, 'gpu', 0, nil)": k.queue("gpu"),
+        "lane_key(P, 'gpu', 3, 'ann')": k.queue("gpu", 3),
+        "lane_key(P, 'gpu', 0, 'ann')": k.owned("gpu", "ann"),
+        "owners_key(P, 'gpu')": k.owners("gpu"),
+        "wake_key(P, 'gpu')": k.wake("gpu"),
+        "channel_key(P, '7')": k.job_channel("7"),
+        "status_index_key(P, 'expired')": k.index_status("expired"),
+        "dedup_key(P, 'resize:42')": k.dedup("resize:42"),
+        "dependents_key(P, '7')": k.dependents("7"),
+        "scheduled_key(P)": k.scheduled,
+        "expiring_key(P)": k.expiring,
+        "paused_key(P)": k.paused,
+        "waiting_on_key(P)": k.waiting_on,
+        "stats_key(P)": k.stats,
+    }
+    script = LUA_KEY_BUILDERS + "local P = KEYS[1]\nreturn {" + ", ".join(calls) + "}"
+    built = [name.decode() for name in q.client.eval(script, 1, k.prefix)]
+    assert dict(zip(calls, built)) == calls

@@ -99,15 +99,13 @@ def test_the_public_record_lists_every_public_field(q: MLQ) -> None:
 
 
 def test_a_requeued_dead_letter_starts_as_clean_as_a_new_record(q: MLQ) -> None:
-    """A job cancelled while it ran that then failed on its own: its requeue from
-    the dead letters must forget the cancel, or the next worker's death would
-    fail it as 'cancelled' instead of putting it back."""
+    """A failed job requeued from the dead letters must forget its past attempt
+    (who finished it, a retry's schedule), or the next worker's death would not
+    put it back."""
     job_id = q.post("m")
     first = Worker(q, "w1", clock=lambda: 100.0)
     first.take(0)
-    q.cancel(job_id)  # the listener did not stop in time...
-    assert q.scripts.finish(job_id, "w1", 1, "failed", 101.0, failed("boom")) == 1  # ...it failed
-    q.client.rpush(q.keys.dead, job_id)  # where a failure past its retries lands
+    assert q.scripts.finish(job_id, "w1", 1, "failed", 101.0, failed("boom")) == 1
     assert q.requeue_dead(job_id) == 1
     raw = {k.decode() for k in q.client.hkeys(q.keys.job(job_id))}
     assert not raw & set(PAST_ATTEMPT)

@@ -1,26 +1,30 @@
--- Cancel a job: a queued one is taken out of its queue and never runs; a running
--- one is flagged and its worker told to stop (its recovery then fails it).
--- KEYS[1] job hash   KEYS[2] queue list   KEYS[3] stats hash
--- KEYS[4] index of failed ids
--- ARGV[1] id   ARGV[2] now   ARGV[3] job channel
--- ARGV[4] control channel prefix (the worker id is appended)
--- Returns 1 cancelled while queued, 2 stop requested while running, 0 already finished.
+-- Cancel a job: a waiting one (queued, scheduled or deferred) ends cancelled and
+-- never runs; a running one is flagged (the listener's cancelled() turns True)
+-- and its worker told: its finish, or its recovery once killed, then ends it
+-- cancelled.
+-- KEYS[1] job hash   KEYS[2] its queue list   KEYS[3] the namespace's key prefix
+-- ARGV[1] id   ARGV[2] now   ARGV[3] control channel prefix (the worker id is appended)
+-- Returns 1 cancelled while waiting, 2 stop requested while running, 0 already ended.
+local P = KEYS[3]
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
 status = cmsgpack.unpack(status)
-if status == 'queued' then
-  if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
-  redis.call('HSET', KEYS[1], 'processing_finished', cmsgpack.pack(tonumber(ARGV[2])),
-    unpack(CANCELLED))
-  redis.call('HINCRBY', KEYS[3], 'failed', 1)
-  redis.call('ZADD', KEYS[4], ARGV[1], ARGV[1])
-  redis.call('PUBLISH', ARGV[3], cmsgpack.pack({ARGV[1], 'failed', -1}))
-  return 1
-end
+local now = tonumber(ARGV[2])
 if status == 'started' then
   redis.call('HSET', KEYS[1], 'cancel_requested', cmsgpack.pack(true))
   local worker = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'worker'))
-  if worker then redis.call('PUBLISH', ARGV[4] .. worker, 'stop ' .. ARGV[1]) end
+  if worker then redis.call('PUBLISH', ARGV[3] .. worker, 'cancel ' .. ARGV[1]) end
   return 2
 end
-return 0
+if status == 'queued' then
+  if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
+elseif status == 'scheduled' then
+  redis.call('ZREM', scheduled_key(P), ARGV[1])
+elseif status == 'deferred' then
+  redis.call('HDEL', waiting_on_key(P), ARGV[1])
+else
+  return 0
+end
+record_end(P, ARGV[1], KEYS[1], CANCELLED, 'cancelled', now)
+settle(P, ARGV[1], KEYS[1], 'cancelled', now)
+return 1

@@ -4,19 +4,23 @@
 -- KEYS[1] worker's processing list   KEYS[2] running zset   KEYS[3] dead-letter list
 -- KEYS[4] stats hash   KEYS[5] owner -> running count hash
 -- KEYS[6] index of completed ids   KEYS[7] index of failed ids
+-- KEYS[8] the namespace's key prefix (lifecycle.lua)
 -- ARGV[1] job key prefix   ARGV[2] job channel prefix   ARGV[3] worker id
 -- ARGV[4] keep each record this many ms (0: forever)
--- then per job: id, attempt, 'completed' | 'failed', run-time histogram bucket field
--- ('' for none), run time seconds, finish time (epoch seconds),
+-- then per job: id, attempt, 'completed' | 'failed' | 'retry' (scheduled to run
+-- again when its next_attempt_at, one of its values, is due), run-time histogram
+-- bucket field ('' for none), run time seconds, finish time (epoch seconds),
 -- number of record values n, then n field, msgpack
 -- value pairs (result, short_result, error ...), then the job's result key and the
 -- big result kept there ('' and '' for none: the result is in the record)
+-- A job cancelled while it ran ends cancelled, whatever its attempt's outcome.
 -- Returns one number per job: 1 recorded (also when this very finish was already
--- recorded and is only sent again), 0 when the attempt was fenced off (requeued,
--- purged, or finished by someone else): then nothing changed and no callback is due.
+-- recorded and is only sent again), 2 recorded as cancelled, 0 when the attempt
+-- was fenced off (requeued, purged, or finished by someone else): then nothing
+-- changed. A callback is due only for 1.
+local P = KEYS[8]
 local ttl = tonumber(ARGV[4])
-local nil_value = cmsgpack.pack(nil)
-local answers, done, completed, failed = {}, {}, {}, {}
+local answers, done, completed, failed, settled = {}, {}, {}, {}, {}
 local buckets, runtime_sum = {}, 0
 
 local i = 5
@@ -28,7 +32,8 @@ while i <= #ARGV do
   local result_key, result = ARGV[last + 1], ARGV[last + 2]
   i = last + 3
   local job_key = ARGV[1] .. id
-  local current = redis.call('HMGET', job_key, 'status', 'worker', 'attempt', 'owner', 'finished_by')
+  local current = redis.call('HMGET', job_key, 'status', 'worker', 'attempt', 'owner',
+    'finished_by', 'cancel_requested', 'key', 'has_dependents')
   local me = ARGV[3] .. '#' .. attempt
   local answer = 0
   if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then
@@ -37,20 +42,30 @@ while i <= #ARGV do
   elseif cmsgpack.unpack(current[2] or nil_value) == ARGV[3]
       and tostring(cmsgpack.unpack(current[3] or cmsgpack.pack(0))) == attempt then
     answer = 1
+    if current[6] then outcome = 'cancelled' end
     local progress = 100
-    if outcome == 'failed' then progress = -1 end
+    if outcome ~= 'completed' then progress = -1 end
     local fields = {
       'status', cmsgpack.pack(outcome),
       'progress', cmsgpack.pack(progress),
       'processing_finished', cmsgpack.pack(finished),
       'worker', nil_value,
       'finished_by', cmsgpack.pack(me)}
-    for j = first, last do fields[#fields + 1] = ARGV[j] end
+    if outcome == 'cancelled' then
+      answer = 2
+      for j = 1, #CANCELLED do fields[#fields + 1] = CANCELLED[j] end
+    else
+      for j = first, last do fields[#fields + 1] = ARGV[j] end
+    end
+    if outcome == 'retry' then
+      fields[2] = cmsgpack.pack('scheduled')
+      fields[4] = nil_value
+    end
     redis.call('HSET', job_key, unpack(fields))
-    if ttl > 0 then redis.call('PEXPIRE', job_key, ttl) end
+    if ttl > 0 and outcome ~= 'retry' then redis.call('PEXPIRE', job_key, ttl) end
     -- written only here, by the attempt that owns the job: a fenced finish leaves
     -- none, and never overwrites the one of the attempt that counted
-    if result_key ~= '' then
+    if result_key ~= '' and outcome == 'completed' then
       -- it outlives its record by a second, so whoever found the record finds it too
       if ttl > 0 then
         redis.call('SET', result_key, result, 'PX', ttl + 1000)
@@ -67,9 +82,22 @@ while i <= #ARGV do
     if outcome == 'failed' then
       failed[#failed + 1] = id
       failed[#failed + 1] = id
+    elseif outcome == 'completed' then
+      completed[#completed + 1] = id
+      completed[#completed + 1] = id
+    elseif outcome == 'cancelled' then
+      redis.call('ZADD', status_index_key(P, 'cancelled'), id, id)
+      redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
     else
-      completed[#completed + 1] = id
-      completed[#completed + 1] = id
+      local due = cmsgpack.unpack(redis.call('HGET', job_key, 'next_attempt_at'))
+      redis.call('ZADD', scheduled_key(P), due, id)
+      redis.call('HINCRBY', KEYS[4], 'retried', 1)
+      if redis.call('ZRANGE', scheduled_key(P), 0, 0)[1] == id then
+        wake(wake_key(P, cmsgpack.unpack(redis.call('HGET', job_key, 'queue'))))
+      end
+    end
+    if outcome ~= 'retry' and (current[7] or current[8]) then
+      settled[#settled + 1] = {id, job_key, outcome, finished}
     end
     if bucket ~= '' then
       buckets[bucket] = (buckets[bucket] or 0) + 1
@@ -77,6 +105,7 @@ while i <= #ARGV do
     end
     local channel = ARGV[2] .. id
     local event = {id, outcome, progress}
+    if outcome == 'retry' then event = {id, 'scheduled'} end
     -- someone is waiting: hand over a small record with the event, saving a read
     if redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
       local flat = redis.call('HGETALL', job_key)
@@ -100,6 +129,7 @@ if #done > 0 then
   if #keep > 0 then redis.call('RPUSH', KEYS[1], unpack(keep)) end
   redis.call('ZREM', KEYS[2], unpack(done))
 end
+for _, ended in ipairs(settled) do settle(P, ended[1], ended[2], ended[3], ended[4]) end
 if #completed > 0 then
   redis.call('ZADD', KEYS[6], unpack(completed))
   redis.call('HINCRBY', KEYS[4], 'completed', math.floor(#completed / 2))

@@ -2,7 +2,10 @@
 -- KEYS as post.lua: counter, queue list, queue-names set, wake list,
 -- owner ring, index of all ids, index of the queue's ids, this chunk's idempotency
 -- key (a chunk re-sent after a lost reply returns the ids it already made)
+-- KEYS[9] the namespace's key prefix (lifecycle.lua)
 -- ARGV[1] job key prefix   ARGV[2] queue name   ARGV[3] owner ('' for none)
+-- ARGV[4] when they are due ('' now)   ARGV[5] their start-by deadline ('' none)
+-- ARGV[6] now
 -- then per job: number of record values n, then n field, msgpack value pairs
 -- Returns {first id, last id}.
 local seen = redis.call('GET', KEYS[8])
@@ -11,7 +14,8 @@ if seen then
   return {tonumber(first), tonumber(last)}
 end
 local jobs = {}
-local i = 4
+local P = KEYS[9]
+local i = 7
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   jobs[#jobs + 1] = {i + 1, i + 2 * n}
@@ -31,11 +35,25 @@ for j, span in ipairs(jobs) do
   scored[#scored + 1] = id
   scored[#scored + 1] = id
 end
-local waiting = redis.call('LPUSH', KEYS[2], unpack(ids))
 redis.call('ZADD', KEYS[6], unpack(scored))
 redis.call('ZADD', KEYS[7], unpack(scored))
-join_ring(KEYS[5], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[2])
+if ARGV[5] ~= '' then
+  local deadlines = {}
+  for _, id in ipairs(ids) do
+    deadlines[#deadlines + 1] = ARGV[5]
+    deadlines[#deadlines + 1] = id
+  end
+  redis.call('ZADD', expiring_key(P), unpack(deadlines))
+end
+if ARGV[4] ~= '' and tonumber(ARGV[4]) > tonumber(ARGV[6]) then
+  for _, id in ipairs(ids) do schedule(P, tostring(id), ARGV[2], tonumber(ARGV[4])) end
+  return {first, last}
+end
+local waiting = redis.call('LPUSH', KEYS[2], unpack(ids))
+join_ring(KEYS[5], ARGV[3])
 -- the list was empty: wake a worker (a take that leaves work behind wakes the next)
-if waiting == #ids then wake(KEYS[4]) end
+if waiting == #ids and redis.call('SISMEMBER', paused_key(P), ARGV[2]) == 0 then
+  wake(KEYS[4])
+end
 return {first, last}

@@ -6,10 +6,10 @@
 -- KEYS[4] queue list (of the job's priority)   KEYS[5] dead-letter list   KEYS[6] stats hash
 -- KEYS[7] the queue's wake list   KEYS[8] owner -> running count hash
 -- KEYS[9] the queue's owner ring (an owned job goes back to its owner's list, KEYS[4])
--- KEYS[10] index of failed ids
+-- KEYS[10] index of failed ids   KEYS[11] the namespace's key prefix (lifecycle.lua)
 -- ARGV[1] id   ARGV[2] max retries   ARGV[3] now   ARGV[4] reason   ARGV[5] job channel
 -- Returns 0 nothing done, 1 requeued, 2 failed (retries used up), 3 put back
--- untouched (it had been moved but never started), 4 failed as cancelled.
+-- untouched (it had been moved but never started), 4 ended cancelled.
 if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[3], ARGV[1])
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -30,11 +30,8 @@ local code
 local cancelled = redis.call('HGET', KEYS[1], 'cancel_requested')
 if cancelled then
   -- stopped because the user cancelled it: never run again
-  redis.call('HSET', KEYS[1], 'processing_finished', cmsgpack.pack(tonumber(ARGV[3])),
-    unpack(CANCELLED))
-  redis.call('HINCRBY', KEYS[6], 'failed', 1)
-  redis.call('ZADD', KEYS[10], ARGV[1], ARGV[1])
-  redis.call('PUBLISH', ARGV[5], cmsgpack.pack({ARGV[1], 'failed', -1}))
+  record_end(KEYS[11], ARGV[1], KEYS[1], CANCELLED, 'cancelled', tonumber(ARGV[3]))
+  settle(KEYS[11], ARGV[1], KEYS[1], 'cancelled', tonumber(ARGV[3]))
   return 4
 end
 if retries >= tonumber(ARGV[2]) then
@@ -47,6 +44,7 @@ if retries >= tonumber(ARGV[2]) then
   redis.call('HINCRBY', KEYS[6], 'failed', 1)
   redis.call('ZADD', KEYS[10], ARGV[1], ARGV[1])
   event = cmsgpack.pack({ARGV[1], 'failed', -1})
+  settle(KEYS[11], ARGV[1], KEYS[1], 'failed', tonumber(ARGV[3]))
   code = 2
 else
   redis.call('HSET', KEYS[1], 'retries', cmsgpack.pack(retries),

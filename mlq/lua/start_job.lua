@@ -1,15 +1,27 @@
--- Prepended to take.lua and post.lua: start one queued job on a worker. The
--- started record is patched in the HGETALL answer instead of read twice.
+-- Prepended to take.lua and post.lua (after lifecycle.lua): start one queued
+-- job on a worker. The started record is patched in the HGETALL answer instead
+-- of read twice.
 -- Returns the record (flat field, value list), or nil when the id was a stray
--- (purged, cancelled or cleared while queued: dropped from the processing list).
+-- (purged, cancelled or cleared while queued) or its deadline passed (it
+-- expires here instead): dropped from the processing list.
 -- The caller adds the id to the running set.
-local function start_job(job_key, id, worker, now, processing, owner_running, channel)
+local function start_job(P, job_key, id, worker, now, processing, owner_running, channel)
   local flat = redis.call('HGETALL', job_key)
   local at = {}
   for i = 1, #flat, 2 do at[flat[i]] = i + 1 end
   if not at.status or cmsgpack.unpack(flat[at.status]) ~= 'queued' then
     redis.call('LREM', processing, 1, id)
     return nil
+  end
+  local deadline = at.expires_at and cmsgpack.unpack(flat[at.expires_at])
+  if deadline then
+    if deadline <= now then
+      redis.call('LREM', processing, 1, id)
+      record_end(P, id, job_key, EXPIRED, 'expired', now)
+      settle(P, id, job_key, 'expired', now)
+      return nil
+    end
+    redis.call('ZREM', expiring_key(P), id)
   end
   local attempt = 1
   if at.attempt then attempt = (cmsgpack.unpack(flat[at.attempt]) or 0) + 1 end

@@ -21,10 +21,14 @@
 -- ARGV[10] when nothing is started, the worker goes on to wait as idle for this many
 -- milliseconds ('0': it does not): its claim lapses unless a take renews it, so a
 -- post never hands a job to a worker that died while idle
--- ARGV[11..] each queue's owner list prefix
+-- ARGV[11..] each queue's owner list prefix, then each queue's name
+-- KEYS[last] the namespace's key prefix (lifecycle.lua)
+-- Before taking, due scheduled jobs move to their queues and late ones expire
+-- (move_due): any worker's take does it for every queue.
 -- Returns {registry sequence, {field, value, ...}, ...}: one flat record per started
--- job, or false when nothing was started (empty queue, or ids whose records are
--- gone or not queued).
+-- job. When nothing was started (empty or paused queues, or ids whose records are
+-- gone or not queued): when the next scheduled job is due (a string), or false
+-- when none is.
 local now = tonumber(ARGV[3])
 local count = tonumber(ARGV[6])
 local answer = {redis.call('GET', KEYS[3]) or '0'}
@@ -34,7 +38,8 @@ local strays_only = mode('o')
 local limit = tonumber(ARGV[7])
 local plain = tonumber(ARGV[8])
 local levels = tonumber(ARGV[9])
-local queues = #ARGV - 10
+local queues = (#ARGV - 10) / 2
+local P = KEYS[#KEYS]
 local rings = 6 + plain
 local wakes = rings + queues
 local idles = wakes + queues
@@ -47,8 +52,17 @@ if mode('i') then
   for i = 1, queues do redis.call('LREM', KEYS[idles + i], 0, ARGV[2]) end
 end
 
+if not strays_only then move_due(P, now, 1000) end
+-- a paused queue is passed over: its lists, its owners' lists, its wake list
+local paused = {}
+if redis.call('EXISTS', paused_key(P)) == 1 then
+  for i = 1, queues do
+    paused[i] = redis.call('SISMEMBER', paused_key(P), ARGV[10 + queues + i]) == 1
+  end
+end
+
 local function start(id)
-  local flat = start_job(ARGV[1] .. id, id, ARGV[2], now, KEYS[1], KEYS[4], ARGV[4])
+  local flat = start_job(P, ARGV[1] .. id, id, ARGV[2], now, KEYS[1], KEYS[4], ARGV[4])
   if flat then
     running[#running + 1] = now
     running[#running + 1] = id
@@ -90,13 +104,17 @@ end
 -- tells whether any higher level holds a job (the common case: none).
 if strays_only then count = 0 end
 local first = 7
+local group = 1
 while count > 0 and first <= 6 + plain do
   local last = first + levels - 1
-  if levels > 1 and redis.call('EXISTS', unpack(KEYS, first, last - 1)) > 0 then
-    for lane = first, last - 1 do take_from(lane) end
+  if not paused[group] then
+    if levels > 1 and redis.call('EXISTS', unpack(KEYS, first, last - 1)) > 0 then
+      for lane = first, last - 1 do take_from(lane) end
+    end
+    take_from(last)
   end
-  take_from(last)
   first = last + 1
+  group = group + 1
 end
 
 local function take_owned(ring, prefix)
@@ -131,7 +149,7 @@ end
 
 for i = 1, queues do
   if count <= 0 then break end
-  take_owned(KEYS[rings + i], ARGV[10 + i])
+  if not paused[i] then take_owned(KEYS[rings + i], ARGV[10 + i]) end
 end
 
 if #running > 0 then redis.call('ZADD', KEYS[2], unpack(running)) end
@@ -141,7 +159,8 @@ if #running > 0 then redis.call('ZADD', KEYS[2], unpack(running)) end
 if count <= 0 and not strays_only then
   for i = 1, queues do
     local lanes_from = 7 + (i - 1) * levels
-    if redis.call('EXISTS', KEYS[rings + i], unpack(KEYS, lanes_from, lanes_from + levels - 1)) > 0
+    if not paused[i]
+        and redis.call('EXISTS', KEYS[rings + i], unpack(KEYS, lanes_from, lanes_from + levels - 1)) > 0
         and redis.call('EXISTS', KEYS[wakes + i]) == 0 then
       redis.call('LPUSH', KEYS[wakes + i], 1)
     end
@@ -157,6 +176,8 @@ if #answer == 1 then
       redis.call('LPUSH', KEYS[idles + i], ARGV[2])
     end
   end
-  return false
+  local due = next_due(P)
+  if due == '' then return false end
+  return due
 end
 return answer

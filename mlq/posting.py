@@ -1,0 +1,113 @@
+"""Posting jobs: every option checked before anything is written, then one atomic
+step per job (or per chunk of jobs)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable
+
+import redis
+
+from .errors import InvalidMessage
+from .keys import DEFAULT_QUEUE
+from .lifecycle import LifeOptions
+from .record import check_priority, new_fields
+from .serialization import pack_fields
+
+if TYPE_CHECKING:
+    from .queue import MLQ
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What a post made: the job's id, and whether an existing job holding the same
+    dedup key was found instead (then no job was made)."""
+
+    id: str
+    duplicate: bool = False
+
+
+#: The post options LifeOptions checks.
+LIFE_OPTIONS = frozenset(LifeOptions.__dataclass_fields__)
+
+
+def check_replicas(replicas: Any) -> int:
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise InvalidMessage("replicas must be a whole number, 0 or more")
+    return replicas
+
+
+def enqueue(mlq: MLQ, msg: Any, callback: str | None = None,
+            functions: list[str] | None = None, *, timeout: float | None = None,
+            queue: str = DEFAULT_QUEUE, priority: int = 0, owner: str | None = None,
+            replicas: int | None = None, token: str | None = None, delay: Any = None,
+            at: Any = None, expires: Any = None, retries: Any = 0, backoff: Any = 1.0,
+            backoff_max: Any = 600.0, retry_on: Any = None, key: Any = None,
+            key_ttl: Any = None, depends_on: Any = None) -> Posted:
+    """MLQ.post, saying whether the dedup key found an existing job."""
+    priority = check_priority(priority)
+    replicas = mlq.min_replicas if replicas is None else check_replicas(replicas)
+    fields = new_fields(msg, callback, functions, timeout, queue, priority, owner,
+                        max_message_size=mlq.max_message_size)
+    life_fields, life = LifeOptions(delay, at, expires, retries, backoff, backoff_max,
+                                    retry_on, key, key_ttl, depends_on).checked(time.time())
+    try:
+        reply = mlq.scripts.post(queue, fields + life_fields, priority=priority, owner=owner,
+                                 token=token, replicas=replicas, lifecycle=life)
+    except redis.ResponseError as exc:
+        if "unknown dependency" in str(exc):
+            unknown = str(exc).split("unknown dependency", 1)[1].split()[0]
+            raise InvalidMessage(f"depends_on: no job {unknown}") from None
+        raise
+    if isinstance(reply, list):
+        return Posted(str(reply[0]), duplicate=True)
+    return Posted(str(reply))
+
+
+def post_many(mlq: MLQ, msgs: Iterable[Any], callback: str | None = None,
+              functions: list[str] | None = None, *, timeout: float | None = None,
+              queue: str = DEFAULT_QUEUE, priority: int = 0, owner: str | None = None,
+              chunk_size: int = 500, extra: dict[str, Any] | None = None,
+              replicas: int | None = None, delay: Any = None, at: Any = None,
+              expires: Any = None, retries: Any = 0, backoff: Any = 1.0,
+              backoff_max: Any = 600.0, retry_on: Any = None,
+              then: dict[str, Any] | None = None) -> list[str]:
+    """MLQ.post_many."""
+    priority = check_priority(priority)
+    replicas = mlq.min_replicas if replicas is None else check_replicas(replicas)
+    life_fields, life = LifeOptions(delay, at, expires, retries, backoff, backoff_max,
+                                    retry_on).checked(time.time())
+    records = [new_fields(m, callback, functions, timeout, queue, priority, owner,
+                          max_message_size=mlq.max_message_size) + life_fields
+               for m in msgs]
+    if extra:
+        records = [fields + pack_fields(extra) for fields in records]
+    if then is not None:
+        then = _fan_in(mlq, then)
+    ids: list[str] = []
+    for start in range(0, len(records), chunk_size):
+        ids += mlq.scripts.post_many(queue, records[start:start + chunk_size],
+                                     priority, owner, replicas, life)
+    if then is not None:
+        ids.append(enqueue(mlq, then.pop("msg"), depends_on=ids, **then).id)
+    return ids
+
+
+def _fan_in(mlq: MLQ, then: Any) -> dict[str, Any]:
+    """The fan-in job's post arguments (a dict with "msg" and post's options),
+    checked before the fan-out is posted."""
+    if not isinstance(then, dict) or "msg" not in then:
+        raise InvalidMessage('then must be a dict with a "msg" and post options')
+    if "depends_on" in then:
+        raise InvalidMessage("then depends on the posted jobs; it takes no depends_on")
+    options = dict(then)
+    try:
+        new_fields(options["msg"], options.get("callback"), options.get("functions"),
+                   options.get("timeout"), options.get("queue", DEFAULT_QUEUE),
+                   check_priority(options.get("priority", 0)), options.get("owner"),
+                   max_message_size=mlq.max_message_size)
+        LifeOptions(**{k: v for k, v in options.items() if k in LIFE_OPTIONS}).checked(time.time())
+    except TypeError as exc:
+        raise InvalidMessage(f"then: {exc}") from None
+    return options
