@@ -33,6 +33,9 @@ _COUNTERS = (
     ("completed", "Jobs completed."),
     ("failed", "Jobs failed."),
     ("requeued", "Jobs put back in their queue by the reaper or from the dead letters."),
+    ("cancelled", "Jobs cancelled."),
+    ("expired", "Jobs not started by their deadline (post option expires)."),
+    ("retried", "Attempts that raised and were scheduled to run again (post option retries)."),
 )
 
 
@@ -87,6 +90,10 @@ class StatsCollector(Collector):
         yield waiting
         yield _gauge("mlq_jobs_processing", "Jobs being run by a worker.", ns, stats["processing"])
         yield _gauge("mlq_jobs_dead", "Jobs in the dead-letter queue.", ns, stats["dead"])
+        yield _gauge("mlq_jobs_scheduled", "Jobs waiting for their time (a delay or a retry).",
+                     ns, stats["scheduled"])
+        yield _gauge("mlq_jobs_deferred", "Jobs waiting for their dependencies.", ns,
+                     stats["deferred"])
         yield _histogram(ns, stats["runtime_buckets"], stats["runtime_sum"])
 
 

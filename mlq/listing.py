@@ -13,7 +13,7 @@ import redis
 
 from .errors import InvalidMessage
 from .heartbeat import workers
-from .job import QUEUED, RUNTIME_BUCKETS, STARTED, STATUSES, bucket_field
+from .job import DEFERRED, QUEUED, RUNTIME_BUCKETS, SCHEDULED, STARTED, STATUSES, bucket_field
 from .keys import DEFAULT_QUEUE, Keys, check_name
 from .record import RECORD_FIELDS, record_from_hash
 from .serialization import unpack
@@ -49,7 +49,9 @@ class Listing:
         pipe.llen(self.keys.dead)
         pipe.hgetall(self.keys.stats)
         pipe.get(self.keys.counter)
-        processing, dead, raw, ids = pipe.execute()
+        pipe.zcard(self.keys.scheduled)
+        pipe.hlen(self.keys.waiting_on)
+        processing, dead, raw, ids, scheduled, deferred = pipe.execute()
         waiting = {queue: self.job_count(queue) for queue in queues}
         counters = {k.decode(): v.decode() for k, v in raw.items()}
         buckets = [(b, int(counters.get(bucket_field(b), 0))) for b in RUNTIME_BUCKETS]
@@ -60,6 +62,10 @@ class Listing:
             "completed": int(counters.get("completed", 0)),
             "failed": int(counters.get("failed", 0)),
             "requeued": int(counters.get("requeued", 0)),
+            "cancelled": int(counters.get("cancelled", 0)),
+            "expired": int(counters.get("expired", 0)),
+            "retried": int(counters.get("retried", 0)),
+            "scheduled": int(scheduled), "deferred": int(deferred),
             "runtime_buckets": buckets,
             "runtime_sum": float(counters.get("runtime_sum", 0.0)),
         }
@@ -101,6 +107,8 @@ class Listing:
         offset, limit = max(int(offset), 0), min(max(int(limit), 1), MAX_PAGE)
         if status == QUEUED:
             total, ids = self._queued_page(queue, offset, limit)
+        elif status == DEFERRED:
+            total, ids = self._deferred_page(queue, offset, limit)
         else:
             total, ids = self._index_page(status, queue, offset, limit)
         fields = [f for f in RECORD_FIELDS if f != "result"]
@@ -116,8 +124,8 @@ class Listing:
 
     def _index_page(self, status: str | None, queue: str | None, offset: int,
                     limit: int) -> tuple[int, list[str]]:
-        if status == STARTED:
-            keys = [self.keys.running]
+        if status in (STARTED, SCHEDULED):  # scored by start time / due time
+            keys = [self.keys.running if status == STARTED else self.keys.scheduled]
         else:
             keys = [self.keys.index_status(status)] if status else [self.keys.index_all]
         if queue:
@@ -138,6 +146,17 @@ class Listing:
             if index not in keys:
                 self.client.delete(index)
         return total, ids
+
+    def _deferred_page(self, queue: str | None, offset: int,
+                       limit: int) -> tuple[int, list[str]]:
+        """Deferred ids, newest first: the keys of the waiting_on hash."""
+        ids = sorted((int(i) for i in self.client.hkeys(self.keys.waiting_on)), reverse=True)
+        if queue:
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.zscore(self.keys.index_queue(queue), job_id)
+            ids = [i for i, score in zip(ids, pipe.execute() if ids else []) if score is not None]
+        return len(ids), [str(i) for i in ids[offset:offset + limit]]
 
     def _queued_page(self, queue: str | None, offset: int, limit: int) -> tuple[int, list[str]]:
         """Queued ids, newest first, from the queues' lists (each newest at its head)."""
