@@ -312,4 +312,5 @@ local function expiring_key(P) return P .. 'expiring' end
 local function paused_key(P) return P .. 'paused' end
 local function waiting_on_key(P) return P .. 'waiting_on' end
 local function stats_key(P) return P .. 'stats' end
+local function schedule_times_key(P) return P .. 'schedule_times' end
 """

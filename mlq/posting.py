@@ -32,6 +32,12 @@ class Posted:
 LIFE_OPTIONS = frozenset(LifeOptions.__dataclass_fields__)
 
 
+#: What `then` may hold: the message and post's options but depends_on.
+FAN_IN_OPTIONS = frozenset({"msg", "callback", "functions", "timeout", "queue", "priority",
+                            "owner", "replicas", "token", "delay", "at", "expires", "retries",
+                            "backoff", "backoff_max", "retry_on", "key", "key_ttl"})
+
+
 def check_replicas(replicas: Any) -> int:
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
         raise InvalidMessage("replicas must be a whole number, 0 or more")
@@ -102,6 +108,9 @@ def _fan_in(mlq: MLQ, then: Any) -> dict[str, Any]:
     if "depends_on" in then:
         raise InvalidMessage("then depends on the posted jobs; it takes no depends_on")
     options = dict(then)
+    unknown = sorted(set(options) - FAN_IN_OPTIONS)
+    if unknown:
+        raise InvalidMessage(f"then: unknown option(s) {', '.join(map(str, unknown))}")
     try:
         new_fields(options["msg"], options.get("callback"), options.get("functions"),
                    options.get("timeout"), options.get("queue", DEFAULT_QUEUE),

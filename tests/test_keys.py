@@ -88,6 +88,7 @@ def test_the_lua_key_builders_name_the_same_keys_as_keys_py(q: MLQ) -> None:
         "paused_key(P)": k.paused,
         "waiting_on_key(P)": k.waiting_on,
         "stats_key(P)": k.stats,
+        "schedule_times_key(P)": k.schedule_times,
     }
     script = LUA_KEY_BUILDERS + "local P = KEYS[1]\nreturn {" + ", ".join(calls) + "}"
     built = [name.decode() for name in q.client.eval(script, 1, k.prefix)]

@@ -147,9 +147,14 @@ local function move_due(P, now, limit)
   for _, id in ipairs(late) do expire(P, id, now) end
 end
 
--- When the next scheduled job is due ('' when none): how long a worker with
--- nothing to do may block.
+-- When the next scheduled job or periodic job's slot is due ('' when none): how
+-- long a worker with nothing to do may block (a worker's sweep fires the slots).
 local function next_due(P)
-  local first = redis.call('ZRANGE', scheduled_key(P), 0, 0, 'WITHSCORES')
-  return first[2] or ''
+  local due = nil
+  for _, key in ipairs({scheduled_key(P), schedule_times_key(P)}) do
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if first[2] and (not due or tonumber(first[2]) < due) then due = tonumber(first[2]) end
+  end
+  if due then return tostring(due) end
+  return ''
 end
