@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ListenerError
 from .listeners import Listener
+from .lifecycle import retried
 from .record import Outcome, outcome_of, outcome_of_error
 
 if TYPE_CHECKING:
@@ -108,7 +109,8 @@ class Batches:
                                     f"{len(records)} outcomes, one per message")
         except Exception as exc:
             everyone = outcome_of_error(exc)
-            return [everyone for _ in records]
+            return [retried(r, exc, worker.clock()) or everyone for r in records]
         limit = worker.mlq.max_result_size
-        return [outcome_of_error(o) if isinstance(o, BaseException) else outcome_of(o, limit)
-                for o in outcomes]
+        return [(retried(r, o, worker.clock()) or outcome_of_error(o))
+                if isinstance(o, BaseException) else outcome_of(o, limit)
+                for r, o in zip(records, outcomes)]

@@ -123,7 +123,7 @@ class Job:
         """The function's return value; re-raises its exception if it failed."""
         record = self.mlq.wait(self.id, timeout)
         secret = self.mlq.secret
-        if record["status"] == FAILED:
+        if record["status"] != COMPLETED:  # failed, cancelled or expired
             exception = _unpickle(record.get("exception"), secret)
             message = f"job {self.id} failed: {record['error']}"
             if isinstance(exception, BaseException):

@@ -16,7 +16,7 @@ from .callbacks import CallbackSender
 from .connection import Clients
 from .errors import InvalidMessage, JobFailed, JobNotFound
 from .events import wait_for_terminal, watch
-from .job import FAILED, progress_text
+from .job import COMPLETED, progress_text
 from .keys import DEFAULT_QUEUE, Keys, check_name
 from .listeners import Listener, ListenerStates, Registry, function_name, listener
 from .listing import Listing
@@ -220,10 +220,10 @@ class MLQ:
         return with_result_kept_apart(self.client, self.keys, job_id, record)
 
     def block_until_result(self, job_id: str | int, timeout: float | None = None) -> Any:
-        """The job's result once completed; JobFailed if it failed."""
+        """The job's result once completed; JobFailed if it did not complete."""
         record = self.wait(job_id, timeout)
-        if record["status"] == FAILED:
-            raise JobFailed(f"job {record['id']} failed: {record['result']}", record)
+        if record["status"] != COMPLETED:  # failed, cancelled or expired
+            raise JobFailed(f"job {record['id']} {record['status']}: {record['result']}", record)
         return record["result"]
 
     def watch(self, job_id: str | int, keepalive: float = 15.0) -> Iterator[dict[str, Any] | None]:

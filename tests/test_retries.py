@@ -135,3 +135,31 @@ def test_bad_retry_options_are_refused_and_post_nothing(q: MLQ, options: dict[st
     with pytest.raises(InvalidMessage):
         q.post("m", **options)
     assert q.stats()["posted"] == 0
+
+
+def test_a_batch_item_that_raised_is_retried_on_its_own(q: MLQ) -> None:
+    attempts: dict[str, int] = {}
+
+    @mlq.listener(batch_size=4)
+    def embed(msgs: list[Any], context: dict[str, Any]) -> list[Any]:
+        outcomes: list[Any] = []
+        for msg, record in zip(msgs, context["full_messages"]):
+            attempts[msg] = record["attempt"]
+            flaky = msg == "flaky" and record["attempt"] == 1
+            outcomes.append(ConnectionError("GPU busy") if flaky else msg.upper())
+        return outcomes
+
+    ids = q.post_many(["a", "flaky", "b"], retries=1, backoff=0)
+    q.create_listener(embed)
+    records = [q.wait(job_id, 10) for job_id in ids]
+    assert [r["result"] for r in records] == ["A", "FLAKY", "B"]
+    assert attempts == {"a": 1, "flaky": 2, "b": 1}
+
+
+def test_waiting_for_a_cancelled_job_raises(q: MLQ) -> None:
+    job = q.submit(sorted, [2, 1])
+    assert job.cancel()
+    with pytest.raises(mlq.RemoteError, match="cancelled"):
+        job.result(5)
+    with pytest.raises(mlq.JobFailed, match="cancelled"):
+        q.block_until_result(job.id, 5)
