@@ -100,6 +100,8 @@ FRESH_ATTEMPT: dict[str, Any] = {
     "status": QUEUED, "retries": 0, "worker": None, "processing_started": None,
     "processing_finished": None, "progress": None, "short_result": None, "result": None,
     "error": None, "last_error": None, "error_kind": None, "next_attempt_at": None,
+    # a deadline is for the first start: a dead letter requeued by hand has none
+    "expires_at": None,
 }
 #: A job cancelled (waiting, or stopped while it ran): it never runs again.
 CANCELLED: dict[str, Any] = {

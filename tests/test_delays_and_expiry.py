@@ -121,3 +121,21 @@ def test_a_scheduled_job_past_its_deadline_expires_unrun(q: MLQ) -> None:
     Worker(q, "w", clock=lambda: time.time() + 90).step(0)
     record = q.get_job(job_id)
     assert record["status"] == "expired" and q.stats()["scheduled"] == 0
+
+
+def test_a_dead_letter_requeued_after_its_deadline_runs(q: MLQ) -> None:
+    """The deadline is for the first start: a failed job a user requeues later runs."""
+    outcomes = iter([RuntimeError("first attempt fails"), "second works"])
+
+    def listener(msg: Any, *args: Any) -> Any:
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    job_id = q.post("m", expires=30)
+    assert Worker(q, "w", local_listeners={"l": listener}).step(1)
+    assert q.get_job(job_id)["status"] == "failed"
+    assert q.requeue_dead(job_id) == 1
+    later = Worker(q, "w2", local_listeners={"l": listener}, clock=lambda: time.time() + 60)
+    assert later.step(0) and q.get_job(job_id)["result"] == "second works"
