@@ -4,6 +4,7 @@ job's `retries` are used up (docs/lifecycle.md)."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from typing import Any
 
@@ -163,3 +164,24 @@ def test_waiting_for_a_cancelled_job_raises(q: MLQ) -> None:
         job.result(5)
     with pytest.raises(mlq.JobFailed, match="cancelled"):
         q.block_until_result(job.id, 5)
+
+
+def test_a_waiter_sees_the_retry_as_a_step_and_gets_the_final_record(q: MLQ) -> None:
+    worker = Worker(q, "w", local_listeners={"flaky": _flaky(1)})
+    job_id = q.post("m", retries=1, backoff=0)
+    statuses: list[Any] = []
+    waited: list[dict[str, Any]] = []
+    watcher = threading.Thread(target=lambda: statuses.extend(
+        e["status"] for e in q.watch(job_id, keepalive=0.2) if e is not None))
+    waiter = threading.Thread(target=lambda: waited.append(q.wait(job_id, 10)))
+    waiter.start()
+    watcher.start()
+    wait_until(lambda: q.client.pubsub_numsub(q.keys.job_channel(job_id))[0][1] >= 2, 10,
+               "the waiter and the watcher to subscribe")
+    _drain(q, worker, job_id)
+    waiter.join(10)
+    watcher.join(10)
+    assert waited[0]["status"] == "completed" and waited[0]["attempt"] == 2
+    assert statuses[-1] == "completed"
+    assert "scheduled" in statuses and set(statuses) <= {"queued", "started", "scheduled",
+                                                         "completed"}

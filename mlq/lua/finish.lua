@@ -106,8 +106,9 @@ while i <= #ARGV do
     local channel = ARGV[2] .. id
     local event = {id, outcome, progress}
     if outcome == 'retry' then event = {id, 'scheduled'} end
-    -- someone is waiting: hand over a small record with the event, saving a read
-    if redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
+    -- someone is waiting for the outcome: hand over a small record with the
+    -- event, saving a read (a retry is no outcome yet)
+    if outcome ~= 'retry' and redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
       local flat = redis.call('HGETALL', job_key)
       local size = 0
       for j = 2, #flat, 2 do size = size + #flat[j] end
