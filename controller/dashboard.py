@@ -1,4 +1,5 @@
-"""The web dashboard: overview, jobs, workers, dead letters, functions.
+"""The web dashboard: overview, jobs, workers, dead letters, functions (and, in
+dashboard_lifecycle.py, cancel, pause and schedules).
 
 Server-rendered Jinja pages plus one small script (static/app.js) that refetches
 the page's live region every few seconds, so counts move without a reload and
@@ -33,12 +34,14 @@ from werkzeug.wrappers import Response
 from mlq.errors import JobNotFound
 from mlq.job import STATUSES, TERMINAL
 
-from . import dashsession, overview
+from . import dashboard_lifecycle, dashsession, overview
 from .helpers import ServerState, current_state, handle_error, jsonable
 from .auth import admin_token, canonical_id, note_failure, sign_link
 
 bp = Blueprint("dashboard", __name__, template_folder="templates",
                static_folder="static", static_url_path="/ui/static")
+# cancel, pause and the schedules page: same blueprint, so the same guard
+dashboard_lifecycle.register(bp)
 
 #: Jobs per page of the jobs list.
 PAGE_SIZE = 25
@@ -57,7 +60,8 @@ _SNIFF: tuple[tuple[bytes, int, str, str], ...] = (
 )
 #: Dashboard actions that need the admin scope (as their API routes do).
 ADMIN_ENDPOINTS = frozenset({"dashboard.requeue_all", "dashboard.requeue_one",
-                             "dashboard.purge_all", "dashboard.purge_one"})
+                             "dashboard.purge_all", "dashboard.purge_one",
+                             "dashboard.pause_queue", "dashboard.resume_queue"})
 #: What a dead-letter action's redirect may report, so no page shows text from a URL.
 _DONE = {"requeued": "Requeued {n} job(s).", "purged": "Purged {n} job(s).",
          "missing": "Job {id} is no longer a dead letter."}
@@ -79,7 +83,8 @@ def guard() -> Response | None:
     if request.method == "POST":
         dashsession.check_post(g.csrf)
         if request.endpoint in ADMIN_ENDPOINTS and not dashsession.is_admin(state):
-            abort(403, description="log in with the admin token to change dead letters")
+            abort(403, description="log in with the admin token to change dead letters "
+                                   "or pause queues")
     return None
 
 
@@ -137,7 +142,7 @@ def overview_page() -> str:
     frame = _source(state).get()
     _, latest = state.mlq.list_jobs(limit=10)
     return render_template("overview.html", frame=frame, latest=latest,
-                           columns=overview.COLUMNS)
+                           columns=overview.ALL_COLUMNS)
 
 
 @bp.get("/ui")
@@ -175,7 +180,9 @@ def job_page(job_id: str) -> str:
     job = state.mlq.get_job(job_id)
     return render_template("job.html", job=job, live=job["status"] not in TERMINAL,
                            progress=_progress_percent(job), preview=_preview(state, job),
-                           msg_text=_pretty(job["msg"]))
+                           msg_text=_pretty(job["msg"]),
+                           notice=dashboard_lifecycle.job_notice(),
+                           cancellable=job["status"] in dashboard_lifecycle.CANCELLABLE)
 
 
 def _progress_percent(job: dict[str, Any]) -> float | None:

@@ -18,6 +18,14 @@ from mlq.queue import MLQ
 
 #: The columns of the overview, in the order a job moves through them.
 COLUMNS = ("waiting", "running", "completed", "failed", "dead")
+#: The dashboard's columns: COLUMNS with the statuses of a job's wider life (waiting
+#: for its time or its dependencies, ended unrun), in that same order. `top` keeps
+#: COLUMNS, which fit a terminal.
+ALL_COLUMNS = ("scheduled", "deferred", "waiting", "running", "completed", "failed",
+               "cancelled", "expired", "dead")
+#: Columns counted by the status index of the same name, per queue and in total.
+_INDEXED = ("scheduled", "deferred", "running", "completed", "failed", "cancelled",
+            "expired")
 #: Seconds of history the jobs-per-second rate is averaged over: long enough to
 #: smooth a bursty queue, short enough that a stall shows within a few refreshes.
 RATE_WINDOW = 15.0
@@ -36,7 +44,12 @@ class QueueCounts:
     completed: int = 0
     failed: int = 0
     dead: int = 0
+    scheduled: int = 0
+    deferred: int = 0
+    cancelled: int = 0
+    expired: int = 0
     rate: float | None = None  # finished jobs per second; None until two samples exist
+    paused: bool = False  # workers take nothing from it (MLQ.pause)
 
 
 @dataclass
@@ -51,6 +64,7 @@ class Overview:
     workers_dead: int
     posted: int
     extra: dict[str, Any] = field(default_factory=dict)
+    paused: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,24 +124,21 @@ class OverviewSource:
             self._last = self._collect(now)
             return self._last
 
+    def invalidate(self) -> None:
+        """Forget the cached overview: the next get() counts again (after a pause)."""
+        with self._lock:
+            self._last = None
+
     def _collect(self, now: float) -> Overview:
         mlq = self.mlq
         stats = mlq.stats()
-        names = sorted(set(mlq.queue_names()) | set(stats["waiting_by_queue"]))
+        paused = mlq.paused()
+        # a paused queue nobody posted to yet is still listed, so it can be resumed
+        names = sorted(set(mlq.queue_names()) | set(stats["waiting_by_queue"]) | set(paused))
         dead = mlq.dead_by_queue()
-        rows = []
-        for name in names:
-            row = QueueCounts(name, waiting=int(stats["waiting_by_queue"].get(name, 0)),
-                              dead=dead.get(name, 0))
-            # totals of the status indexes, one page of one record each: counted in
-            # Redis, never by loading the jobs
-            row.running = mlq.list_jobs("started", name, limit=1)[0]
-            row.completed = mlq.list_jobs("completed", name, limit=1)[0]
-            row.failed = mlq.list_jobs("failed", name, limit=1)[0]
-            rows.append(row)
-        total = QueueCounts(None, waiting=int(stats["waiting"]), running=int(stats["processing"]),
-                            completed=mlq.list_jobs("completed", limit=1)[0],
-                            failed=mlq.list_jobs("failed", limit=1)[0], dead=int(stats["dead"]))
+        rows = [_queue_row(mlq, name, stats, dead.get(name, 0), name in paused)
+                for name in names]
+        total = _queue_row(mlq, None, stats, int(stats["dead"]), False)
         # the namespace's rate comes from its counters, which purges do not lower
         samples = {"": float(stats["completed"] + stats["failed"])}
         samples.update({row.name: float(row.completed + row.failed)
@@ -139,7 +150,20 @@ class OverviewSource:
         found = mlq.workers()
         alive = sum(1 for w in found if w.get("alive"))
         return Overview(mlq.namespace, now, total, rows, alive, len(found) - alive,
-                        int(stats["posted"]))
+                        int(stats["posted"]), paused=paused)
+
+
+def _queue_row(mlq: MLQ, name: str | None, stats: dict[str, Any], dead: int,
+               paused: bool) -> QueueCounts:
+    """The counts of one queue, or of all of them (name None)."""
+    waiting = stats["waiting_by_queue"].get(name, 0) if name is not None else stats["waiting"]
+    row = QueueCounts(name, waiting=int(waiting), dead=dead, paused=paused)
+    for column in _INDEXED:
+        # the total of a status index, one page of one record: counted in Redis,
+        # never by loading the jobs
+        status = "started" if column == "running" else column
+        setattr(row, column, mlq.list_jobs(status, name, limit=1)[0])
+    return row
 
 
 # -- workers --------------------------------------------------------------------------
