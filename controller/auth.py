@@ -27,12 +27,13 @@ from .helpers import ServerState, current_state
 PUBLIC_ENDPOINTS = frozenset({"ops.healthz"})
 #: Endpoints a signed link opens (a browser following a link sends no header).
 RESULT_ENDPOINTS = frozenset({"jobs.result", "jobs.result_ext"})
-#: Endpoints that need the admin scope: they change which code workers run, or
-#: what happens to failed jobs, rather than post and read jobs.
+#: Endpoints that need the admin scope: they change which code workers run, what
+#: happens to failed jobs, or what happens to everyone's jobs (a whole queue
+#: cancelled or paused), rather than post and read jobs.
 ADMIN_ENDPOINTS = frozenset({
     "consumer.register", "consumer.unregister",
     "deadletter.requeue_all", "deadletter.requeue_one", "deadletter.purge_all",
-    "deadletter.purge_one",
+    "deadletter.purge_one", "lifecycle.cancel_many", "lifecycle.pause", "lifecycle.resume",
 })
 #: Longest link lifetime we sign: 30 days; beyond that a link is a second password.
 MAX_LINK_TTL = 30 * 24 * 3600

@@ -37,7 +37,11 @@ bp = Blueprint("jobs", __name__)
 
 #: Keys a POST /jobs body may carry; anything else is refused (400) so that a
 #: typo such as "callbak" is reported instead of silently dropped.
-POST_FIELDS = ("msg", "callback", "functions", "timeout", "queue", "priority", "owner")
+POST_FIELDS = ("msg", "callback", "functions", "timeout", "queue", "priority", "owner",
+               "delay", "at", "expires", "retries", "backoff", "backoff_max", "retry_on",
+               "key", "key_ttl", "depends_on")
+#: The keys given to MLQ.enqueue as keywords; null counts as not given.
+POST_OPTIONS = POST_FIELDS[3:]
 NO_RESULT = "[no result]"
 
 #: Our own table, not the process-wide one: the system's mime.types must not
@@ -64,31 +68,49 @@ _SAFE_EXT = re.compile(r"[^A-Za-z0-9._-]")
 # -- posting ----------------------------------------------------------------------
 @bp.post("/jobs")
 def post_job() -> Response:
-    """Enqueue ``{"msg": ..., options}``; answers the id as text or JSON."""
+    """Enqueue ``{"msg": ..., options}``; answers the id as text, or as JSON with
+    whether a dedup key found a live job instead."""
+    body = read_object(POST_FIELDS, '{"msg": ...}', required=("msg",))
+    options = {k: body[k] for k in POST_OPTIONS if body.get(k) is not None}
+    if not isinstance(options.get("depends_on", []), list):
+        # the library takes any iterable: an object would pass as the list of its keys
+        abort(400, description="depends_on must be a list of job ids")
+    # the library checks every value before it writes anything: InvalidMessage -> 400
+    posted = current_state().mlq.enqueue(body["msg"], body.get("callback"),
+                                         read_functions(body), **options)
+    if _prefers_json():
+        return json_response({"job_id": posted.id, "duplicate": posted.duplicate})
+    return text_response(posted.id)
+
+
+def read_object(allowed: tuple[str, ...], shape: str,
+                required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The body as a JSON object of `allowed` keys with every `required` one, no
+    deeper than --max_depth; 400 saying what is wrong otherwise."""
     body = read_json_body()
     if not isinstance(body, dict):
-        abort(400, description='body must be a JSON object like {"msg": ...}')
-    if "msg" not in body:
-        abort(400, description='missing "msg"')
+        abort(400, description=f"body must be a JSON object like {shape}")
+    missing = [k for k in required if k not in body]
+    if missing:
+        abort(400, description="missing " + ", ".join(f'"{k}"' for k in missing))
     limit = current_state().max_depth
     if nesting_depth(body) > limit + 1:  # +1: the body object itself
-        abort(400, description=f"msg is nested deeper than {limit} levels (--max_depth)")
-    unknown = sorted(set(body) - set(POST_FIELDS))
+        abort(400, description=f"the body nests deeper than {limit} levels (--max_depth)")
+    unknown = sorted(set(body) - set(allowed))
     if unknown:
-        abort(400, description=f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(POST_FIELDS)}")
+        abort(400, description=f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    return body
+
+
+def read_functions(body: dict[str, Any]) -> list[str] | None:
+    """The body's "functions": a list of names, one name, or none."""
     functions = body.get("functions")
     if isinstance(functions, str):
-        functions = [functions]
+        return [functions]
     if functions is not None and not isinstance(functions, list):
         # an object would pass as the list of its keys
         abort(400, description="functions must be a list of function names")
-    options = {k: body[k] for k in ("timeout", "queue", "priority", "owner")
-               if body.get(k) is not None}
-    # the library checks the values (callback URL, timeout, queue name): InvalidMessage -> 400
-    job_id = current_state().mlq.post(body["msg"], body.get("callback"), functions, **options)
-    if _prefers_json():
-        return json_response({"job_id": job_id})
-    return text_response(job_id)
+    return functions
 
 
 def _prefers_json() -> bool:

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document of the HTTP server (GET /openapi.json).
 
-Kept as data next to the routes; tests/http checks that every rule and method
-of the app's url_map appears here and that the document validates.
+Kept as data next to the routes (those of a job's life besides posting it in
+lifecycle_routes.py, built with the helpers here); tests/http checks that every
+rule and method of the app's url_map appears and that the document validates.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import copy
 from typing import Any
 
 from mlq import __version__
+from mlq.job import STATUSES
 from mlq.keys import NAME_RULE
 
 from .auth import MAX_LINK_TTL
@@ -21,6 +23,7 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True,
            "description": "The decimal job id returned by POST /jobs.",
            "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+_STATUS = {"enum": list(STATUSES)}
 #: Result routes open with the token or with a signed link (GET /jobs/{id}/link).
 _RESULT_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"signedLink": []}, {}]
 
@@ -135,13 +138,15 @@ def _paths() -> dict[str, Any]:
             "200": _text("Redis answers.", "ok"), "503": _error("Redis is unreachable.")},
             security=[])},
         "/jobs": {"post": _op("Enqueue a job", {
-            "200": {"description": "The job id (text), or JSON when Accept prefers it.",
+            "200": {"description": "The job id (text), or JSON when Accept prefers it; "
+                                   "duplicate: its key found a live job, whose id this is.",
                     "content": {"text/plain": {"schema": {"type": "string"}},
                                 "application/json": {"schema": {
-                                    "type": "object", "properties": {"job_id": {"type": "string"}},
-                                    "required": ["job_id"]}}}},
-            "400": _error("Not a JSON object, no msg, unknown field, invalid option, or "
-                          "nested deeper than --max_depth (64)."),
+                                    "type": "object", "required": ["job_id", "duplicate"],
+                                    "properties": {"job_id": {"type": "string"},
+                                                   "duplicate": {"type": "boolean"}}}}}},
+            "400": _error("Not a JSON object, no msg, unknown field, invalid option, an "
+                          "unknown depends_on id, or nested deeper than --max_depth (64)."),
             "413": _error("Body over the size limit."),
             "503": {**_error("Redis is unreachable, or (--min_replicas) the job was stored but "
                              "not confirmed by that many replicas in time: post again."),
@@ -155,8 +160,8 @@ def _paths() -> dict[str, Any]:
             "200": _json("The record (bytes as {\"base64\": ...}).",
                          {"$ref": "#/components/schemas/Job"})}, job=True)},
         "/jobs/{job_id}/progress": {"get": _op("The job's progress text", {
-            "200": _text("[queued; not started], [started], a value, [completed] or [failed].",
-                         "50")}, job=True)},
+            "200": _text("[queued; not started], [scheduled], [deferred], [started], a value, "
+                         "[completed], [failed], [cancelled] or [expired].", "50")}, job=True)},
         "/jobs/{job_id}/short_result": {"get": _op("The job's short result", {
             "200": _text("The short result (empty when None)."),
             "202": _text("Not finished yet.", "[no result]"),
@@ -165,11 +170,10 @@ def _paths() -> dict[str, Any]:
         "/jobs/{job_id}/result.{ext}": {"get": result_ext_op},
         "/jobs/{job_id}/events": {"get": _op("Server-sent events of the job's state", {
             "200": {"description": "event: <status>, data: {id, status, progress}; "
-                                   "closed after completed or failed.",
+                                   "closed after completed, failed, cancelled or expired.",
                     "content": {"text/event-stream": {"schema": {
                         "type": "object", "required": ["data"],
-                        "properties": {"event": {"enum": ["queued", "started", "completed",
-                                                          "failed", "error"]},
+                        "properties": {"event": {"enum": [*STATUSES, "error"]},
                                        "data": {"type": "string",
                                                 "contentMediaType": "application/json"}}}}}},
             "503": {**_error("Redis is unreachable, or too many event streams are open "
@@ -247,7 +251,7 @@ def _dashboard_paths() -> dict[str, Any]:
             operation["requestBody"] = _FORM
             operation["responses"].update({
                 "403": html("Cross-site request, missing or stale CSRF token, or a dead-letter "
-                            "change without an admin session."),
+                            "change or a pause without an admin session."),
                 "413": html("Form over the size limit.")})
         return operation
 
@@ -260,8 +264,13 @@ def _dashboard_paths() -> dict[str, Any]:
              params: list[Any] | None = None) -> dict[str, Any]:
         return {"get": op(summary, {**page_ok, **(extra or {})}, params=params)}
 
-    def action(summary: str, job: bool = False) -> dict[str, Any]:
-        return {"post": op(summary, done, body=True, params=[_JOB_ID] if job else None)}
+    def action(summary: str, job: bool = False, back: str = "the dead-letter page",
+               name: str | None = None, errors: dict[str, str] | None = None) -> dict[str, Any]:
+        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+        answers = {**done, "303": {"description": f"Back to {back}, saying what was done."},
+                   **{status: html(text) for status, text in (errors or {}).items()}}
+        return {"post": op(summary, answers, body=True,
+                           params=[_JOB_ID] if job else params if name else None)}
 
     query = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("status", "queue")]
     return {
@@ -279,6 +288,16 @@ def _dashboard_paths() -> dict[str, Any]:
         "/ui/deadletter/{job_id}/requeue": action("Dashboard form: requeue one", job=True),
         "/ui/deadletter/purge": action("Dashboard form: purge every dead letter"),
         "/ui/deadletter/{job_id}/purge": action("Dashboard form: purge one", job=True),
+        "/ui/jobs/{job_id}/cancel": action("Dashboard form: cancel a job", job=True,
+                                           back="the job's page", errors={"404": "No such job."}),
+        **{f"/ui/queues/{{queue}}/{verb}": action(
+            f"Dashboard form: {verb} a queue", back="the overview", name="queue",
+            errors={"400": "Not a queue name."}) for verb in ("pause", "resume")},
+        "/ui/schedules": {**page("Dashboard: periodic jobs, and a form to add one"), **action(
+            "Dashboard form: add or replace a periodic job", back="the periodic jobs", errors={
+                "400": "A bad name, cron, timezone or message: the form again, saying why."})},
+        "/ui/schedules/{name}/remove": action("Dashboard form: remove a periodic job",
+                                              back="the periodic jobs", name="name"),
         "/ui/login": {
             "get": op("Dashboard: the login form", {
                 "200": html("The form."), "302": {"description": "Already logged in."}},
@@ -313,8 +332,9 @@ _JOB_FIELDS = {
     "progress": _ANY, "short_result": {"type": ["string", "null"]}, "result": _ANY,
     "callback": {"type": ["string", "null"]}, "retries": {"type": "integer"},
     "functions": {"type": ["array", "null"], "items": {"type": "string"}},
-    "msg": _ANY, "status": {"enum": ["queued", "started", "completed", "failed"]},
-    "error": {"type": ["string", "null"]},
+    "msg": _ANY, "status": _STATUS, "error": {"type": ["string", "null"]},
+    "attempt": {"type": ["integer", "null"]}, "next_attempt_at": {"type": ["number", "null"]},
+    "expires_at": {"type": ["number", "null"]}, "error_kind": {"type": ["string", "null"]},
 }
 _COMPONENTS = {
     "securitySchemes": {
@@ -358,12 +378,21 @@ _COMPONENTS = {
 
 def document() -> dict[str, Any]:
     """A fresh copy of the OpenAPI 3.1 document (callers may change it)."""
-    return copy.deepcopy({
+    # here, not at the top: lifecycle_routes builds its part with this module's helpers
+    from . import lifecycle_routes as lifecycle
+    doc = copy.deepcopy({
         "openapi": "3.1.0",
         "info": {"title": "MLQ", "version": __version__,
                  "description": "Job queue for slow machine-learning work: post jobs, "
-                                "follow them, fetch results, manage listeners."},
+                                "follow, cancel, delay, schedule them, pause queues, fetch "
+                                "results, manage listeners."},
         "paths": {**_paths(), **_dashboard_paths()},
         "components": _COMPONENTS,
         "security": [{"bearer": []}, {}],
     })
+    for path, operations in copy.deepcopy(lifecycle.OPENAPI_PATHS).items():
+        doc["paths"].setdefault(path, {}).update(operations)  # DELETE /jobs/{job_id} joins GET
+    schemas = doc["components"]["schemas"]
+    schemas.update(copy.deepcopy(lifecycle.OPENAPI_SCHEMAS))
+    schemas["JobPost"]["properties"].update(copy.deepcopy(lifecycle.POST_OPTION_SCHEMAS))
+    return doc

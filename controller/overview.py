@@ -243,7 +243,10 @@ def when(epoch: float | None) -> str:
     """An epoch time as local ``YYYY-MM-DD HH:MM:SS``."""
     if not isinstance(epoch, (int, float)):
         return "—"
-    return dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, OSError):  # beyond what the platform's clock reads
+        return "—"
 
 
 def rate_text(rate: float | None) -> str:

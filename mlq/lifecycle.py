@@ -28,6 +28,9 @@ RETRY = "retry"
 MAX_RETRIES = 100
 MAX_KEY_BYTES = 256
 MAX_DEPENDENCIES = 10_000
+#: The furthest a job may be put off (delay, at, expires): ten years, so every
+#: time a record holds can be read as a date.
+MAX_AHEAD = 10 * 365 * 86400.0
 DEFAULT_BACKOFF = 1.0
 DEFAULT_BACKOFF_MAX = 600.0
 
@@ -68,6 +71,8 @@ class LifeOptions:
             due = parse_time(self.at)
         expires_at = None if self.expires is None else now + _seconds("expires", self.expires,
                                                                        positive=True)
+        if max(due or 0, expires_at or 0) > now + MAX_AHEAD:
+            raise InvalidMessage("delay, at and expires reach at most ten years ahead")
         fields: dict[str, Any] = {}
         if expires_at is not None:
             fields["expires_at"] = expires_at

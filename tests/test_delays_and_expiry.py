@@ -139,3 +139,11 @@ def test_a_dead_letter_requeued_after_its_deadline_runs(q: MLQ) -> None:
     assert q.requeue_dead(job_id) == 1
     later = Worker(q, "w2", local_listeners={"l": listener}, clock=lambda: time.time() + 60)
     assert later.step(0) and q.get_job(job_id)["result"] == "second works"
+
+
+@pytest.mark.parametrize("options", [{"delay": 1e16}, {"at": 4e11}, {"expires": 1e12},
+                                     {"at": "9999-12-31T00:00:00Z"}])
+def test_times_beyond_ten_years_are_refused(q: MLQ, options: dict[str, Any]) -> None:
+    with pytest.raises(InvalidMessage, match="ten years"):
+        q.post("m", **options)
+    assert q.stats()["posted"] == 0

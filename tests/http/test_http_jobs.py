@@ -74,7 +74,7 @@ def test_post_answers_json_when_accept_prefers_it(server: ServerProcess) -> None
     response = server.post("/jobs", json={"msg": 1, "queue": "held"},
                            headers={"Accept": "application/json"})
     assert response.status_code == 200
-    assert response.json() == {"job_id": response.json()["job_id"]}
+    assert response.json() == {"job_id": response.json()["job_id"], "duplicate": False}
     assert response.json()["job_id"].isdigit()
     plain = server.post("/jobs", json={"msg": 1, "queue": "held"}, headers={"Accept": "*/*"})
     assert plain.headers["Content-Type"].startswith("text/plain")
