@@ -33,7 +33,7 @@ class ServerState:
     mlq: MLQ
     token: str | None
     link_key: bytes
-    admin_token: str | None = None  # needed for code uploads and dead-letter changes
+    admin_token: str | None = None  # code uploads, dead letters, bulk cancel, pauses
     max_depth: int = 64  # deepest nesting POST /jobs accepts
     behind_tls: bool = False  # a proxy in front ends TLS: cookies get Secure
     throttle: Any = None  # auth.FailureThrottle: failed credentials per client address
