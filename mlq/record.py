@@ -305,31 +305,28 @@ def _check_timeout(timeout: Any) -> None:
 
 # -- the Lua side --------------------------------------------------------------------
 def _lua_value(value: Any) -> str:
-    if value is None:
-        return "nil_value"
-    if isinstance(value, bool):
-        return f"cmsgpack.pack({'true' if value else 'false'})"
-    if isinstance(value, (int, float)):
-        return f"cmsgpack.pack({value!r})"
-    if isinstance(value, str) and value.replace(" ", "").isalnum():
-        return f"cmsgpack.pack('{value}')"
-    raise ValueError(f"no Lua literal for {value!r}")
+    """`value` packed, as a Lua string literal: a step that loads the prelude on
+    every call then builds its tables from constants, not by packing each value."""
+    return '"' + "".join(f"\\{byte}" for byte in pack(value)) + '"'
 
 
 def lua_prelude() -> str:
-    """Lua put in front of the steps that write whole outcomes: the tables above as
-    flat field/value lists (FRESH_ATTEMPT, CANCELLED, RECOVERED, GAVE_UP),
-    PAST_ATTEMPT as a list, and fresh_attempt(job_key), which resets a record to
-    what a new one holds."""
+    """Lua put in front of the steps that write whole outcomes: a function for each
+    table above, giving it as a flat field/value list (FRESH_ATTEMPT(), CANCELLED(),
+    ...), PAST_ATTEMPT() as a list, and fresh_attempt(job_key), which resets a
+    record to what a new one holds."""
     tables = {"FRESH_ATTEMPT": FRESH_ATTEMPT, "CANCELLED": CANCELLED, "EXPIRED": EXPIRED,
               "DEPENDENCY_FAILED": DEPENDENCY_FAILED, "RECOVERED": RECOVERED, "GAVE_UP": GAVE_UP}
-    lines = ["local nil_value = cmsgpack.pack(nil)"]
+    lines = [f"local nil_value = {_lua_value(None)}"]
+    # functions, not tables: a step runs the whole prelude on every call, and
+    # most calls need none of them
     for name, fields in tables.items():
         pairs = ", ".join(f"'{field}', {_lua_value(value)}" for field, value in fields.items())
-        lines.append(f"local {name} = {{{pairs}}}")
-    lines.append(f"local PAST_ATTEMPT = {{{', '.join(repr(f) for f in PAST_ATTEMPT)}}}")
+        lines.append(f"local function {name}() return {{{pairs}}} end")
+    lines.append(f"local function PAST_ATTEMPT() return "
+                 f"{{{', '.join(repr(f) for f in PAST_ATTEMPT)}}} end")
     lines += ["local function fresh_attempt(job_key)",
-              "  redis.call('HSET', job_key, unpack(FRESH_ATTEMPT))",
-              "  redis.call('HDEL', job_key, unpack(PAST_ATTEMPT))",
+              "  redis.call('HSET', job_key, unpack(FRESH_ATTEMPT()))",
+              "  redis.call('HDEL', job_key, unpack(PAST_ATTEMPT()))",
               "end", ""]
     return "\n".join(lines)

@@ -25,6 +25,6 @@ elseif status == 'deferred' then
 else
   return 0
 end
-record_end(P, ARGV[1], KEYS[1], CANCELLED, 'cancelled', now)
+record_end(P, ARGV[1], KEYS[1], CANCELLED(), 'cancelled', now)
 settle(P, ARGV[1], KEYS[1], 'cancelled', now)
 return 1

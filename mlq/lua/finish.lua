@@ -53,7 +53,7 @@ while i <= #ARGV do
       'finished_by', cmsgpack.pack(me)}
     if outcome == 'cancelled' then
       answer = 2
-      for j = 1, #CANCELLED do fields[#fields + 1] = CANCELLED[j] end
+      for _, value in ipairs(CANCELLED()) do fields[#fields + 1] = value end
     else
       for j = first, last do fields[#fields + 1] = ARGV[j] end
     end

@@ -94,7 +94,7 @@ local function settle(P, id, record, status, now)
         else
           redis.call('HDEL', waiting_on_key(P), dependent)
           local reason = 'dependency ' .. dependency .. ' ' .. how
-          record_end(P, dependent, key, DEPENDENCY_FAILED, 'failed', now,
+          record_end(P, dependent, key, DEPENDENCY_FAILED(), 'failed', now,
             {'error', cmsgpack.pack(reason), 'result', cmsgpack.pack(reason)})
           release_key(P, dependent, key)
           if redis.call('HGET', key, 'has_dependents') then
@@ -125,7 +125,7 @@ local function expire(P, id, now)
     redis.call('ZREM', expiring_key(P), id)
     return
   end
-  record_end(P, id, key, EXPIRED, 'expired', now)
+  record_end(P, id, key, EXPIRED(), 'expired', now)
   settle(P, id, key, 'expired', now)
 end
 

@@ -49,7 +49,7 @@ end
 local id = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[11], id, 'EX', 300)
 local fields = {'id', cmsgpack.pack(tostring(id)),
-  'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT)}
+  'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT())}
 for i = 15 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
 local job_key = ARGV[1] .. id
 redis.call('HSET', job_key, unpack(fields))
@@ -61,7 +61,7 @@ if ARGV[12] ~= '' then redis.call('ZADD', expiring_key(P), ARGV[12], id) end
 id = tostring(id)
 if failed_dependency then
   local reason = 'dependency ' .. failed_dependency[1] .. ' ' .. failed_dependency[2]
-  record_end(P, id, job_key, DEPENDENCY_FAILED, 'failed', now,
+  record_end(P, id, job_key, DEPENDENCY_FAILED(), 'failed', now,
     {'error', cmsgpack.pack(reason), 'result', cmsgpack.pack(reason)})
   release_key(P, id, job_key)
   return tonumber(id)

@@ -28,7 +28,7 @@ local ids, scored = {}, {}
 for j, span in ipairs(jobs) do
   local id = first + j - 1
   local fields = {'id', cmsgpack.pack(tostring(id)),
-  'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT)}
+  'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT())}
   for k = span[1], span[2] do fields[#fields + 1] = ARGV[k] end
   redis.call('HSET', ARGV[1] .. id, unpack(fields))
   ids[#ids + 1] = id

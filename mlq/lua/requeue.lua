@@ -30,7 +30,7 @@ local code
 local cancelled = redis.call('HGET', KEYS[1], 'cancel_requested')
 if cancelled then
   -- stopped because the user cancelled it: never run again
-  record_end(KEYS[11], ARGV[1], KEYS[1], CANCELLED, 'cancelled', tonumber(ARGV[3]))
+  record_end(KEYS[11], ARGV[1], KEYS[1], CANCELLED(), 'cancelled', tonumber(ARGV[3]))
   settle(KEYS[11], ARGV[1], KEYS[1], 'cancelled', tonumber(ARGV[3]))
   return 4
 end
@@ -39,7 +39,7 @@ if retries >= tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'retries', cmsgpack.pack(retries),
     'processing_finished', cmsgpack.pack(tonumber(ARGV[3])),
     'error', cmsgpack.pack(reason), 'result', cmsgpack.pack(reason),
-    'last_error', cmsgpack.pack(ARGV[4]), unpack(GAVE_UP))
+    'last_error', cmsgpack.pack(ARGV[4]), unpack(GAVE_UP()))
   redis.call('RPUSH', KEYS[5], ARGV[1])
   redis.call('HINCRBY', KEYS[6], 'failed', 1)
   redis.call('ZADD', KEYS[10], ARGV[1], ARGV[1])
@@ -48,7 +48,7 @@ if retries >= tonumber(ARGV[2]) then
   code = 2
 else
   redis.call('HSET', KEYS[1], 'retries', cmsgpack.pack(retries),
-    'last_error', cmsgpack.pack(ARGV[4]), unpack(RECOVERED))
+    'last_error', cmsgpack.pack(ARGV[4]), unpack(RECOVERED()))
   redis.call('RPUSH', KEYS[4], ARGV[1])
   join_ring(KEYS[9], owner, true)
   wake(KEYS[7])

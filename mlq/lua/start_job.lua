@@ -17,7 +17,7 @@ local function start_job(P, job_key, id, worker, now, processing, owner_running,
   if deadline then
     if deadline <= now then
       redis.call('LREM', processing, 1, id)
-      record_end(P, id, job_key, EXPIRED, 'expired', now)
+      record_end(P, id, job_key, EXPIRED(), 'expired', now)
       settle(P, id, job_key, 'expired', now)
       return nil
     end

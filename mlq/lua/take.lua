@@ -52,10 +52,12 @@ if mode('i') then
   for i = 1, queues do redis.call('LREM', KEYS[idles + i], 0, ARGV[2]) end
 end
 
-if not strays_only then move_due(P, now, 1000) end
+-- one call in the common case: nothing scheduled, nothing with a deadline, no pause
+local waiting_otherwise = redis.call('EXISTS', scheduled_key(P), expiring_key(P), paused_key(P))
+if waiting_otherwise > 0 and not strays_only then move_due(P, now, 1000) end
 -- a paused queue is passed over: its lists, its owners' lists, its wake list
 local paused = {}
-if redis.call('EXISTS', paused_key(P)) == 1 then
+if waiting_otherwise > 0 and redis.call('EXISTS', paused_key(P)) == 1 then
   for i = 1, queues do
     paused[i] = redis.call('SISMEMBER', paused_key(P), ARGV[10 + queues + i]) == 1
   end
