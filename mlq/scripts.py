@@ -43,7 +43,11 @@ FIXED_PARTS_KEPT = 1024
 #: fields each outcome writes come from record.py, where every field is declared;
 #: the key names a step builds itself from keys.py.
 _RECORD, _LANES, _START = lua_prelude(), _source("lanes"), _source("start_job")
-_LIFECYCLE = _RECORD + LUA_KEY_BUILDERS + _LANES + _source("lifecycle")
+#: lifecycle() builds the lifecycle functions the first time a call needs them (and
+#: keys.py's builders with them): a step runs its whole prelude on every call.
+_LIFECYCLE = (_RECORD + _LANES + "local lifecycle_built\nlocal function lifecycle()\n"
+              "if lifecycle_built then return lifecycle_built end\n"
+              + LUA_KEY_BUILDERS + _source("lifecycle") + "end\n")
 _PRELUDES = {"post": _LIFECYCLE + _START, "post_many": _LIFECYCLE,
              "requeue_dead": _RECORD + _LANES, "requeue": _LIFECYCLE,
              "cancel": _LIFECYCLE, "take": _LIFECYCLE + _START, "finish": _LIFECYCLE}
@@ -111,7 +115,7 @@ class Scripts:
                                  lambda: self._post_parts(queue, priority, owner))
         life = lifecycle or Lifecycle()
         keys = [*keys, self.keys.posted(token or os.urandom(9).hex()), self.keys.handed,
-                self.keys.prefix]
+                self.keys.prefix, self.keys.paused]
         args = [*args, repr(time.time()), _optional(life.due), _optional(life.expires_at),
                 life.key or "", len(life.depends_on), *life.depends_on, *fields]
         if client is None:
@@ -158,7 +162,7 @@ class Scripts:
             args += [len(fields) // 2, *fields]
         keys = [k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
                 k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex()),
-                k.prefix]
+                k.prefix, k.paused]
         first, last = self._confirmed("post_many", (len(keys), *keys, *args), replicas)
         return [str(i) for i in range(int(first), int(last) + 1)]
 
@@ -186,7 +190,8 @@ class Scripts:
         keys = [k.processing(worker_id), k.running, k.registry_seq, k.owner_running,
                 k.inbox(worker_id), k.idle_flag(worker_id), *lanes,
                 *[k.owners(name) for name in names], *[k.wake(name) for name in names],
-                *[k.idle(name) for name in names], k.prefix]
+                *[k.idle(name) for name in names], k.scheduled, k.expiring, k.paused,
+                k.schedule_times, k.prefix]
         return keys, [k.owned_prefix(name) for name in names], len(lanes)
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,

@@ -19,12 +19,12 @@ end
 if status == 'queued' then
   if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
 elseif status == 'scheduled' then
-  redis.call('ZREM', scheduled_key(P), ARGV[1])
+  redis.call('ZREM', lifecycle().scheduled_key(P), ARGV[1])
 elseif status == 'deferred' then
-  redis.call('HDEL', waiting_on_key(P), ARGV[1])
+  redis.call('HDEL', lifecycle().waiting_on_key(P), ARGV[1])
 else
   return 0
 end
-record_end(P, ARGV[1], KEYS[1], CANCELLED(), 'cancelled', now)
-settle(P, ARGV[1], KEYS[1], 'cancelled', now)
+lifecycle().record_end(P, ARGV[1], KEYS[1], CANCELLED(), 'cancelled', now)
+lifecycle().settle(P, ARGV[1], KEYS[1], 'cancelled', now)
 return 1

@@ -86,14 +86,14 @@ while i <= #ARGV do
       completed[#completed + 1] = id
       completed[#completed + 1] = id
     elseif outcome == 'cancelled' then
-      redis.call('ZADD', status_index_key(P, 'cancelled'), id, id)
+      redis.call('ZADD', lifecycle().status_index_key(P, 'cancelled'), id, id)
       redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
     else
       local due = cmsgpack.unpack(redis.call('HGET', job_key, 'next_attempt_at'))
-      redis.call('ZADD', scheduled_key(P), due, id)
+      redis.call('ZADD', lifecycle().scheduled_key(P), due, id)
       redis.call('HINCRBY', KEYS[4], 'retried', 1)
-      if redis.call('ZRANGE', scheduled_key(P), 0, 0)[1] == id then
-        wake(wake_key(P, cmsgpack.unpack(redis.call('HGET', job_key, 'queue'))))
+      if redis.call('ZRANGE', lifecycle().scheduled_key(P), 0, 0)[1] == id then
+        wake(lifecycle().wake_key(P, cmsgpack.unpack(redis.call('HGET', job_key, 'queue'))))
       end
     end
     if outcome ~= 'retry' and (current[7] or current[8]) then
@@ -130,7 +130,7 @@ if #done > 0 then
   if #keep > 0 then redis.call('RPUSH', KEYS[1], unpack(keep)) end
   redis.call('ZREM', KEYS[2], unpack(done))
 end
-for _, ended in ipairs(settled) do settle(P, ended[1], ended[2], ended[3], ended[4]) end
+for _, ended in ipairs(settled) do lifecycle().settle(P, ended[1], ended[2], ended[3], ended[4]) end
 if #completed > 0 then
   redis.call('ZADD', KEYS[6], unpack(completed))
   redis.call('HINCRBY', KEYS[4], 'completed', math.floor(#completed / 2))

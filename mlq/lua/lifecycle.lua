@@ -1,6 +1,9 @@
--- Prepended to the steps that move a job between its waiting states (queued,
--- scheduled, deferred) or end it: after record.py's tables, keys.py's key
--- builders and lanes.lua. P is the namespace's key prefix (the step's last KEY).
+-- The body of lifecycle(), put in front of the steps that move a job between
+-- its waiting states (queued, scheduled, deferred) or end it, after record.py's
+-- tables, lanes.lua and keys.py's key builders (in this body too): a step runs
+-- its whole prelude on every call, and most calls need none of this, so it is
+-- built once a call first needs it. P is the namespace's key prefix (the
+-- step's last KEY).
 
 local function unpacked(value)
   if value then return cmsgpack.unpack(value) end
@@ -147,14 +150,29 @@ local function move_due(P, now, limit)
   for _, id in ipairs(late) do expire(P, id, now) end
 end
 
--- When the next scheduled job or periodic job's slot is due ('' when none): how
--- long a worker with nothing to do may block (a worker's sweep fires the slots).
-local function next_due(P)
-  local due = nil
-  for _, key in ipairs({scheduled_key(P), schedule_times_key(P)}) do
-    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    if first[2] and (not due or tonumber(first[2]) < due) then due = tonumber(first[2]) end
-  end
-  if due then return tostring(due) end
-  return ''
-end
+lifecycle_built = {
+  job_hash = job_hash,
+  lane_key = lane_key,
+  owners_key = owners_key,
+  wake_key = wake_key,
+  channel_key = channel_key,
+  status_index_key = status_index_key,
+  dedup_key = dedup_key,
+  dependents_key = dependents_key,
+  scheduled_key = scheduled_key,
+  expiring_key = expiring_key,
+  paused_key = paused_key,
+  waiting_on_key = waiting_on_key,
+  stats_key = stats_key,
+  schedule_times_key = schedule_times_key,
+  unpacked = unpacked,
+  enqueue = enqueue,
+  schedule = schedule,
+  release = release,
+  release_key = release_key,
+  record_end = record_end,
+  settle = settle,
+  expire = expire,
+  move_due = move_due,
+}
+return lifecycle_built

@@ -13,7 +13,7 @@
 -- ARGV[7] job channel prefix   ARGV[8] idle flag prefix (a worker id completes each)
 -- ARGV[9] seconds an idle worker has to take a job handed to it; past that, any
 -- worker's sweep takes the job back (the worker died while idle)
--- KEYS[13] the namespace's key prefix (lifecycle.lua)
+-- KEYS[13] the namespace's key prefix (lifecycle.lua)   KEYS[14] the paused queues' set
 -- ARGV[10] now   ARGV[11] when it is due ('' now)   ARGV[12] start-by deadline ('' none)
 -- ARGV[13] dedup key ('' none)   ARGV[14] n, the number of ids it depends on
 -- ARGV[15 .. 14+n] those ids
@@ -27,8 +27,8 @@ if seen then return tonumber(seen) end
 -- a dedup key names a job while it lives (and key_ttl after): that is the answer
 local dedup = ARGV[13]
 if dedup ~= '' then
-  local holder = redis.call('GET', dedup_key(P, dedup))
-  if holder and redis.call('EXISTS', job_hash(P, holder)) == 1 then
+  local holder = redis.call('GET', lifecycle().dedup_key(P, dedup))
+  if holder and redis.call('EXISTS', lifecycle().job_hash(P, holder)) == 1 then
     redis.call('SET', KEYS[11], holder, 'EX', 300)
     return {tonumber(holder)}
   end
@@ -37,7 +37,7 @@ end
 local n = tonumber(ARGV[14])
 local waits_for, failed_dependency = {}, nil
 for i = 15, 14 + n do
-  local status = redis.call('HGET', job_hash(P, ARGV[i]), 'status')
+  local status = redis.call('HGET', lifecycle().job_hash(P, ARGV[i]), 'status')
   if not status then return redis.error_reply('unknown dependency ' .. ARGV[i]) end
   status = cmsgpack.unpack(status)
   if status == 'failed' or status == 'cancelled' or status == 'expired' then
@@ -56,28 +56,28 @@ redis.call('HSET', job_key, unpack(fields))
 redis.call('ZADD', KEYS[6], id, id)
 redis.call('ZADD', KEYS[7], id, id)
 redis.call('SADD', KEYS[3], ARGV[2])
-if dedup ~= '' then redis.call('SET', dedup_key(P, dedup), id) end
-if ARGV[12] ~= '' then redis.call('ZADD', expiring_key(P), ARGV[12], id) end
+if dedup ~= '' then redis.call('SET', lifecycle().dedup_key(P, dedup), id) end
+if ARGV[12] ~= '' then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[12], id) end
 id = tostring(id)
 if failed_dependency then
   local reason = 'dependency ' .. failed_dependency[1] .. ' ' .. failed_dependency[2]
-  record_end(P, id, job_key, DEPENDENCY_FAILED(), 'failed', now,
+  lifecycle().record_end(P, id, job_key, DEPENDENCY_FAILED(), 'failed', now,
     {'error', cmsgpack.pack(reason), 'result', cmsgpack.pack(reason)})
-  release_key(P, id, job_key)
+  lifecycle().release_key(P, id, job_key)
   return tonumber(id)
 end
 if #waits_for > 0 then
   for _, dependency in ipairs(waits_for) do
-    redis.call('SADD', dependents_key(P, dependency), id)
-    redis.call('HSET', job_hash(P, dependency), 'has_dependents', cmsgpack.pack(true))
+    redis.call('SADD', lifecycle().dependents_key(P, dependency), id)
+    redis.call('HSET', lifecycle().job_hash(P, dependency), 'has_dependents', cmsgpack.pack(true))
   end
-  redis.call('HSET', waiting_on_key(P), id, #waits_for)
+  redis.call('HSET', lifecycle().waiting_on_key(P), id, #waits_for)
   redis.call('HSET', job_key, 'status', cmsgpack.pack('deferred'))
   if ARGV[11] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[11]))) end
   return tonumber(id)
 end
 if ARGV[11] ~= '' and tonumber(ARGV[11]) > now then
-  schedule(P, id, ARGV[2], tonumber(ARGV[11]))
+  lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[11]))
   return tonumber(id)
 end
 local waiting = redis.call('LPUSH', KEYS[2], id)
@@ -112,7 +112,7 @@ local function hand_over()
   end
 end
 -- a paused queue keeps its jobs: no worker is handed or woken for one
-if waiting == 1 and redis.call('SISMEMBER', paused_key(P), ARGV[2]) == 0
+if waiting == 1 and redis.call('SISMEMBER', KEYS[14], ARGV[2]) == 0
     and not hand_over() then
   wake(KEYS[4])
 end

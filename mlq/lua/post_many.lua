@@ -2,7 +2,7 @@
 -- KEYS as post.lua: counter, queue list, queue-names set, wake list,
 -- owner ring, index of all ids, index of the queue's ids, this chunk's idempotency
 -- key (a chunk re-sent after a lost reply returns the ids it already made)
--- KEYS[9] the namespace's key prefix (lifecycle.lua)
+-- KEYS[9] the namespace's key prefix (lifecycle.lua)   KEYS[10] the paused queues' set
 -- ARGV[1] job key prefix   ARGV[2] queue name   ARGV[3] owner ('' for none)
 -- ARGV[4] when they are due ('' now)   ARGV[5] their start-by deadline ('' none)
 -- ARGV[6] now
@@ -44,16 +44,16 @@ if ARGV[5] ~= '' then
     deadlines[#deadlines + 1] = ARGV[5]
     deadlines[#deadlines + 1] = id
   end
-  redis.call('ZADD', expiring_key(P), unpack(deadlines))
+  redis.call('ZADD', lifecycle().expiring_key(P), unpack(deadlines))
 end
 if ARGV[4] ~= '' and tonumber(ARGV[4]) > tonumber(ARGV[6]) then
-  for _, id in ipairs(ids) do schedule(P, tostring(id), ARGV[2], tonumber(ARGV[4])) end
+  for _, id in ipairs(ids) do lifecycle().schedule(P, tostring(id), ARGV[2], tonumber(ARGV[4])) end
   return {first, last}
 end
 local waiting = redis.call('LPUSH', KEYS[2], unpack(ids))
 join_ring(KEYS[5], ARGV[3])
 -- the list was empty: wake a worker (a take that leaves work behind wakes the next)
-if waiting == #ids and redis.call('SISMEMBER', paused_key(P), ARGV[2]) == 0 then
+if waiting == #ids and redis.call('SISMEMBER', KEYS[10], ARGV[2]) == 0 then
   wake(KEYS[4])
 end
 return {first, last}

@@ -30,8 +30,8 @@ local code
 local cancelled = redis.call('HGET', KEYS[1], 'cancel_requested')
 if cancelled then
   -- stopped because the user cancelled it: never run again
-  record_end(KEYS[11], ARGV[1], KEYS[1], CANCELLED(), 'cancelled', tonumber(ARGV[3]))
-  settle(KEYS[11], ARGV[1], KEYS[1], 'cancelled', tonumber(ARGV[3]))
+  lifecycle().record_end(KEYS[11], ARGV[1], KEYS[1], CANCELLED(), 'cancelled', tonumber(ARGV[3]))
+  lifecycle().settle(KEYS[11], ARGV[1], KEYS[1], 'cancelled', tonumber(ARGV[3]))
   return 4
 end
 if retries >= tonumber(ARGV[2]) then
@@ -44,7 +44,7 @@ if retries >= tonumber(ARGV[2]) then
   redis.call('HINCRBY', KEYS[6], 'failed', 1)
   redis.call('ZADD', KEYS[10], ARGV[1], ARGV[1])
   event = cmsgpack.pack({ARGV[1], 'failed', -1})
-  settle(KEYS[11], ARGV[1], KEYS[1], 'failed', tonumber(ARGV[3]))
+  lifecycle().settle(KEYS[11], ARGV[1], KEYS[1], 'failed', tonumber(ARGV[3]))
   code = 2
 else
   redis.call('HSET', KEYS[1], 'retries', cmsgpack.pack(retries),

@@ -17,11 +17,11 @@ local function start_job(P, job_key, id, worker, now, processing, owner_running,
   if deadline then
     if deadline <= now then
       redis.call('LREM', processing, 1, id)
-      record_end(P, id, job_key, EXPIRED(), 'expired', now)
-      settle(P, id, job_key, 'expired', now)
+      lifecycle().record_end(P, id, job_key, EXPIRED(), 'expired', now)
+      lifecycle().settle(P, id, job_key, 'expired', now)
       return nil
     end
-    redis.call('ZREM', expiring_key(P), id)
+    redis.call('ZREM', lifecycle().expiring_key(P), id)
   end
   local attempt = 1
   if at.attempt then attempt = (cmsgpack.unpack(flat[at.attempt]) or 0) + 1 end

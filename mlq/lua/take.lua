@@ -22,7 +22,8 @@
 -- milliseconds ('0': it does not): its claim lapses unless a take renews it, so a
 -- post never hands a job to a worker that died while idle
 -- ARGV[11..] each queue's owner list prefix, then each queue's name
--- KEYS[last] the namespace's key prefix (lifecycle.lua)
+-- KEYS[last - 4 .. last] the scheduled set, the deadlines set, the paused set, the
+-- periodic jobs' next slots, the namespace's key prefix (lifecycle.lua)
 -- Before taking, due scheduled jobs move to their queues and late ones expire
 -- (move_due): any worker's take does it for every queue.
 -- Returns {registry sequence, {field, value, ...}, ...}: one flat record per started
@@ -53,13 +54,14 @@ if mode('i') then
 end
 
 -- one call in the common case: nothing scheduled, nothing with a deadline, no pause
-local waiting_otherwise = redis.call('EXISTS', scheduled_key(P), expiring_key(P), paused_key(P))
-if waiting_otherwise > 0 and not strays_only then move_due(P, now, 1000) end
+local scheduled, expiring, paused_set = KEYS[#KEYS - 4], KEYS[#KEYS - 3], KEYS[#KEYS - 2]
+local waiting_otherwise = redis.call('EXISTS', scheduled, expiring, paused_set)
+if waiting_otherwise > 0 and not strays_only then lifecycle().move_due(P, now, 1000) end
 -- a paused queue is passed over: its lists, its owners' lists, its wake list
 local paused = {}
-if waiting_otherwise > 0 and redis.call('EXISTS', paused_key(P)) == 1 then
+if waiting_otherwise > 0 and redis.call('EXISTS', paused_set) == 1 then
   for i = 1, queues do
-    paused[i] = redis.call('SISMEMBER', paused_key(P), ARGV[10 + queues + i]) == 1
+    paused[i] = redis.call('SISMEMBER', paused_set, ARGV[10 + queues + i]) == 1
   end
 end
 
@@ -178,8 +180,13 @@ if #answer == 1 then
       redis.call('LPUSH', KEYS[idles + i], ARGV[2])
     end
   end
-  local due = next_due(P)
-  if due == '' then return false end
-  return due
+  -- the next scheduled job or periodic slot: a worker's sweep fires the slots
+  local due = nil
+  for _, key in ipairs({scheduled, KEYS[#KEYS - 1]}) do
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if first[2] and (not due or tonumber(first[2]) < due) then due = tonumber(first[2]) end
+  end
+  if not due then return false end
+  return tostring(due)
 end
 return answer
