@@ -99,9 +99,7 @@ STORED_RESULT = "stored_result"
 FRESH_ATTEMPT: dict[str, Any] = {
     "status": QUEUED, "retries": 0, "worker": None, "processing_started": None,
     "processing_finished": None, "progress": None, "short_result": None, "result": None,
-    "error": None, "last_error": None, "error_kind": None, "next_attempt_at": None,
-    # a deadline is for the first start: a dead letter requeued by hand has none
-    "expires_at": None,
+    "error": None, "last_error": None, "error_kind": None,
 }
 #: A job cancelled (waiting, or stopped while it ran): it never runs again.
 CANCELLED: dict[str, Any] = {
@@ -126,8 +124,12 @@ RECOVERED: dict[str, Any] = {
 GAVE_UP: dict[str, Any] = {"status": FAILED, "progress": -1, "worker": None}
 
 #: Fields an earlier attempt leaves that no waiting record may keep (a cancel that
-#: reached it, how it failed, a result kept apart).
-PAST_ATTEMPT: tuple[str, ...] = ("finished_by", "cancel_requested", "exception", STORED_RESULT)
+#: reached it, how it failed, a result kept apart, when it was due). A new record
+#: has none of them: each costs every read of every record.
+PAST_ATTEMPT: tuple[str, ...] = ("finished_by", "cancel_requested", "exception", STORED_RESULT,
+                                 # a deadline is for the first start: a dead letter
+                                 # requeued by hand has none
+                                 "next_attempt_at", "expires_at")
 
 
 # -- reading ------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def test_every_field_a_step_writes_is_declared(q: MLQ) -> None:
 def test_the_public_record_lists_every_public_field(q: MLQ) -> None:
     record = q.get_job(q.post("m"))
     assert list(record)[:len(RECORD_FIELDS)] == list(RECORD_FIELDS)
-    assert not set(record) & set(PAST_ATTEMPT)
+    assert not set(record) & (set(PAST_ATTEMPT) - set(RECORD_FIELDS))
 
 
 def test_a_requeued_dead_letter_starts_as_clean_as_a_new_record(q: MLQ) -> None:
