@@ -19,7 +19,7 @@ from mlq import defaults
 from mlq.errors import REDIS_DOWN, JobNotFound, MLQError
 from mlq.keys import DEFAULT_QUEUE
 
-from . import commands_jobs, logs, top
+from . import commands_jobs, commands_lifecycle, logs, top
 from .running import (
     PARENT_PIPE_VAR, ReaperThread, ServerProcess, StopSignals, embedded_default,
     make_supervisor, setup_logging,
@@ -100,6 +100,9 @@ def cli() -> None:
 @option("grace_period", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
         help="On SIGTERM, let running jobs finish for this long, then put them back "
              "(fits Kubernetes' terminationGracePeriodSeconds)  [default: no limit]")
+@option("cancel_grace", type=click.FloatRange(min=0), default=10.0, show_default=True,
+        metavar="SECONDS", help="A job cancelled while it runs that still runs this long "
+                                "after is stopped (its worker process killed).")
 @option("reaper", is_flag=True, help="Also run the reaper.")
 @reaper_interval_option
 @reaper_timeout_option
@@ -271,5 +274,7 @@ def reaper(conn: ConnectionSettings, reaper_interval: float, reaper_timeout: flo
 
 
 for command in (commands_jobs.post, commands_jobs.status, commands_jobs.result,
-                commands_jobs.deadletter, commands_jobs.clear_all, top.top):
+                commands_jobs.deadletter, commands_jobs.clear_all, top.top,
+                commands_lifecycle.cancel, commands_lifecycle.cron,
+                commands_lifecycle.queue_group):
     cli.add_command(command)

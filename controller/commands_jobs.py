@@ -1,4 +1,5 @@
-"""The short commands that act on jobs: post, status, result, deadletter, clear_all.
+"""The short commands that act on jobs: post, status, result, deadletter, clear_all
+(cancel, cron and queue live in controller/commands_lifecycle.py).
 
 Each is thin (parse, call one MLQ method, format); errors become one line and
 an exit code in the group's handler (controller/cli.py).
@@ -10,18 +11,18 @@ import base64
 import json
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import click
 from tqdm import tqdm
 
-from mlq.job import COMPLETED, FAILED
+from mlq.job import CANCELLED, COMPLETED, EXPIRED, FAILED
 from mlq.queue import MLQ
 
 from .options import (
-    CliError, ConnectionSettings, connection_options, open_mlq, option, yes_option,
+    CliError, ConnectionSettings, connection_options, functions_option, lifecycle_options,
+    open_mlq, option, priority_option, queue_option, split_names, timeout_option, yes_option,
 )
 
 #: The counters `status` shows for a namespace (the run-time histogram stays in /metrics).
@@ -49,12 +50,6 @@ def parse_message(text: str) -> Any:
         return text
     except RecursionError:
         raise click.UsageError("MSG is nested too deeply to parse") from None
-
-
-def split_functions(values: Iterable[str]) -> list[str] | None:
-    """`--functions a,b --functions c` -> ['a', 'b', 'c']; None when none given."""
-    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
-    return names or None
 
 
 def result_bytes(result: Any) -> bytes:
@@ -86,27 +81,26 @@ def fail_job_exit(record: dict[str, Any]) -> None:
 @click.command()
 @click.argument("msg")
 @option("callback", metavar="URL", help="URL that gets a GET when the job ends.")
-@option("functions", multiple=True, metavar="NAMES",
-        help="Run only these listeners, in this order; repeat or separate with commas.")
-@option("timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
-        help="Time limit of the job in seconds.")
-@option("queue", default="default", show_default=True, help="Queue to post to.")
-@option("priority", type=click.IntRange(0, 9), default=0, show_default=True,
-        help="0-9; higher runs first.")
+@functions_option
+@timeout_option
+@queue_option
+@priority_option
 @option("owner", default=None, help="Who the job is for (fair sharing between owners).")
+@lifecycle_options
 @option("wait", is_flag=True, help="Show a progress bar until the job ends, then its short result.")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="With --wait: write the full result to this file.")
 @connection_options
 def post(conn: ConnectionSettings, msg: str, callback: str | None, functions: tuple[str, ...],
-         timeout: float | None, queue: str, priority: int, owner: str | None, wait: bool,
-         output: Path | None) -> None:
+         timeout: float | None, queue: str, priority: int, owner: str | None,
+         life: dict[str, Any], wait: bool, output: Path | None) -> None:
     """Enqueue a job and print its id.
 
     MSG is parsed as JSON when it is valid JSON, else sent as a string. With
     --wait a progress bar runs on stderr until the job ends; then the short
     result is printed (or the result written to -o FILE). Exit 1 if the job
-    failed.
+    failed. With --key, a job of that key that is still alive is not posted
+    again: its id is printed, and stderr says it is a duplicate.
 
     \b
     Examples:
@@ -114,19 +108,28 @@ def post(conn: ConnectionSettings, msg: str, callback: str | None, functions: tu
       controller post hello --functions clean,translate --timeout 60
       controller post '{"prompt": "a cat"}' --queue gpu --priority 5 --owner alice
       controller post '{"url": "https://example.com/a.jpg"}' --wait -o out.png
+      controller post report --at 2026-12-24T08:00:00Z --expires 3600
+      controller post fetch --retries 5 --backoff 2 --retry_on ConnectionError
+      controller post resize --key resize:42 --depends_on 7 --depends_on 8
     """
     if output is not None and not wait:
         raise click.UsageError("-o/--output needs --wait (or use: controller result ID -o FILE)")
     mlq = open_mlq(conn)
-    job_id = mlq.post(parse_message(msg), callback, split_functions(functions), timeout=timeout,
-                      queue=queue, priority=priority, owner=owner)
+    posted = mlq.enqueue(parse_message(msg), callback, split_names(functions), timeout=timeout,
+                         queue=queue, priority=priority, owner=owner, **life)
+    job_id = posted.id
     click.echo(job_id)
+    if posted.duplicate:
+        click.echo(f"duplicate: job {job_id} holds key {life['key']!r}; nothing posted",
+                   err=True)
     if not wait:
         return
     sys.stdout.flush()  # the id is useful while the job runs
     record = follow(mlq, job_id)
     if record["status"] == FAILED:
         fail_job_exit(record)
+    if record["status"] in (CANCELLED, EXPIRED):  # ended without a result
+        raise CliError(f"job {job_id} {record['status']}", 1)
     if output is not None:
         write_file(output, result_bytes(record["result"]))
     elif record["short_result"] is not None:
@@ -193,8 +196,8 @@ def result(conn: ConnectionSettings, job_id: str, output: Path | None) -> None:
     """Print a finished job's result, or write it to -o FILE.
 
     Text is printed; other values as JSON; binary results go to FILE, or to
-    stdout when it is not a terminal. Exit 1 if the job failed or has not
-    finished yet.
+    stdout when it is not a terminal. Exit 1 if the job failed, was cancelled
+    or expired, or has not finished yet.
 
     \b
     Examples:
@@ -205,6 +208,8 @@ def result(conn: ConnectionSettings, job_id: str, output: Path | None) -> None:
     record = open_mlq(conn).get_job(job_id)
     if record["status"] == FAILED:
         fail_job_exit(record)
+    if record["status"] in (CANCELLED, EXPIRED):
+        raise CliError(f"job {record['id']} {record['status']}: it has no result", 1)
     if record["status"] != COMPLETED:
         raise CliError(f"job {record['id']} has no result yet (status {record['status']})", 1)
     value = record["result"]

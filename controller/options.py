@@ -12,7 +12,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -22,6 +22,9 @@ import click
 import redis
 
 from mlq import defaults
+from mlq.errors import InvalidMessage
+from mlq.keys import DEFAULT_QUEUE
+from mlq.lifecycle import MAX_RETRIES, parse_time
 from mlq.queue import MLQ
 
 log = logging.getLogger("mlq.cli")
@@ -65,6 +68,33 @@ class ByteSize(click.ParamType):
         if not match:
             self.fail(f"{value!r} is not a size (examples: 1048576, 512K, 64M, 1G)", param, ctx)
         return int(match.group(1)) * self._UNITS[match.group(2).upper()]
+
+
+class PointInTime(click.ParamType):
+    """A moment: epoch seconds (`1798099200`) or ISO 8601 text (`2026-12-24T08:00:00Z`),
+    read as MLQ.post reads `at`; the value is epoch seconds."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        text = str(value).strip()
+        try:
+            moment: Any = float(text)
+        except ValueError:
+            moment = text
+        try:
+            return parse_time(moment)
+        except InvalidMessage as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def split_names(values: Iterable[str]) -> list[str] | None:
+    """`--functions a,b --functions c` -> ['a', 'b', 'c']; None when none given."""
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    return names or None
 
 
 @dataclass(frozen=True)
@@ -285,3 +315,59 @@ def http_server_options(function: F) -> F:
                               insecure_option, result_cache_option)):
         function = decorate(function)
     return function
+
+
+# -- what a job is, for `post` and `cron add` ---------------------------------------
+functions_option = option(
+    "functions", multiple=True, metavar="NAMES",
+    help="Run only these listeners, in this order; repeat or separate with commas.")
+timeout_option = option(
+    "timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
+    help="Time limit of the job in seconds.")
+queue_option = option("queue", default=DEFAULT_QUEUE, show_default=True, help="Queue to post to.")
+priority_option = option("priority", type=click.IntRange(0, 9), default=0, show_default=True,
+                         help="0-9; higher runs first.")
+
+#: `post`'s flags for a job's life (docs/lifecycle.md), named as MLQ.post's keywords.
+LIFECYCLE_DECORATORS = (
+    option("delay", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+           help="Wait this long before the job may start (status: scheduled)."),
+    option("at", type=PointInTime(), default=None, metavar="TIME",
+           help="When the job may start: epoch seconds or ISO 8601 "
+                "(2026-12-24T08:00:00Z; no zone means UTC). Not with --delay."),
+    option("expires", type=click.FloatRange(min=0, min_open=True), default=None,
+           metavar="SECONDS", help="Not started within this long: it ends expired, unrun."),
+    option("retries", type=click.IntRange(0, MAX_RETRIES), default=None, metavar="N",
+           help="Attempts again after an exception  [default: 0]"),
+    option("backoff", type=click.FloatRange(min=0), default=None, metavar="S",
+           help="Base delay of a retry (full jitter, doubling each time)  [default: 1]"),
+    option("backoff_max", type=click.FloatRange(min=0), default=None, metavar="S",
+           help="Longest delay of a retry  [default: 600]"),
+    option("retry_on", multiple=True, metavar="NAME",
+           help="Retry only these exception classes (repeatable)  [default: any]"),
+    option("key", default=None, help="Dedup key: while a job posted with it lives, "
+                                     "posting it again returns that job's id."),
+    option("key_ttl", type=click.FloatRange(min=0), default=None, metavar="S",
+           help="Seconds the key still answers after its job ended (needs --key)."),
+    option("depends_on", multiple=True, metavar="ID",
+           help="Queue the job only once this job completed (repeatable)."),
+)
+LIFECYCLE_FLAGS = ("delay", "at", "expires", "retries", "backoff", "backoff_max", "retry_on",
+                   "key", "key_ttl", "depends_on")
+
+
+def lifecycle_options(function: F) -> F:
+    """Add `post`'s lifecycle flags; the command receives those given as one
+    `life` dict of MLQ.post keywords (left out, MLQ's defaults apply)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in LIFECYCLE_FLAGS}
+        for name in ("retry_on", "depends_on"):
+            given[name] = split_names(given[name])
+        life = {name: value for name, value in given.items() if value is not None}
+        return function(*args, life=life, **kwargs)
+
+    for decorate in reversed(LIFECYCLE_DECORATORS):
+        wrapper = decorate(wrapper)
+    return wrapper  # type: ignore[return-value]

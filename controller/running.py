@@ -201,7 +201,7 @@ def make_supervisor(conn: ConnectionSettings, settings: dict[str, Any]) -> Any:
         raise click.BadParameter("name at least one queue", param_hint="--queues")
     # flags of the same name as a setting, and flags that are MLQ options
     same = ("concurrency", "imports", "secret", "heartbeat_interval", "heartbeat_timeout",
-            "fair", "max_running_per_owner", "oom_retries", "grace_period")
+            "fair", "max_running_per_owner", "oom_retries", "grace_period", "cancel_grace")
     options = ("max_message_size", "max_result_size", "max_function_size", "result_ttl",
                "callback_allow_link_local")
     supervisor_settings = SupervisorSettings(

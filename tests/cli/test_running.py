@@ -85,6 +85,19 @@ def test_second_signal_stops_at_once_and_the_job_is_not_lost(
     assert record["status"] in ("queued", "failed") and record["retries"] == 1, record
 
 
+def test_a_cancelled_job_still_running_after_cancel_grace_is_stopped(
+        spawn: Spawn, redis_url: str, namespace: str, queue: MLQ) -> None:
+    worker = spawn("consumer", *NAP, "--cancel_grace", "0.5", *connection(redis_url, namespace))
+    job_id = queue.post(60)  # a listener that never looks at cancelled()
+    wait_until_started(queue, job_id)
+    assert queue.cancel(job_id)
+    record = queue.wait(job_id, timeout=8)  # the default grace (10 s) would time out
+    assert (record["status"], record["error_kind"], record["retries"]) == (
+        "cancelled", "cancelled", 0)
+    assert queue.wait(queue.post(0), timeout=30)["result"] == "slept 0"  # a new child runs
+    assert worker.stop(signal.SIGTERM, timeout=15) == 0
+
+
 def test_consumer_with_server_and_reaper_stops_all_together(
         spawn: Spawn, redis_url: str, namespace: str, queue: MLQ) -> None:
     port = free_port()
