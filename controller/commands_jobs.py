@@ -26,8 +26,8 @@ from .options import (
 )
 
 #: The counters `status` shows for a namespace (the run-time histogram stays in /metrics).
-STAT_FIELDS = ("waiting", "waiting_by_queue", "processing", "dead",
-               "posted", "completed", "failed", "requeued")
+STAT_FIELDS = ("waiting", "waiting_by_queue", "scheduled", "deferred", "processing", "dead",
+               "posted", "completed", "failed", "cancelled", "expired", "requeued", "retried")
 
 
 # -- formatting -------------------------------------------------------------------------

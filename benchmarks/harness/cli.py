@@ -101,7 +101,13 @@ def run(args: argparse.Namespace, workdir: Path, started: float) -> int:
     say("\n" + report.text_table(runnable, stats))
     context = _context(args, runnable, results, failures, http, server_info, loads, started)
     context["floors"] = floor.summarize(floors)
-    _write_docs(args, runnable, stats, context)
+    folder = _write_docs(args, runnable, stats, context)
+    if not args.quick:
+        # what the lifecycle costs a drain (100,000 scheduled jobs not yet due against
+        # none, measured with the same drain driver) and a burst of jobs due together:
+        # a script of its own, which writes its own section of the same page
+        subprocess.run([sys.executable, str(BENCH_DIR / "lifecycle.py"), "--docs", str(folder),
+                        "--repeats", str(args.repeats)], check=False)
     if args.json:
         args.json.write_text(json.dumps({"results": results, "http": http,
                                          "context": context}, indent=1, default=str))
@@ -161,7 +167,8 @@ def _context(args: argparse.Namespace, systems: list[System], results: dict[str,
 
 
 def _write_docs(args: argparse.Namespace, systems: list[System],
-                stats: dict[str, Any], context: dict[str, Any]) -> None:
+                stats: dict[str, Any], context: dict[str, Any]) -> Path:
+    """Write the report (keeping the sections other scripts own); the folder."""
     folder = args.docs or (Path(tempfile.mkdtemp(prefix="mlq-bench-quick-")) if args.quick
                            else BENCH_DIR.parent / "docs")
     folder.mkdir(parents=True, exist_ok=True)
@@ -187,5 +194,6 @@ def _write_docs(args: argparse.Namespace, systems: list[System],
     finally:
         data.unlink()
     say(f"report: {folder / 'benchmarks.md'}")
+    return folder
 
 

@@ -108,6 +108,10 @@ def test_status_prints_the_record_with_bytes_as_base64(cli: Cli, queue: MLQ) -> 
     assert record["msg"] == {"base64": "AAE="}
     counts = json.loads(cli("status").out)
     assert counts["waiting"] == 1 and counts["posted"] == 1 and counts["dead"] == 0
+    queue.cancel(queue.post("later", delay=60))
+    queue.post("after", depends_on=[job_id])
+    counts = json.loads(cli("status").out)
+    assert (counts["cancelled"], counts["scheduled"], counts["deferred"]) == (1, 0, 1)
 
 
 def test_result_prints_text_and_json_and_writes_binary(cli: Cli, queue: MLQ,
