@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import cloudpickle
@@ -310,8 +311,7 @@ def listener_context(mlq: MLQ, record: dict[str, Any],
     return {
         "full_message": record,
         "update_progress": update_progress,
-        "cancelled": lambda: bool(mlq.get_job(job_id, fields=["cancel_requested"]).get(
-            "cancel_requested")),
+        "cancelled": _CancelCheck(mlq, job_id),
         "dependency_results": lambda: {
             i: mlq.get_job(i)["result"] for i in record.get("depends_on") or ()},
         "store_data": mlq.store_data,
@@ -319,3 +319,24 @@ def listener_context(mlq: MLQ, record: dict[str, Any],
         "post": mlq.post,
         "block_until_result": mlq.block_until_result,
     }
+
+
+class _CancelCheck:
+    """A listener's cancelled(): asks Redis at most every CHECK_EVERY seconds, so a
+    loop may call it on every step without a round trip each; True stays True."""
+
+    CHECK_EVERY = 0.2
+
+    def __init__(self, mlq: MLQ, job_id: str) -> None:
+        self.mlq = mlq
+        self.job_id = job_id
+        self.answer = False
+        self.asked = float("-inf")
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self.answer and now - self.asked >= self.CHECK_EVERY:
+            self.asked = now
+            record = self.mlq.get_job(self.job_id, fields=["cancel_requested"])
+            self.answer = bool(record.get("cancel_requested"))
+        return self.answer

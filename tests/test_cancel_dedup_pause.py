@@ -148,3 +148,22 @@ def test_resuming_wakes_an_idle_worker(q: MLQ) -> None:
 def test_pausing_a_bad_queue_name_is_refused(q: MLQ) -> None:
     with pytest.raises(InvalidName):
         q.pause("no spaces")
+
+
+def test_cancelled_may_be_called_in_a_tight_loop_without_a_round_trip_each(q: MLQ) -> None:
+    calls: list[int] = []
+
+    def spin(msg: Any, context: dict[str, Any]) -> int:
+        started = time.monotonic()
+        while not context["cancelled"]() and time.monotonic() - started < 0.5:
+            calls.append(1)
+        return len(calls)
+
+    def reads() -> int:
+        return int(q.client.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
+
+    worker = Worker(q, "w", local_listeners={"spin": spin})
+    q.post("m")
+    before = reads()
+    assert worker.step(1)
+    assert len(calls) > 1000 and reads() - before < 20  # 0.5 s of checks: one every 0.2 s
