@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from . import defaults
 from .errors import ListenerError
+from .job import error_kind
 from .listeners import Listener
 from .lifecycle import retried
 from .record import Outcome, outcome_of, outcome_of_error
@@ -27,6 +29,9 @@ class Batches:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
+        #: the largest batch that ran since one ran out of memory in this worker
+        #: (None: none has); batch_size="auto" starts from it
+        self.fitted: int | None = None
 
     def settings(self) -> tuple[int, float]:
         """(largest batch_size, its batch_wait) among the worker's listeners."""
@@ -34,8 +39,10 @@ class Batches:
         size, wait = 1, 0.0
         for function in [*worker.local.values(), *worker.mlq.registry.functions().values()]:
             batch = getattr(function, "__mlq_batch__", None)
-            if batch and batch[0] > size:
-                size, wait = batch
+            if batch:
+                wanted = batch[0] if batch[0] != "auto" else self.fitted or defaults.AUTO_BATCH
+                if wanted > size:
+                    size, wait = wanted, batch[1]
         return size, wait
 
     def fill(self, missing: int, wait: float) -> list[Record]:
@@ -94,6 +101,39 @@ class Batches:
             for record in records:
                 worker.hooks.job_ended(worker.worker_id, record["id"])
 
+    def _fitting(self, name: str, function: Listener, records: list[Record],
+                 context: dict[str, Any]) -> list[Any]:
+        """The listener's outcomes for `records`. A batch that runs out of memory
+        runs again as two halves, down to single jobs: only a job that does not fit
+        alone fails (error_kind 'oom'), not the 31 that came with it."""
+        part = {**context, "jobs": [c for c, r in zip(context["jobs"], context["full_messages"])
+                                    if r in records], "full_messages": records}
+        try:
+            outcomes = self.worker.call(function, [r["msg"] for r in records], part)
+        except Exception as exc:
+            if error_kind(exc) != "oom" or len(records) == 1:
+                raise
+            half = len(records) // 2
+            self.fitted = min(self.fitted or half, half)
+            log.warning("batch of %d jobs ran out of memory on %s; running it as %d and %d",
+                        len(records), self.worker.worker_id, half, len(records) - half)
+            return [*self._fitting_or_failed(name, function, records[:half], context),
+                    *self._fitting_or_failed(name, function, records[half:], context)]
+        if not isinstance(outcomes, (list, tuple)) or len(outcomes) != len(records):
+            raise ListenerError(f"batch listener {name!r} must return a list of "
+                                f"{len(records)} outcomes, one per message")
+        self.fitted = max(self.fitted, len(records)) if self.fitted else None
+        return list(outcomes)
+
+    def _fitting_or_failed(self, name: str, function: Listener, records: list[Record],
+                           context: dict[str, Any]) -> list[Any]:
+        """_fitting, with an exception as the outcome of each job of a part that
+        failed: one part's failure does not fail the other."""
+        try:
+            return self._fitting(name, function, records, context)
+        except Exception as exc:
+            return [exc] * len(records)
+
     def _execute(self, name: str, function: Listener, records: list[Record]) -> list[Outcome]:
         worker = self.worker
         context = {
@@ -103,10 +143,7 @@ class Batches:
         }
         try:
             context["state"] = worker.mlq.listener_states.state_for(name, function)
-            outcomes = worker.call(function, [r["msg"] for r in records], context)
-            if not isinstance(outcomes, (list, tuple)) or len(outcomes) != len(records):
-                raise ListenerError(f"batch listener {name!r} must return a list of "
-                                    f"{len(records)} outcomes, one per message")
+            outcomes = self._fitting(name, function, records, context)
         except Exception as exc:
             everyone = outcome_of_error(exc)
             return [retried(r, exc, worker.clock()) or everyone for r in records]

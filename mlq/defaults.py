@@ -95,3 +95,7 @@ DEAD_CLAIM_ABANDONED = 60.0
 #: Replicas on a healthy network answer within milliseconds; one that takes longer
 #: is not keeping up, and the caller hears of it (NotReplicated).
 REPLICAS_TIMEOUT = 2.0
+
+#: Where a batching listener with batch_size="auto" starts, until a batch runs out
+#: of memory; from then on, the largest batch that fitted (batching.Batches.fitted).
+AUTO_BATCH = 32

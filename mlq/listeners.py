@@ -50,22 +50,25 @@ def load_pickled(payload: bytes) -> Listener:
 
 
 def listener(function: Listener | None = None, *, setup: Callable[[], Any] | None = None,
-             teardown: Callable[[Any], Any] | None = None, batch_size: int | None = None,
+             teardown: Callable[[Any], Any] | None = None, batch_size: int | str | None = None,
              batch_wait: float = 0.0) -> Any:
     """Attach worker-lifetime hooks or batching to a listener (usable as a decorator).
 
     With `batch_size`, the listener is called with a list of up to that many
     messages (waiting up to `batch_wait` seconds to fill it) and returns a list
     of outcomes, one per message; an exception instance in that list fails only
-    its own job. `args[0]['jobs']` holds each job's usual context.
+    its own job. `args[0]['jobs']` holds each job's usual context. A batch that
+    runs out of memory is run again in halves, down to single jobs (batching.py);
+    batch_size="auto" starts each batch at the largest size that fitted so far.
 
     `setup()` runs once per worker process before the listener's first job (load
     a model there); its return value is `args[0]['state']` in every call in that
     process. `teardown(state)` runs when the worker stops. The hooks travel with
     the function through the registry.
     """
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ListenerError("batch_size must be a positive integer")
+    if batch_size is not None and batch_size != "auto" and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ListenerError('batch_size must be a positive integer or "auto"')
     if batch_wait < 0:
         raise ListenerError("batch_wait must not be negative")
 
