@@ -114,7 +114,7 @@ class Batches:
             if error_kind(exc) != "oom" or len(records) == 1:
                 raise
             half = len(records) // 2
-            self.fitted = min(self.fitted or half, half)
+            self._fitted(min(self.fitted or half, half))
             log.warning("batch of %d jobs ran out of memory on %s; running it as %d and %d",
                         len(records), self.worker.worker_id, half, len(records) - half)
             return [*self._fitting_or_failed(name, function, records[:half], context),
@@ -122,8 +122,14 @@ class Batches:
         if not isinstance(outcomes, (list, tuple)) or len(outcomes) != len(records):
             raise ListenerError(f"batch listener {name!r} must return a list of "
                                 f"{len(records)} outcomes, one per message")
-        self.fitted = max(self.fitted, len(records)) if self.fitted else None
+        if self.fitted:
+            self._fitted(max(self.fitted, len(records)))
         return list(outcomes)
+
+    def _fitted(self, size: int) -> None:
+        if size != self.fitted:
+            self.fitted = size
+            self.worker.hooks.batch_fitted(self.worker.worker_id, size)
 
     def _fitting_or_failed(self, name: str, function: Listener, records: list[Record],
                            context: dict[str, Any]) -> list[Any]:

@@ -46,6 +46,7 @@ class Child:
     took_a_job: bool = False
     gpu: str | None = None
     error_kind: str | None = None
+    batch_fitted: int | None = None  # the largest batch that fits, once one did not
 
 
 def import_listener(spec: str) -> tuple[str, Listener]:
@@ -98,6 +99,9 @@ class _PipeHooks(WorkerHooks):
         if job_id in self.limited:
             self.limited.discard(job_id)
             self._send(("end", job_id))
+
+    def batch_fitted(self, worker_id: str, size: int) -> None:
+        self._send(("fitted", size))
 
     def _send(self, message: tuple[Any, ...]) -> None:
         # the supervisor may be gone (SIGKILLed): finish the job anyway; the stop

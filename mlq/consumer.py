@@ -63,8 +63,8 @@ class ThreadConsumer:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "kind": "thread",
                 "started": self._started}
         beat(self.mlq.heartbeat_client, self.mlq.keys,
-             {w.worker_id: {**info, "job": w.current[0] if w.current else None}
-              for w in self.workers},
+             {w.worker_id: {**info, "job": w.current[0] if w.current else None,
+                            "batch_fitted": w.batches.fitted} for w in self.workers},
              self.mlq.heartbeat_timeout)
 
     def _heartbeat_loop(self) -> None:

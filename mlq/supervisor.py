@@ -102,8 +102,7 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._stop_level = 0  # 0 running, 1 finish running jobs, 2 stop now
         self._stop_sent = False
-        #: worker id -> (the cancelled job it runs, when it is killed if it still does)
-        self._cancels: dict[str, tuple[str, float]] = {}
+        self._cancels: dict[str, tuple[str, float]] = {}  # worker -> (job, kill time)
         self._grace_ends: float | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -148,8 +147,7 @@ class Supervisor:
             self._spawn(self.gpus[slot] if self.gpus else None)
         self._beats.start()
 
-    def running(self) -> bool:
-        """Children left, or some to restart."""
+    def running(self) -> bool:  # children left, or some to restart
         return bool(self.children or (self._stop_level == 0 and self._restart_at))
 
     def finish(self) -> None:
@@ -260,6 +258,8 @@ class Supervisor:
                     child.took_a_job = True
                 elif message[0] == "end":
                     child.job = None
+                elif message[0] == "fitted":
+                    child.batch_fitted = message[1]
         except (EOFError, OSError):
             pass
 
@@ -355,7 +355,7 @@ class Supervisor:
             c.worker_id: {"host": host, "pid": c.process.pid, "supervisor": os.getpid(),
                           "kind": "process", "started": c.started,
                           "gpus": [c.gpu] if c.gpu is not None else [],
-                          "job": c.job[0] if c.job else None}
+                          "job": c.job[0] if c.job else None, "batch_fitted": c.batch_fitted}
             for c in list(self.children) if c.process.is_alive()
         }
         if not workers:

@@ -52,6 +52,9 @@ class WorkerHooks:
     def job_ended(self, worker_id: str, job_id: str) -> None:
         pass
 
+    def batch_fitted(self, worker_id: str, size: int) -> None:  # after a batch's OOM
+        pass
+
 
 class Worker:
     """Consumes jobs of one namespace under one worker id."""
@@ -223,15 +226,12 @@ class Worker:
     def _started_any(self, answer: Any, now: float) -> Any:
         """The take's answer when it started jobs, else None, noting when the next
         scheduled job is due (a take's answer when it started none)."""
-        if isinstance(answer, bytes):
-            self._block_until = float(answer)
+        if not answer or isinstance(answer, bytes):
+            self._block_until = float(answer) if answer else now + 3600.0
             return None
-        if not answer:
-            self._block_until = now + defaults.BLOCK_TIMEOUT * 3600
-        return answer or None
+        return answer
 
-    def _leave_idle(self) -> None:
-        """A stopping worker leaves the idle list and runs what was handed to it."""
+    def _leave_idle(self) -> None:  # a stopping worker runs what was handed to it
         if not self._idle:
             return
         try:

@@ -6,6 +6,8 @@ import os
 import time
 from typing import Any
 
+from mlq import listener
+
 
 def double(msg: Any, *args: Any) -> Any:
     return msg["my_data"] * 2 if isinstance(msg, dict) else msg * 2
@@ -65,3 +67,11 @@ def slow_call(seconds: float) -> str:
     """A submitted function's body in a spawned child (tests of cancel)."""
     time.sleep(seconds)
     return "finished"
+
+
+@listener(batch_size=32, batch_wait=1.0)
+def embed_fits_8(msgs: list[Any], *args: Any) -> list[Any]:
+    """A batching model that runs out of memory above 8 items (batching.py splits)."""
+    if len(msgs) > 8:
+        raise MemoryError(f"{len(msgs)} items do not fit")
+    return [m * 2 for m in msgs]

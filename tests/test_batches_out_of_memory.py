@@ -9,6 +9,7 @@ import pytest
 
 from mlq import MLQ, ListenerError, listener
 from mlq.worker import Worker
+from tests.conftest import wait_until
 
 
 def _model(fits: int, calls: list[int], huge: Any = None) -> Any:
@@ -79,3 +80,12 @@ def test_batch_size_must_be_a_positive_integer_or_auto() -> None:
     for bad in (0, -1, "big", True, 2.5):
         with pytest.raises(ListenerError):
             listener(lambda msgs, ctx: msgs, batch_size=bad)
+
+
+def test_an_in_process_worker_reports_the_largest_batch_that_fitted(q: MLQ) -> None:
+    calls: list[int] = []
+    ids = q.post_many(range(32))
+    q.create_listener(listener(_model(8, calls), batch_size=32, batch_wait=1.0))
+    assert all(q.wait(i, 20)["status"] == "completed" for i in ids)
+    wait_until(lambda: [w.get("batch_fitted") for w in q.workers()] == [8], 20,
+               "the heartbeat to report batches of 8")

@@ -121,6 +121,15 @@ def test_imported_listeners_and_heartbeats(q: MLQ, supervise: Any) -> None:
     running.stop()
 
 
+def test_the_heartbeat_reports_the_largest_batch_that_fitted(q: MLQ, supervise: Any) -> None:
+    ids = q.post_many(range(32))
+    running = supervise(concurrency=1, imports=["tests.listeners:embed_fits_8"])
+    assert [q.wait(i, timeout=30)["result"] for i in ids] == [n * 2 for n in range(32)]
+    wait_until(lambda: [w.get("batch_fitted") for w in workers(q.client, q.keys)] == [8], 20,
+               "the heartbeat to report batches of 8")
+    running.stop()
+
+
 def test_a_bad_import_is_refused_up_front(redis_url: str, namespace: str) -> None:
     with pytest.raises((ImportError, AttributeError, ValueError)):
         Supervisor(namespace, redis_url, imports=["tests.listeners:missing"])
