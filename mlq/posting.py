@@ -3,6 +3,7 @@ step per job (or per chunk of jobs)."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
@@ -33,12 +34,6 @@ class Posted:
 PLAIN = LifeOptions()
 #: The post options LifeOptions checks.
 LIFE_OPTIONS = frozenset(LifeOptions.__dataclass_fields__)
-
-
-#: What `then` may hold: the message and post's options but depends_on.
-FAN_IN_OPTIONS = frozenset({"msg", "callback", "functions", "timeout", "queue", "priority",
-                            "owner", "replicas", "token", "delay", "at", "expires", "retries",
-                            "backoff", "backoff_max", "retry_on", "key", "key_ttl"})
 
 
 def check_replicas(replicas: Any) -> int:
@@ -74,6 +69,10 @@ def enqueue(mlq: MLQ, msg: Any, callback: str | None = None,
     if isinstance(reply, list):
         return Posted(str(reply[0]), duplicate=True)
     return Posted(str(reply))
+
+
+#: What `then` may hold: the message and post's options but depends_on.
+FAN_IN_OPTIONS = frozenset(inspect.signature(enqueue).parameters) - {"mlq", "depends_on"}
 
 
 def post_many(mlq: MLQ, msgs: Iterable[Any], callback: str | None = None,
