@@ -83,6 +83,10 @@ class Keys:
         it, and every step that deletes the record deletes it too."""
         return f"{self.prefix}result:{job_id}"
 
+    def stream(self, job_id: str | int) -> str:
+        """A job's streamed chunks (a Redis Stream, capped; streams.py)."""
+        return f"{self.prefix}stream:{job_id}"
+
     def session(self, digest: str) -> str:
         """A dashboard login: its scope, until it expires or its user logs out."""
         return f"{self.prefix}session:{digest}"

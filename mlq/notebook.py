@@ -12,7 +12,7 @@ import inspect
 import logging
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import cloudpickle
 
@@ -97,6 +97,10 @@ class Job:
         True when the job was cancelled or asked to stop; False once it had finished.
         """
         return self.mlq.cancel(self.id)
+
+    def stream(self, after: str = "0-0") -> Iterator[tuple[str, Any]]:
+        """(entry id, chunk) of its streamed output, as it comes (MLQ.stream)."""
+        return self.mlq.stream(self.id, after)
 
     def wait(self, timeout: float | None = None, progress: bool = False) -> dict[str, Any]:
         """Block until the job ends and return its record; `progress` shows a tqdm bar."""

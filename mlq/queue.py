@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import redis
 
-from . import defaults
+from . import defaults, streams
 from .callbacks import CallbackSender
 from .connection import Clients
 from .errors import InvalidMessage, JobFailed, JobNotFound
@@ -97,6 +97,7 @@ class MLQ:
                     result_ttl: float | None, min_replicas: int) -> None:
         self.max_message_size = max_message_size
         self.max_result_size = max_result_size
+        self.stream_max = streams.STREAM_MAX  # entries a job's stream keeps
         if result_ttl is not None and not result_ttl > 0:
             raise InvalidMessage("result_ttl must be a positive number of seconds")
         self.result_ttl = result_ttl
@@ -232,10 +233,13 @@ class MLQ:
         self.get_job(job_id)
         return watch(self.client, self.keys, job_id, lambda: self.get_job(job_id), keepalive)
 
+    def stream(self, job_id: str | int, after: str = "0-0") -> Iterator[tuple[str, Any]]:
+        """(entry id, chunk) of the job's streamed output after entry `after`, as it
+        comes, until the job ends; resume after the last id seen (streams.py)."""
+        return streams.read(self, _check_id(job_id), after)
+
     @property
-    def heartbeat_client(self) -> redis.Redis:
-        """The client heartbeats go through: connections of their own, so a heartbeat
-        never waits behind a hung socket of the jobs' traffic."""
+    def heartbeat_client(self) -> redis.Redis:  # connections of their own (Clients)
         return self.clients.heartbeats
 
     def ping(self) -> bool:
@@ -245,11 +249,9 @@ class MLQ:
     def create_listener(self, function: Listener | dict | bytes | None = None, *,
                         concurrency: int | None = None, batch_size: int | None = None,
                         batch_wait: float = 0.0) -> str | None:
-        """Register `function` for the whole namespace and consume in background threads.
-
-        A function that cannot be pickled (it holds a lock, a socket...) still runs
-        here, in this process only, with a warning.
-        """
+        """Register `function` for the whole namespace and consume in background
+        threads. A function that cannot be pickled (it holds a lock, a socket...)
+        still runs here, in this process only, with a warning."""
         name = None
         if batch_size is not None and callable(function):
             function = listener(function, batch_size=batch_size, batch_wait=batch_wait)
@@ -275,11 +277,9 @@ class MLQ:
         return self.registry.register(function)
 
     def store_upload(self, upload: Upload, name: str) -> str:
-        """Register code uploaded by someone else (POST /consumer), never unpickling it.
-
-        With a secret set, the upload must carry its uploader's valid signature:
-        SignatureError otherwise, and nothing is stored.
-        """
+        """Register code uploaded by someone else (POST /consumer), never unpickling
+        it. With a secret set, the upload must carry its uploader's valid signature:
+        SignatureError otherwise, and nothing is stored."""
         return self.registry.store_upload(upload, name)
 
     def remove_listener(self, function: Listener | str | dict | bytes) -> bool:

@@ -23,6 +23,7 @@ from .notebook import execute_call
 from .reaper import Sweep
 from .record import CALL_FIELD, Outcome, handed_over, outcome_of, outcome_of_error, record_from_hash
 from .serialization import pack
+from .streams import Emitter
 
 if TYPE_CHECKING:
     from .queue import MLQ
@@ -159,10 +160,7 @@ class Worker:
     def take(self, block: float, count: int = 1,
              holding: bool = False) -> list[dict[str, Any]] | None:
         """Start up to `count` jobs; with nothing queued, block up to `block` seconds.
-
-        `holding`: this worker already holds jobs (filling a batch), so its
-        processing list has no strays to hand over.
-        """
+        `holding`: this worker holds jobs (filling a batch), so it has no strays."""
         # a take sent with the last finish just found nothing: go straight to
         # blocking (a job posted since then has left a wake token, or was handed over)
         if self._found_nothing and block > 0:
@@ -269,17 +267,21 @@ class Worker:
     def _execute(self, record: dict[str, Any]) -> Outcome:
         if record.get(CALL_FIELD):
             return execute_call(self, record)
+        emitter = Emitter(self.mlq, record["id"])  # streamed chunks (streams.py)
         try:
             listeners = self.mlq.registry.resolve(record["functions"], self.local)
             value = None
-            context = self.context(record)
-            states = self.mlq.listener_states
+            context = {**self.context(record), "emit": emitter.emit}
             for name, function in listeners:
-                context["state"] = states.state_for(name, function)
-                value = self.call(function, record["msg"], context)
+                context["state"] = self.mlq.listener_states.state_for(name, function)
+                value = emitter.collect(self.call(function, record["msg"], context),
+                                        self.run_awaitable)
+            outcome = outcome_of(value, self.mlq.max_result_size)
         except Exception as exc:
-            return retried(record, exc, self.clock()) or outcome_of_error(exc)
-        return outcome_of(value, self.mlq.max_result_size)
+            outcome = retried(record, exc, self.clock()) or outcome_of_error(exc)
+        if outcome[0] != RETRY:  # readers stop at the job's end, not an attempt's
+            emitter.end(outcome[0], self.mlq.result_ttl)
+        return outcome
 
     def run_awaitable(self, awaitable: Any) -> Any:
         """Run a coroutine a listener returned, on this worker's own event loop."""
@@ -361,11 +363,9 @@ class Worker:
 
     def _record_and_take_next(self, outcomes: list[tuple[Any, ...]]) -> list[Any] | None:
         """Record outcomes and start the next jobs in one round trip.
-
         None when the connection failed: the caller then records the outcomes
         alone (finish is safe to repeat, and a take that did run is handed over
-        again by the next take).
-        """
+        again by the next take)."""
         together = self.mlq.scripts.together()
         self.mlq.scripts.finish_many(self.worker_id, outcomes, self.mlq.result_ttl,
                                      client=together)
