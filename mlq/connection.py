@@ -26,6 +26,7 @@ from redis.exceptions import AskError, ClusterDownError, TryAgainError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from .dispatch import close_dispatchers
 from .embedded import default_password
 
 #: A refused connection must surface fast (health checks answer within 2 s).
@@ -108,6 +109,7 @@ class Clients:
             return self._heartbeats
 
     def close(self) -> None:
+        close_dispatchers(self.main)
         self.main.close()
         if self._heartbeats is not None:
             self._heartbeats.close()

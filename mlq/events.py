@@ -1,15 +1,15 @@
-"""Waiting for jobs, pushed by Redis pub/sub: never a sleep loop."""
+"""Waiting for jobs, pushed by Redis pub/sub (the process's one subscription,
+dispatch.py): never a sleep loop."""
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import redis
 
+from .dispatch import RESYNC, Inbox, dispatcher
 from .errors import REDIS_DOWN
 from .job import TERMINAL
 from .keys import Keys
@@ -24,61 +24,6 @@ RECHECK_INTERVAL = 5.0
 #: a few seconds), trying again after each of these pauses, doubling up to the second.
 OUTAGE_LIMIT = 30.0
 OUTAGE_BACKOFF = (0.1, 1.0)
-
-#: Idle subscriber connections kept per client: a fresh connection costs several
-#: round trips (connect, HELLO, CLIENT SETINFO), more than the wait it serves.
-IDLE_SUBSCRIBERS = 8
-
-_idle: weakref.WeakKeyDictionary[redis.Redis, list[redis.client.PubSub]] = weakref.WeakKeyDictionary()
-_idle_lock = threading.Lock()
-
-
-@contextmanager
-def _subscribed(client: redis.Redis, channel: str) -> Iterator[redis.client.PubSub]:
-    """A pub/sub connection subscribed to `channel` alone, reused across waits.
-
-    A reused connection is first read up to the confirmation of its last
-    unsubscribe: a message published before it (the same job's, when a job is
-    waited for again after a requeue) must not pass for a new one.
-    """
-    with _idle_lock:
-        idle = _idle.setdefault(client, [])
-        pubsub = idle.pop() if idle else None
-    if pubsub is not None and not _drained(pubsub):
-        pubsub.close()
-        pubsub = None
-    if pubsub is None:
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-    reusable = False
-    try:
-        pubsub.subscribe(channel)
-        yield pubsub
-        pubsub.unsubscribe(channel)
-        reusable = True
-    finally:
-        with _idle_lock:
-            idle = _idle.setdefault(client, [])
-            if reusable and len(idle) < IDLE_SUBSCRIBERS:
-                idle.append(pubsub)
-                pubsub = None
-        if pubsub is not None:
-            pubsub.close()
-
-
-def _drained(pubsub: redis.client.PubSub, timeout: float = 1.0) -> bool:
-    """Discard what a connection still delivers for its earlier subscriptions; False
-    when they are not all confirmed gone within `timeout` (the caller drops it)."""
-    deadline = time.monotonic() + timeout
-    try:
-        while pubsub.channels or pubsub.pending_unsubscribe_channels:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            pubsub.get_message(timeout=remaining)
-    except REDIS_DOWN:
-        return False
-    return True
-
 
 class _Outage:
     """Rides out a lost Redis: a Sentinel failover or a restart takes seconds, and a
@@ -108,7 +53,7 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
                       read_status: Callable[[], str] | None = None) -> dict[str, Any]:
     """Block until the job is completed or failed and return its record.
 
-    Subscribes first, then reads the job's state, so an event published between
+    Listens first, then reads the job's state, so an event published between
     the two is not missed. `read_status`, when given, is that cheaper first
     look (the record is read once the job has ended). TimeoutError when
     `timeout` passes first.
@@ -120,28 +65,43 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
         return record if record["status"] in TERMINAL else None
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    channel = keys.job_channel(job_id)
     outage = _Outage()
-    with _subscribed(client, channel) as pubsub:
+    with _listening(client, keys, keys.job_channel(job_id), outage, deadline) as inbox:
         look = True  # read the state: first, after a quiet period, after an outage
         while True:
             try:
                 record = ended() if look else None
-                if record is not None:
-                    return record
-                wait = RECHECK_INTERVAL
-                if deadline is not None:
-                    wait = min(wait, deadline - time.monotonic())
-                    if wait <= 0:
-                        raise TimeoutError(f"job {job_id} not finished within {timeout} s")
-                message = _next_message(pubsub, channel, wait)
                 outage.over()
-                look = message is None
-                if message is not None and decode_event(message["data"])["status"] in TERMINAL:
-                    return event_record(message["data"]) or read_record()
             except REDIS_DOWN as exc:
-                outage.ride(exc, deadline)  # the pub/sub connection subscribes again by itself
-                look = True
+                outage.ride(exc, deadline)
+                continue
+            if record is not None:
+                return record
+            wait = RECHECK_INTERVAL
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    raise TimeoutError(f"job {job_id} not finished within {timeout} s")
+            message = inbox.get(wait)
+            look = message is None or message is RESYNC
+            if not look and decode_event(message)["status"] in TERMINAL:
+                return event_record(message) or read_record()
+
+
+@contextmanager
+def _listening(client: redis.Redis, keys: Keys, channel: str, outage: _Outage,
+               deadline: float | None = None) -> Iterator[Inbox]:
+    """The process's shared subscription, listening on `channel`; a Redis that is
+    away when the subscription is first made is ridden out like any outage."""
+    while True:
+        try:
+            dispatcher(client, keys).subscribe()
+            outage.over()
+            break
+        except REDIS_DOWN as exc:
+            outage.ride(exc, deadline)
+    with dispatcher(client, keys).listen(channel) as inbox:
+        yield inbox
 
 
 def watch(client: redis.Redis, keys: Keys, job_id: str,
@@ -152,22 +112,21 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
     Yields None when `keepalive` seconds pass with no change (time for a
     keep-alive), and stops after the terminal state.
     """
-    channel = keys.job_channel(job_id)
-
     def state() -> dict[str, Any]:
         record = read_record()
         return {"id": str(job_id), "status": record["status"], "progress": record["progress"]}
 
     outage = _Outage()
-    with _subscribed(client, channel) as pubsub:
+    with _listening(client, keys, keys.job_channel(job_id), outage) as inbox:
         last = state()
         yield dict(last)
         look = False  # read the record now (after an outage) instead of waiting first
         while last["status"] not in TERMINAL:
+            message = None if look else inbox.get(keepalive)
             try:
-                message = None if look else _next_message(pubsub, channel, keepalive)
                 # nothing pushed: confirm from the record, in case a reconnect dropped an event
-                current = state() if message is None else decode_event(message["data"])
+                current = state() if message is None or message is RESYNC \
+                    else decode_event(message)
                 outage.over()
             except REDIS_DOWN as exc:
                 outage.ride(exc)
@@ -180,20 +139,3 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
                 yield dict(current)
             elif quiet:
                 yield None
-
-
-def _next_message(pubsub: redis.client.PubSub, channel: str,
-                  timeout: float) -> dict[str, Any] | None:
-    """The next message published on `channel` within `timeout`, or None once it
-    has passed.
-
-    get_message returns None early for the subscribe confirmation it swallows;
-    that is not a quiet period, so keep waiting out the rest of the time.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        message = pubsub.get_message(timeout=max(deadline - time.monotonic(), 0.0))
-        if message is not None and message["channel"] not in (channel, channel.encode()):
-            continue  # left over from the connection's previous subscription
-        if message is not None or time.monotonic() >= deadline:
-            return message

@@ -280,6 +280,22 @@ class Keys:
     def job_channel(self, job_id: str | int) -> str:
         return f"{self.prefix}events:{job_id}"
 
+    def chunks_channel(self, job_id: str | int) -> str:
+        """An empty notice per entry appended to the job's stream, so that
+        readers sharing one subscription learn of it without a blocking read each."""
+        return f"{self.prefix}chunks:{job_id}"
+
+    @property
+    def events_pattern(self) -> str:
+        """PSUBSCRIBE pattern for every job's event channel: one subscription serves
+        every wait and event stream of a process (dispatch.py)."""
+        return _escape_glob(self.prefix + "events:") + "*"
+
+    @property
+    def chunks_pattern(self) -> str:
+        """PSUBSCRIBE pattern for every job's chunk notices."""
+        return _escape_glob(self.prefix + "chunks:") + "*"
+
     @property
     def registry_channel(self) -> str:
         return self.prefix + "registry:changed"

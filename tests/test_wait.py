@@ -1,15 +1,42 @@
-"""wait() reuses its subscriber connections: what one wait left unread must never
-pass for the next wait's news."""
+"""wait() and watch() listen through the process's one shared subscription
+(dispatch.py): no subscribe per job, one connection for any number of waits,
+and nothing lost across a dropped connection or an old message."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from mlq import MLQ, events
+import pytest
+
+from mlq import MLQ, dispatch, events
+from mlq.dispatch import dispatcher
 from mlq.serialization import pack
 from mlq.worker import Worker
 from tests.conftest import wait_until
+
+
+def _listeners(q: MLQ) -> int:
+    return dispatcher(q.client, q.keys).listeners()
+
+
+def _calls(q: MLQ, *commands: str) -> int:
+    stats = q.client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in commands)
+
+
+def _pubsub_connections(q: MLQ) -> int:
+    return sum(1 for client in q.client.client_list()
+               if int(client["sub"]) or int(client["psub"]))
+
+
+def _wait_in_threads(q: MLQ, ids: list[str], timeout: float) -> tuple[list[Any], list[threading.Thread]]:
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(q.wait(i, timeout)))
+               for i in ids]
+    for thread in threads:
+        thread.start()
+    return results, threads
 
 
 def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
@@ -25,32 +52,79 @@ def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
     job_id = q.post("m")
     assert worker.step(1)
     assert q.wait(job_id, 5)["status"] == "failed"
-    # a wait that returned from reading the record can leave the failure's event
-    # unread on its connection; the next wait on that job reuses the connection
-    # (the failure's event, as a finish sends it to a listener: with the record)
+    # the failure's event again, as a finish sends it (with the record), while nobody listens
     channel = q.keys.job_channel(job_id)
     failed = [part for item in q.client.hgetall(q.keys.job(job_id)).items() for part in item]
-    with events._subscribed(q.client, channel):
-        assert q.client.publish(channel, pack([job_id, "failed", -1, failed])) == 1
+    q.client.publish(channel, pack([job_id, "failed", -1, failed]))
     assert q.requeue_dead(job_id) == 1
-    waited: list[dict[str, Any]] = []
-    waiter = threading.Thread(target=lambda: waited.append(q.wait(job_id, 10)))
-    waiter.start()
+    waited, (waiter,) = _wait_in_threads(q, [job_id], 10)
     # the job runs only once the waiter listens: it must wait for this outcome
-    wait_until(lambda: q.client.pubsub_numsub(channel)[0][1] > 0, 10, "the waiter to subscribe",
-               interval=0.005)
+    wait_until(lambda: _listeners(q) == 1, 10, "the waiter to listen", interval=0.005)
     assert worker.step(1)
     waiter.join(10)
     assert waited, "wait() did not return"
     assert (waited[0]["status"], waited[0]["result"]) == ("completed", "second attempt works")
 
 
-def test_a_reused_subscriber_connection_delivers_no_earlier_message(q: MLQ) -> None:
-    channel = q.keys.job_channel("1")
-    with events._subscribed(q.client, channel):
-        assert q.client.publish(channel, pack(["1", "failed", -1])) == 1  # never read
-    with events._subscribed(q.client, channel) as pubsub:
-        assert events._next_message(pubsub, channel, 0.3) is None
-        assert q.client.publish(channel, pack(["1", "completed", 100])) == 1
-        message = events._next_message(pubsub, channel, 5)
-    assert message is not None and message["data"] == pack(["1", "completed", 100])
+def test_forty_waits_share_one_connection_and_subscribe_to_nothing_per_job(q: MLQ) -> None:
+    worker = Worker(q, "w1", local_listeners={"echo": lambda msg, *args: msg})
+    assert q.wait(q.post("warm-up"), 0.01 if worker.step(1) else 5)["status"] == "completed"
+    subscribes = _calls(q, "subscribe", "psubscribe", "unsubscribe", "punsubscribe")
+    connections = _pubsub_connections(q)
+    ids = [q.post(n) for n in range(40)]
+    results, threads = _wait_in_threads(q, ids, 20)
+    wait_until(lambda: _listeners(q) == 40, 10, "40 waiters to listen", interval=0.01)
+    assert _pubsub_connections(q) <= connections
+    while worker.step(8):
+        pass
+    for thread in threads:
+        thread.join(20)
+    assert sorted(record["result"] for record in results) == list(range(40))
+    assert _calls(q, "subscribe", "psubscribe", "unsubscribe", "punsubscribe") == subscribes
+
+
+def test_a_wait_outlives_the_loss_of_the_shared_connection(
+        q: MLQ, monkeypatch: pytest.MonkeyPatch) -> None:
+    # only the news of the lost connection can end this wait in time, not a re-read
+    monkeypatch.setattr(events, "RECHECK_INTERVAL", 120.0)
+    worker = Worker(q, "w1", local_listeners={"echo": lambda msg, *args: msg})
+    done = q.post("done")
+    assert worker.step(1)
+    job_id = q.post("waited for")
+    waited, (waiter,) = _wait_in_threads(q, [job_id], 60)
+    wait_until(lambda: _listeners(q) == 1, 10, "the waiter to listen", interval=0.005)
+    shared = dispatcher(q.client, q.keys)
+    connects = shared._pubsub.connects
+    # the job ends as the connection drops, in one step: its event reaches nobody
+    ended = {name: value for name, value in q.client.hgetall(q.keys.job(done)).items()
+             if name != b"id"}
+    with q.client.pipeline(transaction=True) as pipe:
+        pipe.client_kill_filter(_type="pubsub")
+        pipe.hset(q.keys.job(job_id), mapping=ended)
+        pipe.execute()
+    waiter.join(60)
+    assert waited and (waited[0]["id"], waited[0]["result"]) == (job_id, "done")
+    assert shared._pubsub.connects > connects
+    # and the shared connection serves the next wait as before
+    second = q.post("after")
+    while worker.step(1):
+        pass
+    assert q.wait(second, 10)["result"] == "after"
+
+
+def test_the_shared_connection_closes_when_idle_and_opens_again_for_the_next_wait(
+        q: MLQ, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "IDLE_CLOSE", 0.2)
+    monkeypatch.setattr(dispatch, "READ_TIMEOUT", 0.05)
+    worker = Worker(q, "w1", local_listeners={"echo": lambda msg, *args: msg})
+    first = q.post("first")
+    assert worker.step(1)
+    assert q.wait(first, 10)["result"] == "first"
+    shared = dispatcher(q.client, q.keys)
+    wait_until(lambda: shared._pubsub is None, 10, "the idle connection to close")
+    second = q.post("second")
+    waited, (waiter,) = _wait_in_threads(q, [second], 20)
+    wait_until(lambda: _listeners(q) == 1, 10, "the waiter to listen", interval=0.005)
+    assert worker.step(1)
+    waiter.join(20)
+    assert waited and waited[0]["result"] == "second"

@@ -1,0 +1,244 @@
+"""One pub/sub connection per process and namespace, shared by every wait, event
+stream and chunk reader in it.
+
+The connection subscribes once, with patterns matching every job's event and
+chunk channels (Keys.events_pattern, Keys.chunks_pattern), and a reader thread
+(a greenlet under gevent) hands each message to the inboxes listening on its
+channel. Listening costs no Redis command at all, so a wait is one status read
+on top of the post, and a thousand open event streams hold one connection.
+
+The price is that while anyone in the process listens, every event of the
+namespace reaches it; the reader only looks up the channel of those nobody
+listens to. With no listener for IDLE_CLOSE seconds, the connection is closed.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+import weakref
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import redis
+
+from .errors import REDIS_DOWN
+from .keys import Keys
+
+#: What an inbox yields when messages may have been lost (the connection was
+#: made again): its reader should look at the state itself.
+RESYNC = object()
+
+#: Seconds without a listener before the shared connection closes.
+IDLE_CLOSE = 30.0
+#: How long the reader blocks per read, so that it notices closing and idleness.
+READ_TIMEOUT = 1.0
+#: Pauses between attempts to read again after the connection failed.
+RETRY_PAUSES = (0.1, 1.0)
+
+
+class Inbox:
+    """The messages of some channels for one reader, in order."""
+
+    def __init__(self) -> None:
+        self._messages: collections.deque[Any] = collections.deque()
+        self._arrived = threading.Event()
+
+    def put(self, message: Any) -> None:
+        self._messages.append(message)
+        self._arrived.set()
+
+    def clear(self) -> None:
+        self._messages.clear()
+
+    def get(self, timeout: float | None) -> Any:
+        """The next message (bytes, or RESYNC); None when `timeout` passes first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._messages:
+                return self._messages.popleft()
+            self._arrived.clear()
+            if self._messages:  # put between the look and the clear
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            self._arrived.wait(remaining)
+
+
+class _CountingPubSub(redis.client.PubSub):
+    """Counts its connections: redis-py makes a lost one again and subscribes anew
+    by itself, and what was published meanwhile is gone, which readers must hear."""
+
+    connects = 0
+
+    def on_connect(self, connection: Any) -> None:
+        self.connects += 1
+        super().on_connect(connection)
+
+
+class Dispatcher:
+    """The shared subscription of one client's server and one namespace."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._pool = client.connection_pool
+        self._patterns = (keys.events_pattern, keys.chunks_pattern)
+        self._lock = threading.Lock()
+        self._inboxes: dict[bytes, set[Inbox]] = {}
+        self._pubsub: _CountingPubSub | None = None
+        self._reader: threading.Thread | None = None
+        self._connects = 0
+        self._idle_since = time.monotonic()
+        self._closed = False
+        self.pid = os.getpid()
+
+    @contextmanager
+    def listen(self, *channels: str) -> Iterator[Inbox]:
+        """One inbox of the messages of `channels`, from now until the block ends.
+
+        Subscribed before this returns, so a state read after it and the messages
+        that follow miss nothing in between.
+        """
+        inbox = Inbox()
+        names = [channel.encode() for channel in channels]
+        with self._lock:
+            for name in names:
+                self._inboxes.setdefault(name, set()).add(inbox)
+        try:
+            self.subscribe()
+            yield inbox
+        finally:
+            with self._lock:
+                for name in names:
+                    listeners = self._inboxes.get(name)
+                    if listeners is not None:
+                        listeners.discard(inbox)
+                        if not listeners:
+                            del self._inboxes[name]
+                if not self._inboxes:
+                    self._idle_since = time.monotonic()
+
+    def listeners(self) -> int:
+        with self._lock:
+            return len({id(inbox) for inboxes in self._inboxes.values() for inbox in inboxes})
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            pubsub.close()
+
+    # -- the reader ------------------------------------------------------------
+    def subscribe(self) -> None:
+        """Make the connection and its subscription, once (REDIS_DOWN if it fails)."""
+        with self._lock:
+            if self._pubsub is not None:
+                return
+            pubsub = _CountingPubSub(self._pool)
+            try:
+                pubsub.psubscribe(*self._patterns)
+                # confirmed before anyone reads a state it relies on
+                confirmed = 0
+                while confirmed < len(self._patterns):
+                    message = pubsub.get_message(timeout=READ_TIMEOUT)
+                    if message is None:
+                        raise redis.TimeoutError("no answer to PSUBSCRIBE")
+                    confirmed += message["type"] == "psubscribe"
+            except BaseException:
+                pubsub.close()
+                raise
+            self._pubsub, self._connects = pubsub, pubsub.connects
+            if self._reader is None or not self._reader.is_alive():
+                self._reader = threading.Thread(target=_read, args=(weakref.ref(self),),
+                                                name="mlq-dispatch", daemon=True)
+                self._reader.start()
+
+    def _read_once(self) -> bool:
+        """Read and hand on what arrives within READ_TIMEOUT; False to stop reading."""
+        pubsub = self._pubsub
+        if pubsub is None or self._closed:
+            return False
+        if self._idle_for() > IDLE_CLOSE:
+            with self._lock:
+                if not self._inboxes and self._pubsub is pubsub:
+                    # the next listener starts a reader of its own: this one ends
+                    self._pubsub = self._reader = None
+                    pubsub.close()
+                    return False
+        message = pubsub.get_message(timeout=READ_TIMEOUT)
+        if message is None:
+            return True
+        if message["type"] == "pmessage":
+            with self._lock:
+                inboxes = list(self._inboxes.get(message["channel"], ()))
+            for inbox in inboxes:
+                inbox.put(message["data"])
+        elif message["type"] == "psubscribe" and pubsub.connects != self._connects \
+                and message["data"] == len(self._patterns):
+            # subscribed again after a new connection: what was published while it
+            # was down is lost, so readers look for themselves
+            self._connects = pubsub.connects
+            self._tell_all(RESYNC)
+        return True
+
+    def _idle_for(self) -> float:
+        with self._lock:
+            return 0.0 if self._inboxes else time.monotonic() - self._idle_since
+
+    def _tell_all(self, message: Any) -> None:
+        with self._lock:
+            inboxes = [inbox for listeners in self._inboxes.values() for inbox in listeners]
+        for inbox in inboxes:
+            inbox.put(message)
+
+
+def _read(ref: weakref.ref[Dispatcher]) -> None:
+    """The reader thread: holds its dispatcher weakly, so that a dropped client
+    lets both go."""
+    pause = RETRY_PAUSES[0]
+    while True:
+        dispatcher = ref()
+        if dispatcher is None:
+            return
+        try:
+            if not dispatcher._read_once():
+                return
+            pause = RETRY_PAUSES[0]
+        except REDIS_DOWN:
+            # redis-py makes the connection again on the next read; readers keep
+            # looking at their jobs' state themselves meanwhile
+            del dispatcher
+            time.sleep(pause)
+            pause = min(pause * 2, RETRY_PAUSES[1])
+            continue
+        except (ValueError, AttributeError, OSError):
+            return  # the connection was closed under the read (close())
+        del dispatcher
+
+
+_dispatchers: weakref.WeakKeyDictionary[redis.Redis, dict[str, Dispatcher]] = \
+    weakref.WeakKeyDictionary()
+_dispatchers_lock = threading.Lock()
+
+
+def dispatcher(client: redis.Redis, keys: Keys) -> Dispatcher:
+    """The process's dispatcher for `client`'s server and `keys`' namespace."""
+    with _dispatchers_lock:
+        by_namespace = _dispatchers.setdefault(client, {})
+        found = by_namespace.get(keys.prefix)
+        if found is None or found.pid != os.getpid():
+            # a forked child starts afresh: the parent's socket is not its own
+            found = by_namespace[keys.prefix] = Dispatcher(client, keys)
+            weakref.finalize(client, found.close)
+        return found
+
+
+def close_dispatchers(client: redis.Redis) -> None:
+    """Close the shared subscriptions of `client` (its owner closes it)."""
+    with _dispatchers_lock:
+        closing = list(_dispatchers.pop(client, {}).values())
+    for each in closing:
+        each.close()
