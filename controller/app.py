@@ -16,7 +16,8 @@ from flask import Flask
 
 from mlq.queue import MLQ
 
-from . import auth, consumer, dashboard, deadletter, jobs, lifecycle_routes, ops, origin
+from . import (auth, consumer, dashboard, deadletter, jobs, lifecycle_routes, ops, origin,
+               stream_routes)
 from .helpers import ServerState, handle_error
 from .result_cache import DEFAULT_CAPACITY, ResultCache
 
@@ -61,8 +62,8 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
         max_streams=max_streams, results=ResultCache(result_cache))
     origin.install(app)  # first: a request from a foreign page is refused before anything
     auth.install(app)
-    for blueprint in (jobs.bp, lifecycle_routes.bp, consumer.bp, deadletter.bp, ops.bp,
-                      dashboard.bp):
+    for blueprint in (jobs.bp, lifecycle_routes.bp, stream_routes.bp, consumer.bp,
+                      deadletter.bp, ops.bp, dashboard.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(Exception, handle_error)
     return app

@@ -18,6 +18,7 @@ import redis
 from mlq import defaults
 from mlq.errors import REDIS_DOWN, JobNotFound, MLQError
 from mlq.keys import DEFAULT_QUEUE
+from mlq.streams import STREAM_MAX
 
 from . import commands_jobs, commands_lifecycle, logs, top
 from .running import (
@@ -128,6 +129,9 @@ def cli() -> None:
 @max_function_size_option
 @option("result_ttl", type=click.FloatRange(min=0, min_open=True), default=None,
         help="Delete finished records after this many seconds (default: keep).")
+@option("stream_max", type=click.IntRange(min=1), default=STREAM_MAX, show_default=True,
+        help="Chunks a job's stream keeps (a listener's yields or emit()s); older ones "
+             "give way.")
 @option("callback_allow", multiple=True, metavar="HOST",
         help="Send callbacks only to these hosts (repeatable).")
 @option("callback_allow_link_local", is_flag=True,

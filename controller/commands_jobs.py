@@ -18,6 +18,7 @@ import click
 from tqdm import tqdm
 
 from mlq.job import CANCELLED, COMPLETED, EXPIRED, FAILED
+from mlq.position import InLine
 from mlq.queue import MLQ
 
 from .options import (
@@ -88,19 +89,23 @@ def fail_job_exit(record: dict[str, Any]) -> None:
 @option("owner", default=None, help="Who the job is for (fair sharing between owners).")
 @lifecycle_options
 @option("wait", is_flag=True, help="Show a progress bar until the job ends, then its short result.")
+@option("stream", is_flag=True,
+        help="Print the job's streamed chunks as they come, until it ends (text as it is, "
+             "other values as JSON lines).")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="With --wait: write the full result to this file.")
 @connection_options
 def post(conn: ConnectionSettings, msg: str, callback: str | None, functions: tuple[str, ...],
          timeout: float | None, queue: str, priority: int, owner: str | None,
-         life: dict[str, Any], wait: bool, output: Path | None) -> None:
+         life: dict[str, Any], wait: bool, stream: bool, output: Path | None) -> None:
     """Enqueue a job and print its id.
 
     MSG is parsed as JSON when it is valid JSON, else sent as a string. With
     --wait a progress bar runs on stderr until the job ends; then the short
     result is printed (or the result written to -o FILE). Exit 1 if the job
-    failed. With --key, a job of that key that is still alive is not posted
-    again: its id is printed, and stderr says it is a duplicate.
+    failed. With --stream, the chunks a generator listener yields are printed
+    as they come instead. With --key, a job of that key that is still alive is
+    not posted again: its id is printed, and stderr says it is a duplicate.
 
     \b
     Examples:
@@ -108,12 +113,15 @@ def post(conn: ConnectionSettings, msg: str, callback: str | None, functions: tu
       controller post hello --functions clean,translate --timeout 60
       controller post '{"prompt": "a cat"}' --queue gpu --priority 5 --owner alice
       controller post '{"url": "https://example.com/a.jpg"}' --wait -o out.png
+      controller post '{"prompt": "tell me a story"}' --functions generate --stream
       controller post report --at 2026-12-24T08:00:00Z --expires 3600
       controller post fetch --retries 5 --backoff 2 --retry_on ConnectionError
       controller post resize --key resize:42 --depends_on 7 --depends_on 8
     """
     if output is not None and not wait:
         raise click.UsageError("-o/--output needs --wait (or use: controller result ID -o FILE)")
+    if wait and stream:
+        raise click.UsageError("--wait and --stream exclude each other: pick one")
     mlq = open_mlq(conn)
     posted = mlq.enqueue(parse_message(msg), callback, split_names(functions), timeout=timeout,
                          queue=queue, priority=priority, owner=owner, **life)
@@ -122,16 +130,24 @@ def post(conn: ConnectionSettings, msg: str, callback: str | None, functions: tu
     if posted.duplicate:
         click.echo(f"duplicate: job {job_id} holds key {life['key']!r}; nothing posted",
                    err=True)
-    if not wait:
+    if not (wait or stream):
         return
     sys.stdout.flush()  # the id is useful while the job runs
-    record = follow(mlq, job_id)
+    streamed = stream and print_chunks(mlq, job_id)
+    show_outcome(mlq.wait(job_id) if stream else follow(mlq, job_id), output, streamed)
+
+
+def show_outcome(record: dict[str, Any], output: Path | None, streamed: bool) -> None:
+    """What post --wait/--stream prints once the job ended; exit 1 unless it completed."""
+    job_id = record["id"]
     if record["status"] == FAILED:
         fail_job_exit(record)
     if record["status"] in (CANCELLED, EXPIRED):  # ended without a result
         raise CliError(f"job {job_id} {record['status']}", 1)
     if output is not None:
         write_file(output, result_bytes(record["result"]))
+    elif streamed:
+        return  # the chunks were the output
     elif record["short_result"] is not None:
         click.echo(record["short_result"])
     elif isinstance(record["result"], (bytes, bytearray)):
@@ -139,22 +155,42 @@ def post(conn: ConnectionSettings, msg: str, callback: str | None, functions: tu
                    f"controller result {job_id} -o FILE", err=True)
 
 
+def print_chunks(mlq: MLQ, job_id: str) -> bool:
+    """Print the job's chunks as they come, until it ends; whether there were any."""
+    line_open = printed = False
+    for _, chunk in mlq.stream(job_id):
+        printed = True
+        if isinstance(chunk, (bytes, bytearray)):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(chunk)
+            text = ""
+        else:
+            text = chunk if isinstance(chunk, str) else to_json(chunk, indent=None) + "\n"
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        line_open = bool(text) and not text.endswith("\n")
+    if line_open:
+        sys.stdout.write("\n")  # the prompt after us starts on a line of its own
+    return printed
+
+
 def follow(mlq: MLQ, job_id: str) -> dict[str, Any]:
     """Drive a progress bar on stderr from the job's pushed events; its final record."""
     bar = tqdm(total=100, desc=f"job {job_id}", file=sys.stderr, mininterval=0,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}", dynamic_ncols=True)
+    # while it waits: "#4 in line, ~40 s", read again each second (the keep-alive)
+    in_line, last = InLine(mlq, job_id), None
     try:
-        for event in mlq.watch(job_id):
-            if event is None:  # keep-alive: nothing changed
-                bar.refresh()
-                continue
-            _show(bar, job_id, event)
+        for event in mlq.watch(job_id, keepalive=1.0):
+            last = event or last
+            if last is not None:
+                _show(bar, job_id, last, in_line.text(last["status"]))
     finally:
         bar.close()
     return mlq.get_job(job_id)
 
 
-def _show(bar: tqdm, job_id: str, event: dict[str, Any]) -> None:
+def _show(bar: tqdm, job_id: str, event: dict[str, Any], in_line: str | None = None) -> None:
     status, progress = event["status"], event["progress"]
     if status == COMPLETED:
         progress = 100
@@ -163,6 +199,8 @@ def _show(bar: tqdm, job_id: str, event: dict[str, Any]) -> None:
         bar.n = progress
     # a listener may report progress as text ("step 3/5"): show it beside the status
     text = status if number or progress is None else f"{status} {progress}"
+    if in_line:
+        text = f"{text}, {in_line}"
     bar.set_description_str(f"job {job_id} {text}", refresh=False)
     bar.refresh()
 

@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response
 from mlq.errors import InvalidMessage
 from mlq.job import DEFERRED, QUEUED, SCHEDULED, STARTED
 
+from . import stream_routes
 from .auth import canonical_id
 from .helpers import current_state, jsonable
 from .overview import ago
@@ -45,6 +46,8 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/ui/schedules", "schedule_add", schedule_add, methods=["POST"])
     bp.add_url_rule("/ui/schedules/<name>/remove", "schedule_remove", schedule_remove,
                     methods=["POST"])
+    # the job page's streamed output: the API's route, under the dashboard's login
+    bp.add_url_rule("/ui/jobs/<job_id>/stream", "job_stream", stream_routes.stream)
     bp.add_app_template_filter(until, "until")
 
 

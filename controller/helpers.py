@@ -37,7 +37,7 @@ class ServerState:
     max_depth: int = 64  # deepest nesting POST /jobs accepts
     behind_tls: bool = False  # a proxy in front ends TLS: cookies get Secure
     throttle: Any = None  # auth.FailureThrottle: failed credentials per client address
-    max_streams: int = 500  # event streams open at once (each holds a Redis connection)
+    max_streams: int = 500  # event streams open at once (each is a greenlet and a socket)
     open_streams: int = 0
 
     def stream_closed(self) -> None:

@@ -1,4 +1,5 @@
-"""Routes under /jobs: post, inspect, fetch results, follow events, sign links (SPEC §7)."""
+"""Routes under /jobs: post, inspect, fetch results, sign links (SPEC §7); the event
+streams are in stream_routes.py."""
 
 from __future__ import annotations
 
@@ -8,14 +9,13 @@ import logging
 import mimetypes
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, abort, request, stream_with_context, url_for
+from flask import Blueprint, Response, abort, request, url_for
 
 from mlq import defaults
 from mlq.job import COMPLETED, FAILED
-from mlq.errors import REDIS_DOWN, JobNotFound
+from mlq.errors import JobNotFound
 from mlq.record import STORED_RESULT
 
 from .helpers import (
@@ -277,49 +277,6 @@ def _etag(job: dict[str, Any], content_type: str) -> str:
     # tens of megabytes; the type is in because each extension is its own representation.
     key = f"{job['id']}|{job.get('attempt')}|{job.get('processing_finished')!r}|{content_type}"
     return hashlib.blake2s(key.encode(), digest_size=12).hexdigest()
-
-
-# -- events ---------------------------------------------------------------------
-@bp.get("/jobs/<job_id>/events")
-def events(job_id: str) -> Response:
-    """Server-sent events: the state now, each change, closed after the terminal state."""
-    state = current_state()
-    if state.open_streams >= state.max_streams:
-        # each open stream holds a Redis connection: past the cap, come back later
-        busy = error_response("too many open event streams: try again soon", 503)
-        busy.headers["Retry-After"] = "5"
-        return busy
-    watch = state.mlq.watch(job_id, keepalive=state.sse_keepalive)  # 404 here, before streaming
-    state.open_streams += 1
-    response = Response(stream_with_context(_sse(watch, job_id)), mimetype="text/event-stream")
-    response.call_on_close(state.stream_closed)
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"  # nginx must not hold events back
-    return response
-
-
-def _sse(watch: Iterator[dict[str, Any] | None], job_id: str) -> Iterator[str]:
-    """Format the watch as SSE. Each stream is one greenlet under gevent, idle in pub/sub."""
-    try:
-        for event in watch:
-            if event is None:
-                yield ": keep-alive\n\n"
-                continue
-            data = json.dumps(jsonable({"id": event["id"], "status": event["status"],
-                                        "progress": event["progress"]}))
-            yield f"event: {_one_line(event['status'])}\ndata: {data}\n\n"
-    except REDIS_DOWN as exc:
-        # headers are gone already: the error can only be an event
-        log.warning("event stream of job %s ended: %s", job_id, exc)
-        yield f"event: error\ndata: {json.dumps({'error': f'Redis unavailable: {exc}'})}\n\n"
-    finally:
-        close = getattr(watch, "close", None)
-        if close is not None:
-            close()  # unsubscribes at once when the client went away
-
-
-def _one_line(text: Any) -> str:
-    return str(text).replace("\r", " ").replace("\n", " ")
 
 
 # -- links ----------------------------------------------------------------------

@@ -157,7 +157,8 @@ def _paths() -> dict[str, Any]:
             {"name": "queue", "in": "query", "schema": {"type": "string", "default": "default",
                                                          "pattern": _NAME_PATTERN}}])},
         "/jobs/{job_id}": {"get": _op("The job's record", {
-            "200": _json("The record (bytes as {\"base64\": ...}).",
+            "200": _json("The record (bytes as {\"base64\": ...}); position: jobs taken "
+                         "before it, eta_s: seconds until it starts (null unless queued).",
                          {"$ref": "#/components/schemas/Job"})}, job=True)},
         "/jobs/{job_id}/progress": {"get": _op("The job's progress text", {
             "200": _text("[queued; not started], [scheduled], [deferred], [started], a value, "
@@ -168,18 +169,6 @@ def _paths() -> dict[str, Any]:
             "422": _error("The job failed.")}, job=True)},
         "/jobs/{job_id}/result": {"get": result_op},
         "/jobs/{job_id}/result.{ext}": {"get": result_ext_op},
-        "/jobs/{job_id}/events": {"get": _op("Server-sent events of the job's state", {
-            "200": {"description": "event: <status>, data: {id, status, progress}; "
-                                   "closed after completed, failed, cancelled or expired.",
-                    "content": {"text/event-stream": {"schema": {
-                        "type": "object", "required": ["data"],
-                        "properties": {"event": {"enum": [*STATUSES, "error"]},
-                                       "data": {"type": "string",
-                                                "contentMediaType": "application/json"}}}}}},
-            "503": {**_error("Redis is unreachable, or too many event streams are open "
-                             "(--max_streams; see Retry-After)."),
-                    "headers": {"Retry-After": {"schema": {"type": "integer"}}}}},
-            job=True)},
         "/jobs/{job_id}/link": {"get": _op("A signed result link", {
             "200": _json("The link.", {"type": "object", "properties": {
                 "url": {"type": "string"}, "expires": {"type": "integer"}},
@@ -336,6 +325,7 @@ _JOB_FIELDS = {
     "attempt": {"type": ["integer", "null"]}, "next_attempt_at": {"type": ["number", "null"]},
     "expires_at": {"type": ["number", "null"]}, "error_kind": {"type": ["string", "null"]},
 }
+_PLACE = {"position": {"type": ["integer", "null"], "minimum": 0}, "eta_s": {"type": ["number", "null"], "minimum": 0}}
 _COMPONENTS = {
     "securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer",
@@ -352,7 +342,7 @@ _COMPONENTS = {
     "schemas": {
         "Error": {"type": "object", "properties": {"error": {"type": "string"}},
                   "required": ["error"]},
-        "Job": {"type": "object", "properties": _JOB_FIELDS, "required": list(_JOB_FIELDS)},
+        "Job": {"type": "object", "properties": {**_JOB_FIELDS, **_PLACE}, "required": list(_JOB_FIELDS)},
         "JobPost": {"type": "object", "required": ["msg"], "additionalProperties": False,
                     "description": "Options given as null count as not given.",
                     "properties": {
@@ -378,8 +368,8 @@ _COMPONENTS = {
 
 def document() -> dict[str, Any]:
     """A fresh copy of the OpenAPI 3.1 document (callers may change it)."""
-    # here, not at the top: lifecycle_routes builds its part with this module's helpers
-    from . import lifecycle_routes as lifecycle
+    # here, not at the top: those modules build their parts with this one's helpers
+    from . import lifecycle_routes as lifecycle, stream_routes
     doc = copy.deepcopy({
         "openapi": "3.1.0",
         "info": {"title": "MLQ", "version": __version__,
@@ -390,7 +380,8 @@ def document() -> dict[str, Any]:
         "components": _COMPONENTS,
         "security": [{"bearer": []}, {}],
     })
-    for path, operations in copy.deepcopy(lifecycle.OPENAPI_PATHS).items():
+    parts = {**lifecycle.OPENAPI_PATHS, **stream_routes.OPENAPI_PATHS}
+    for path, operations in copy.deepcopy(parts).items():
         doc["paths"].setdefault(path, {}).update(operations)  # DELETE /jobs/{job_id} joins GET
     schemas = doc["components"]["schemas"]
     schemas.update(copy.deepcopy(lifecycle.OPENAPI_SCHEMAS))

@@ -251,7 +251,7 @@ max_connections_option = option(
     help="Connections served at once; the slowest to send its headers is cut to make room.")
 max_streams_option = option(
     "max_streams", type=click.IntRange(min=1), default=500, show_default=True,
-    help="Event streams open at once (each holds a Redis connection); beyond, 503.")
+    help="Event streams (events and chunks) open at once; beyond, 503.")
 #: --yes of the commands that delete: skip the confirmation prompt.
 yes_option = option("yes", is_flag=True, help="Do not ask for confirmation.")
 max_message_size_option = option(

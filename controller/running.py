@@ -203,7 +203,7 @@ def make_supervisor(conn: ConnectionSettings, settings: dict[str, Any]) -> Any:
     same = ("concurrency", "imports", "secret", "heartbeat_interval", "heartbeat_timeout",
             "fair", "max_running_per_owner", "oom_retries", "grace_period", "cancel_grace")
     options = ("max_message_size", "max_result_size", "max_function_size", "result_ttl",
-               "callback_allow_link_local")
+               "stream_max", "callback_allow_link_local")
     supervisor_settings = SupervisorSettings(
         **{name: settings[name] for name in same}, queues=queues, gpus=gpus,
         max_retries=settings["reaper_retries"],

@@ -40,10 +40,11 @@ SOCKET_TIMEOUT = 2.0
 #: Heartbeats travel on connections of their own with a shorter timeout and no
 #: retries: a heartbeat must never wait behind a hung socket (Clients.heartbeats).
 HEARTBEAT_SOCKET_TIMEOUT = 1.0
-#: redis-py 8 caps a pool at 100 connections; the HTTP server holds one per open
-#: event stream (pub/sub), so that cap would refuse the 100th viewer. It caps
-#: streams at 500 (--max_streams); this stays well below Redis's own default limit
-#: of 10,000 clients, which every worker and server of every host shares.
+#: redis-py 8 caps a pool at 100 connections, and refuses a call past the cap. Event
+#: streams hold none (they share one subscription, dispatch.py), but a thousand of
+#: them woken at once each read a record: the pool grows for that burst. This stays
+#: well below Redis's own default limit of 10,000 clients, which every worker and
+#: server of every host shares.
 MAX_CONNECTIONS = 1_000
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}

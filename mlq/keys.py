@@ -108,6 +108,24 @@ class Keys:
         """The list of one owner's jobs in a queue (fair sharing between owners)."""
         return f"{self.owned_prefix(name)}{owner}"
 
+    def lane(self, name: str = DEFAULT_QUEUE, priority: int = 0, owner: str | None = None) -> str:
+        """The list a job waits in: its queue's at its priority, or, at the default
+        priority with an owner, its owner's list in that queue."""
+        return self.owned(name, owner) if owner and not priority else self.queue(name, priority)
+
+    def lane_joined(self, name: str = DEFAULT_QUEUE, priority: int = 0,
+                    owner: str | None = None) -> str:
+        """Counter of the jobs that ever joined a lane at its back: each job keeps its
+        number (the record's lane_seq), so position.py counts the jobs behind it
+        without walking the list."""
+        return self.lane(name, priority, owner) + ":joined"
+
+    def lane_removed(self, name: str = DEFAULT_QUEUE, priority: int = 0,
+                     owner: str | None = None) -> str:
+        """Zset of the numbers (lane_seq) of jobs taken out of a lane's middle
+        (cancelled, expired): not among the jobs behind any other."""
+        return self.lane(name, priority, owner) + ":removed"
+
     def owned_prefix(self, name: str) -> str:
         return f"{self.prefix}owned:{name}:"
 
@@ -239,6 +257,12 @@ class Keys:
         return self.prefix + "schedule_times"
 
     @property
+    def runtimes(self) -> str:
+        """Hash of run times per listeners list (a record's `functions`, joined by
+        ','): '<names>:n' runs and '<names>:s' seconds (position.py's ETA)."""
+        return self.prefix + "runtimes"
+
+    @property
     def stats(self) -> str:
         """Hash of counters shared by every server instance (metrics)."""
         return self.prefix + "stats"
@@ -324,6 +348,8 @@ end
 local function owners_key(P, queue) return P .. 'owners:' .. queue end
 local function wake_key(P, queue) return P .. 'wake:' .. queue end
 local function channel_key(P, id) return P .. 'events:' .. id end
+local function chunks_channel_key(P, id) return P .. 'chunks:' .. id end
+local function stream_key(P, id) return P .. 'stream:' .. id end
 local function status_index_key(P, status) return P .. 'index:status:' .. status end
 local function dedup_key(P, key) return P .. 'dedup:' .. key end
 local function dependents_key(P, id) return P .. 'dependents:' .. id end
@@ -332,5 +358,14 @@ local function expiring_key(P) return P .. 'expiring' end
 local function paused_key(P) return P .. 'paused' end
 local function waiting_on_key(P) return P .. 'waiting_on' end
 local function stats_key(P) return P .. 'stats' end
+local function runtimes_key(P) return P .. 'runtimes' end
 local function schedule_times_key(P) return P .. 'schedule_times' end
+"""
+
+#: Builders every step that puts jobs in a lane has (lanes.lua): the names of a
+#: lane's own counter and removals (Keys.lane_joined, Keys.lane_removed), from
+#: the lane's key, which such a step always holds.
+LUA_LANE_BUILDERS = """
+local function joined_key(lane) return lane .. ':joined' end
+local function removed_key(lane) return lane .. ':removed' end
 """

@@ -19,6 +19,7 @@ import cloudpickle
 from .errors import JobFailed, SignatureError
 from .job import COMPLETED, FAILED, TERMINAL, error_kind, short_text
 from .lifecycle import retried
+from .position import InLine
 from .record import CALL_FIELD, Outcome, completed, failed
 from .serialization import pack_result
 from .signing import seal, unseal
@@ -108,18 +109,20 @@ class Job:
             return self.mlq.wait(self.id, timeout)
         from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
         deadline = None if timeout is None else time.monotonic() + timeout
+        # while it waits: "#4 in line, ~40 s", read again each second (the keep-alive)
+        in_line, status = InLine(self.mlq, self.id), None
         with tqdm(total=100, desc=f"job {self.id}", unit="%") as bar:
             for event in self.mlq.watch(self.id, keepalive=1.0):
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"job {self.id} not finished within {timeout} s")
-                if event is None:
-                    continue
-                value = event["progress"]
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-                    bar.n = min(float(value), 100.0)
-                bar.set_postfix_str(event["status"])
+                if event is not None:
+                    status, value = event["status"], event["progress"]
+                    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                        bar.n = min(float(value), 100.0)
+                place = in_line.text(status)
+                bar.set_postfix_str(f"{status}, {place}" if place else str(status))
                 bar.refresh()
-                if event["status"] in TERMINAL:
+                if status in TERMINAL:
                     break
         return self.mlq.get_job(self.id)
 

@@ -23,7 +23,8 @@ from .listing import Listing
 from .notebook import Job, submit_many
 from .control import Control
 from .posting import Posted, check_replicas, enqueue, post_many
-from .record import read_field, read_record, with_result_kept_apart
+from .position import read_job
+from .record import read_field, with_result_kept_apart
 from .schedules import Schedules
 from .recovery import Recovery
 from .scripts import Scripts
@@ -57,7 +58,8 @@ class MLQ:
                  max_function_size: int = defaults.MAX_FUNCTION_SIZE,
                  result_ttl: float | None = defaults.RESULT_TTL,
                  queues: Sequence[str] = (DEFAULT_QUEUE,), fair: bool = False,
-                 max_running_per_owner: int = 0, min_replicas: int = 0) -> None:
+                 max_running_per_owner: int = 0, min_replicas: int = 0,
+                 stream_max: int = streams.STREAM_MAX) -> None:
         self.namespace = check_name("namespace", q_name)
         self.keys = Keys(q_name)
         self.clients = Clients(client, redis_url, redis_host, redis_port, redis_db,
@@ -74,15 +76,14 @@ class MLQ:
         self.callbacks = CallbackSender(timeout=callback_timeout, secret=secret,
                                         allow_hosts=callback_allow_hosts,
                                         allow_link_local=callback_allow_link_local)
-        self._set_limits(max_message_size, max_result_size, result_ttl, min_replicas)
+        self._set_limits(max_message_size, max_result_size, result_ttl, min_replicas, stream_max)
         #: what this object's workers consume: queues in order of preference, and
         #: whether owners' jobs are shared round-robin (with a per-owner limit)
         self.queues = tuple(check_name("queue", queue) for queue in queues)
         self.fair = fair
         self.max_running_per_owner = max_running_per_owner
         self.concurrency = concurrency
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
+        self.heartbeat_interval, self.heartbeat_timeout = heartbeat_interval, heartbeat_timeout
         self.max_retries = max_retries
         self._consumer: Any = None
         #: listeners only this process runs (create_listener with an unpicklable function)
@@ -94,10 +95,9 @@ class MLQ:
         self._lock = threading.Lock()
 
     def _set_limits(self, max_message_size: int, max_result_size: int,
-                    result_ttl: float | None, min_replicas: int) -> None:
-        self.max_message_size = max_message_size
-        self.max_result_size = max_result_size
-        self.stream_max = streams.STREAM_MAX  # entries a job's stream keeps
+                    result_ttl: float | None, min_replicas: int, stream_max: int) -> None:
+        self.max_message_size, self.max_result_size = max_message_size, max_result_size
+        self.stream_max = streams.checked_max(stream_max)  # entries a job's stream keeps
         if result_ttl is not None and not result_ttl > 0:
             raise InvalidMessage("result_ttl must be a positive number of seconds")
         self.result_ttl = result_ttl
@@ -195,12 +195,11 @@ class MLQ:
     # -- reading ------------------------------------------------------------
     def get_job(self, job_id: str | int, *,
                 fields: Sequence[str] | None = None) -> dict[str, Any]:
-        """The job's record (SPEC §4); JobNotFound for an unknown id.
+        """The job's record (SPEC §4) with `position` and `eta_s` (position.py);
+        JobNotFound for an unknown id.
 
-        `fields`: only these keys (and `id`), e.g. to check a status without
-        loading a large msg or result.
-        """
-        return read_record(self.client, self.keys, _check_id(job_id), fields)
+        `fields`: only these keys (and `id`); `position` and `eta_s` too if named."""
+        return read_job(self, _check_id(job_id), fields)
 
     get_result = get_job
 

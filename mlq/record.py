@@ -83,6 +83,11 @@ FIELDS: tuple[Field, ...] = (
           public=False),
     Field("key_ttl", "seconds the dedup key outlives the job", public=False),
     Field("has_dependents", "True once a job waits for it (Keys.dependents)", public=False),
+    Field("streamed", "True once a listener emitted a chunk: the finish ends the stream "
+                      "(streams.py)", public=False),
+    Field("lane_seq", "its number among the jobs that joined its lane at the back "
+                      "(Keys.lane_joined; position.py), or none after a requeue to the head",
+          public=False),
 )
 
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.public)

@@ -9,6 +9,7 @@ the record's outcomes from record.py, lanes.lua and start_job.lua.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import redis
 
 from . import defaults
 from .errors import NotReplicated
-from .keys import LUA_KEY_BUILDERS, PRIORITIES, Keys
+from .keys import LUA_KEY_BUILDERS, LUA_LANE_BUILDERS, PRIORITIES, Keys
 from .roundtrips import SharedRoundTrips
 from .record import STORED_RESULT, lua_prelude
 from .serialization import ApartResult, pack
@@ -29,6 +30,7 @@ _NIL = pack(None)
 _SCRIPT_NAMES = (
     "post", "post_many", "take", "finish", "progress", "requeue", "requeue_dead",
     "purge_dead", "claim_dead", "forget_worker", "register", "unregister", "cancel",
+    "position",
 )
 
 
@@ -42,7 +44,8 @@ FIXED_PARTS_KEPT = 1024
 #: Lua shared by several steps, put in front of each (a script cannot import). The
 #: fields each outcome writes come from record.py, where every field is declared;
 #: the key names a step builds itself from keys.py.
-_RECORD, _LANES, _START = lua_prelude(), _source("lanes"), _source("start_job")
+_RECORD, _START = lua_prelude(), _source("start_job")
+_LANES = LUA_LANE_BUILDERS + _source("lanes")
 #: lifecycle() builds the lifecycle functions the first time a call needs them (and
 #: keys.py's builders with them): a step runs its whole prelude on every call.
 _LIFECYCLE = (_RECORD + _LANES + "local lifecycle_built\nlocal function lifecycle()\n"
@@ -65,16 +68,36 @@ class Together:
         return self.round_trips.evalsha_many(self.calls)
 
 
-class Scripts:
-    """The Lua steps of one namespace, bound to one Redis client."""
+@functools.lru_cache(maxsize=None)
+def script_source(name: str) -> str:
+    """The whole Lua of step `name`, its prelude in front (what Scripts registers,
+    and what the asyncio client registers on its own client)."""
+    return _PRELUDES.get(name, "") + _source(name)
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.client = client
+
+def replicated(name: str, reply: Any, reached: Any, replicas: int) -> Any:
+    """`reply`, once `reached` (WAIT's answer) is at least `replicas`; NotReplicated
+    naming the jobs the step made otherwise."""
+    if int(reached) < replicas:
+        ids = [str(reply[0] if isinstance(reply, list) else reply)] if name == "post" \
+            else id_range(reply)
+        raise NotReplicated(ids, int(reached), replicas, defaults.REPLICAS_TIMEOUT)
+    return reply
+
+
+def id_range(reply: Sequence[Any]) -> list[str]:
+    """The ids of a post_many step's reply: [first, last]."""
+    return [str(i) for i in range(int(reply[0]), int(reply[1]) + 1)]
+
+
+class Steps:
+    """The keys and arguments of the steps a producer sends, built without sending
+    anything: Scripts sends them with redis-py, the asyncio client (aio.py) awaits
+    the same scripts with the same arguments."""
+
+    def __init__(self, keys: Keys) -> None:
         self.keys = keys
         self._fixed_parts: dict[tuple[Any, ...], Any] = {}
-        self.round_trips = SharedRoundTrips(client)
-        self._scripts = {name: client.register_script(_PRELUDES.get(name, "") + _source(name))
-                         for name in _SCRIPT_NAMES}
 
     def _fixed(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         """What every call of one kind sends unchanged (keys, fixed arguments),
@@ -86,31 +109,16 @@ class Scripts:
                 self._fixed_parts[key] = found
         return found
 
-    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
-        if isinstance(client, Together):
-            client.calls.append((self._scripts[name], (len(keys), *keys, *args)))
-            return client
-        return self._scripts[name](keys=list(keys), args=list(args), client=client or self.client)
-
-    def together(self) -> Together:
-        """Steps to send in one round trip: pass it as each step's `client`, then
-        call its send()."""
-        return Together(self.round_trips)
-
     def lane(self, queue: str, priority: int = 0, owner: str | None = None) -> str:
         """The list a job waits in: its queue's list at its priority, or, for a job of
         the default priority with an owner, its owner's list (a priority jumps the
         owners' round-robin)."""
         return self.keys.owned(queue, owner) if owner and not priority else self.keys.queue(queue, priority)
 
-    def post(self, queue: str, fields: Sequence[Any], client: Any = None,
-             priority: int = 0, owner: str | None = None, token: str | None = None,
-             replicas: int = 0, lifecycle: Lifecycle | None = None) -> Any:
-        """Post one record; `token` names the post (a random one by default): the
-        same token sent again returns the first post's id. `replicas`: see
-        _confirmed. `lifecycle`: when it is due, its deadline, its dedup key and
-        what it depends on. The reply: the new id, or [id] of the live job that
-        holds the dedup key (no job made)."""
+    def post_call(self, queue: str, fields: Sequence[Any], priority: int = 0,
+                  owner: str | None = None, token: str | None = None,
+                  lifecycle: Lifecycle | None = None) -> tuple[list[Any], list[Any]]:
+        """The post step's keys and arguments (see Scripts.post)."""
         keys, args = self._fixed(("post", queue, priority, owner),
                                  lambda: self._post_parts(queue, priority, owner))
         life = lifecycle or Lifecycle()
@@ -118,25 +126,7 @@ class Scripts:
                 self.keys.prefix, self.keys.paused]
         args = [*args, repr(time.time()), _optional(life.due), _optional(life.expires_at),
                 life.key or "", len(life.depends_on), *life.depends_on, *fields]
-        if client is None:
-            return self._confirmed("post", (len(keys), *keys, *args), replicas)
-        return self._run("post", keys, args, client)
-
-    def _confirmed(self, name: str, call: Sequence[Any], replicas: int) -> Any:
-        """The script's reply; with `replicas`, once that many replicas hold what it
-        wrote (WAIT right after it, on the same connection), else NotReplicated."""
-        if not replicas:
-            return self.round_trips.evalsha(self._scripts[name], *call)
-        timeout = defaults.REPLICAS_TIMEOUT
-        reply, reached = self.round_trips.evalsha_many(
-            [(self._scripts[name], call), (None, ("WAIT", replicas, int(timeout * 1000)))])
-        if int(reached) < replicas:
-            if name == "post":
-                ids = [str(reply[0] if isinstance(reply, list) else reply)]
-            else:
-                ids = [str(i) for i in range(int(reply[0]), int(reply[1]) + 1)]
-            raise NotReplicated(ids, int(reached), replicas, timeout)
-        return reply
+        return keys, args
 
     def _post_parts(self, queue: str, priority: int, owner: str | None
                     ) -> tuple[list[str], list[str]]:
@@ -149,11 +139,10 @@ class Scripts:
                  k.heartbeat(""), k.inbox(""), k.job_channel(""), k.idle_flag(""),
                  repr(defaults.HAND_OVER_WINDOW)])
 
-    def post_many(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
-                  owner: str | None = None, replicas: int = 0,
-                  lifecycle: Lifecycle | None = None) -> list[str]:
-        """Post records (field, value lists) to one queue in one step; their ids.
-        `lifecycle`: when they are due and their deadline (no key, no dependencies)."""
+    def post_many_call(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
+                       owner: str | None = None, lifecycle: Lifecycle | None = None
+                       ) -> tuple[list[Any], list[Any]]:
+        """The post_many step's keys and arguments (see Scripts.post_many)."""
         k = self.keys
         life = lifecycle or Lifecycle()
         args: list[Any] = [k.job_prefix, queue, "" if priority else owner or "",
@@ -163,8 +152,67 @@ class Scripts:
         keys = [k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
                 k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex()),
                 k.prefix, k.paused]
-        first, last = self._confirmed("post_many", (len(keys), *keys, *args), replicas)
-        return [str(i) for i in range(int(first), int(last) + 1)]
+        return keys, args
+
+    def cancel_call(self, job_id: str, queue: str, now: float, priority: int = 0,
+                    owner: str | None = None) -> tuple[list[Any], list[Any]]:
+        """The cancel step's keys and arguments (see Scripts.cancel)."""
+        k = self.keys
+        return ([k.job(job_id), self.lane(queue, priority, owner), k.prefix],
+                [job_id, repr(now), k.control_channel("")])
+
+
+class Scripts(Steps):
+    """The Lua steps of one namespace, bound to one Redis client."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        super().__init__(keys)
+        self.client = client
+        self.round_trips = SharedRoundTrips(client)
+        self._scripts = {name: client.register_script(script_source(name))
+                         for name in _SCRIPT_NAMES}
+
+    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
+        if isinstance(client, Together):
+            client.calls.append((self._scripts[name], (len(keys), *keys, *args)))
+            return client
+        return self._scripts[name](keys=list(keys), args=list(args), client=client or self.client)
+
+    def together(self) -> Together:
+        """Steps to send in one round trip: pass it as each step's `client`, then
+        call its send()."""
+        return Together(self.round_trips)
+
+    def post(self, queue: str, fields: Sequence[Any], client: Any = None,
+             priority: int = 0, owner: str | None = None, token: str | None = None,
+             replicas: int = 0, lifecycle: Lifecycle | None = None) -> Any:
+        """Post one record; `token` names the post (a random one by default): the
+        same token sent again returns the first post's id. `replicas`: see
+        _confirmed. `lifecycle`: when it is due, its deadline, its dedup key and
+        what it depends on. The reply: the new id, or [id] of the live job that
+        holds the dedup key (no job made)."""
+        keys, args = self.post_call(queue, fields, priority, owner, token, lifecycle)
+        if client is None:
+            return self._confirmed("post", (len(keys), *keys, *args), replicas)
+        return self._run("post", keys, args, client)
+
+    def _confirmed(self, name: str, call: Sequence[Any], replicas: int) -> Any:
+        """The script's reply; with `replicas`, once that many replicas hold what it
+        wrote (WAIT right after it, on the same connection), else NotReplicated."""
+        if not replicas:
+            return self.round_trips.evalsha(self._scripts[name], *call)
+        reply, reached = self.round_trips.evalsha_many(
+            [(self._scripts[name], call),
+             (None, ("WAIT", replicas, int(defaults.REPLICAS_TIMEOUT * 1000)))])
+        return replicated(name, reply, reached, replicas)
+
+    def post_many(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
+                  owner: str | None = None, replicas: int = 0,
+                  lifecycle: Lifecycle | None = None) -> list[str]:
+        """Post records (field, value lists) to one queue in one step; their ids.
+        `lifecycle`: when they are due and their deadline (no key, no dependencies)."""
+        keys, args = self.post_many_call(queue, records, priority, owner, lifecycle)
+        return id_range(self._confirmed("post_many", (len(keys), *keys, *args), replicas))
 
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
              count: int = 1, fair: bool = False, max_running_per_owner: int = 0,
@@ -301,12 +349,14 @@ class Scripts:
             "unregister", [k.registry, k.registry_order, k.registry_seq, k.registry_times],
             [name, k.registry_channel])
 
+    def position(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """position.lua's answer for the KEYS and ARGV position.py built."""
+        return self._run("position", keys, args)
+
     def cancel(self, job_id: str, queue: str, now: float, priority: int = 0,
                owner: str | None = None) -> int:
         """1 cancelled while waiting, 2 stop requested while running, 0 already ended."""
-        k = self.keys
-        return self._run("cancel", [k.job(job_id), self.lane(queue, priority, owner), k.prefix],
-                         [job_id, repr(now), k.control_channel("")])
+        return self._run("cancel", *self.cancel_call(job_id, queue, now, priority, owner))
 
 
 @dataclass(frozen=True)

@@ -279,8 +279,6 @@ class Worker:
             outcome = outcome_of(value, self.mlq.max_result_size)
         except Exception as exc:
             outcome = retried(record, exc, self.clock()) or outcome_of_error(exc)
-        if outcome[0] != RETRY:  # readers stop at the job's end, not an attempt's
-            emitter.end(outcome[0], self.mlq.result_ttl)
         return outcome
 
     def run_awaitable(self, awaitable: Any) -> Any:

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from mlq import MLQ, JobNotFound, defaults
+from mlq.dispatch import dispatcher
 from mlq.record import STORED_RESULT
 from mlq.serialization import ApartResult, unpack
 from mlq.worker import Worker
 from tests.cli.conftest import run_controller
+from tests.conftest import wait_until
 
 SIZE = 2 * defaults.STORED_APART + 12345
 BLOB = random.Random(7).randbytes(SIZE)
@@ -54,9 +56,9 @@ def test_a_waiter_woken_by_the_finish_gets_the_whole_result(q: MLQ) -> None:
     got: dict[str, Any] = {}
     waiting = threading.Thread(target=lambda: got.update(q.wait(job_id, timeout=10)))
     waiting.start()
-    # the finish hands a small record to a subscriber: wait until the waiter is one
-    while q.client.pubsub_numsub(q.keys.job_channel(job_id))[0][1] == 0:
-        threading.Event().wait(0.01)
+    # the finish hands a small record to a listener: wait until the waiter is one
+    wait_until(lambda: dispatcher(q.client, q.keys).listeners() == 1, 10, "the waiter to listen",
+               interval=0.01)
     assert Worker(q, "w", local_listeners={"big": big}).step()
     waiting.join(10)
     assert got["result"] == BLOB

@@ -80,6 +80,8 @@ def test_the_lua_key_builders_name_the_same_keys_as_keys_py(q: MLQ) -> None:
         "owners_key(P, 'gpu')": k.owners("gpu"),
         "wake_key(P, 'gpu')": k.wake("gpu"),
         "channel_key(P, '7')": k.job_channel("7"),
+        "chunks_channel_key(P, '7')": k.chunks_channel("7"),
+        "stream_key(P, '7')": k.stream("7"),
         "status_index_key(P, 'expired')": k.index_status("expired"),
         "dedup_key(P, 'resize:42')": k.dedup("resize:42"),
         "dependents_key(P, '7')": k.dependents("7"),

@@ -12,6 +12,7 @@ import pytest
 
 import mlq
 from mlq import MLQ, InvalidMessage
+from mlq.dispatch import dispatcher
 from mlq.lifecycle import retry_delay
 from mlq.worker import Worker
 from tests.conftest import CallbackRecorder, wait_until
@@ -176,8 +177,8 @@ def test_a_waiter_sees_the_retry_as_a_step_and_gets_the_final_record(q: MLQ) -> 
     waiter = threading.Thread(target=lambda: waited.append(q.wait(job_id, 10)))
     waiter.start()
     watcher.start()
-    wait_until(lambda: q.client.pubsub_numsub(q.keys.job_channel(job_id))[0][1] >= 2, 10,
-               "the waiter and the watcher to subscribe")
+    wait_until(lambda: dispatcher(q.client, q.keys).listeners() >= 2, 10,
+               "the waiter and the watcher to listen")
     _drain(q, worker, job_id)
     waiter.join(10)
     watcher.join(10)

@@ -65,6 +65,33 @@
     old.replaceWith(document.importNode(fresh, true));
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  // A job's streamed output (a generator listener's chunks), appended as each
+  // arrives; the browser resumes after the last one by itself if the connection drops.
+  function streamChunks() {
+    const panel = document.getElementById("chunks");
+    if (!panel || !window.EventSource) return;
+    const text = document.getElementById("chunk-text");
+    const count = document.getElementById("chunk-count");
+    let received = 0;
+    const source = new EventSource(panel.dataset.stream);
+    source.addEventListener("chunk", (event) => {
+      const chunk = JSON.parse(event.data);
+      received += 1;
+      panel.hidden = false;
+      if (typeof chunk === "string") text.textContent += chunk;
+      else if (chunk && typeof chunk.base64 === "string") text.textContent += "[" + atob(chunk.base64).length + " bytes]\n";
+      else text.textContent += JSON.stringify(chunk) + "\n";
+      count.textContent = "(" + received + " chunk" + (received === 1 ? "" : "s") + ")";
+    });
+    ["completed", "failed", "cancelled", "expired"].forEach((end) =>
+      source.addEventListener(end, () => source.close()));
+  }
+
+  function startAll() {
+    start();
+    streamChunks();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startAll);
+  else startAll();
 })();

@@ -18,6 +18,7 @@ if status == 'started' then
 end
 if status == 'queued' then
   if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
+  lifecycle().removed_from_lane(P, KEYS[2], KEYS[1])
 elseif status == 'scheduled' then
   redis.call('ZREM', lifecycle().scheduled_key(P), ARGV[1])
 elseif status == 'deferred' then

@@ -22,6 +22,9 @@ local P = KEYS[8]
 local ttl = tonumber(ARGV[4])
 local answers, done, completed, failed, settled = {}, {}, {}, {}, {}
 local buckets, runtime_sum = {}, 0
+-- runs and seconds per listeners list, for position.py's estimates: only jobs
+-- that name their listeners (the record's `functions`) are counted here
+local runs_of, seconds_of = {}, {}
 
 local i = 5
 while i <= #ARGV do
@@ -33,7 +36,7 @@ while i <= #ARGV do
   i = last + 3
   local job_key = ARGV[1] .. id
   local current = redis.call('HMGET', job_key, 'status', 'worker', 'attempt', 'owner',
-    'finished_by', 'cancel_requested', 'key', 'has_dependents')
+    'finished_by', 'cancel_requested', 'key', 'has_dependents', 'functions', 'streamed')
   local me = ARGV[3] .. '#' .. attempt
   local answer = 0
   if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then
@@ -102,6 +105,12 @@ while i <= #ARGV do
     if bucket ~= '' then
       buckets[bucket] = (buckets[bucket] or 0) + 1
       runtime_sum = runtime_sum + tonumber(runtime)
+      local names = current[9] and cmsgpack.unpack(current[9])
+      if type(names) == 'table' and #names > 0 then
+        names = table.concat(names, ',')
+        runs_of[names] = (runs_of[names] or 0) + 1
+        seconds_of[names] = (seconds_of[names] or 0) + tonumber(runtime)
+      end
     end
     local channel = ARGV[2] .. id
     local event = {id, outcome, progress}
@@ -115,6 +124,14 @@ while i <= #ARGV do
       if size <= 65536 then event[4] = flat end
     end
     redis.call('PUBLISH', channel, cmsgpack.pack(event))
+    if current[10] and outcome ~= 'retry' then
+      -- the chunks' readers learn of the end in the same step as the status changes,
+      -- and the chunks live as long as the result (streams.py)
+      local stream = lifecycle().stream_key(P, id)
+      redis.call('XADD', stream, '*', 'end', outcome)
+      if ttl > 0 then redis.call('PEXPIRE', stream, ttl + 1000) end
+      redis.call('PUBLISH', lifecycle().chunks_channel_key(P, id), '')
+    end
   end
   answers[#answers + 1] = answer
 end
@@ -148,4 +165,8 @@ for field, n in pairs(buckets) do
   counted = true
 end
 if counted then redis.call('HINCRBYFLOAT', KEYS[4], 'runtime_sum', runtime_sum) end
+for names, n in pairs(runs_of) do
+  redis.call('HINCRBY', lifecycle().runtimes_key(P), names .. ':n', n)
+  redis.call('HINCRBYFLOAT', lifecycle().runtimes_key(P), names .. ':s', seconds_of[names])
+end
 return answers

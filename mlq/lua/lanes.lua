@@ -16,3 +16,10 @@ local function join_ring(ring, owner, first)
     redis.call(first and 'LPUSH' or 'RPUSH', ring, owner)
   end
 end
+
+-- Number `count` jobs joining a lane at its back (an LPUSH, in push order): the
+-- first one's number. A job keeps its number in its record (lane_seq), so that
+-- position.lua counts the jobs behind it without walking the list.
+local function number_joining(lane, count)
+  return redis.call('INCRBY', joined_key(lane), count) - count + 1
+end

@@ -18,8 +18,10 @@ local function enqueue(P, id, now)
   local queue = unpacked(place[1])
   local priority = unpacked(place[2]) or 0
   local owner = unpacked(place[3])
-  redis.call('HSET', record, 'status', cmsgpack.pack('queued'), 'next_attempt_at', nil_value)
-  redis.call('LPUSH', lane_key(P, queue, priority, owner), id)
+  local lane = lane_key(P, queue, priority, owner)
+  redis.call('HSET', record, 'status', cmsgpack.pack('queued'), 'next_attempt_at', nil_value,
+    'lane_seq', cmsgpack.pack(number_joining(lane, 1)))
+  redis.call('LPUSH', lane, id)
   if priority == 0 then join_ring(owners_key(P, queue), owner) end
   redis.call('PUBLISH', channel_key(P, id), cmsgpack.pack({id, 'queued'}))
   return queue
@@ -110,6 +112,23 @@ local function settle(P, id, record, status, now)
   for queue in pairs(woken) do wake(wake_key(P, queue)) end
 end
 
+-- A job taken out of its lane's middle (cancelled, expired) keeps its number in
+-- the lane's removals: position.lua leaves it out of the jobs behind another.
+-- Numbers below the next job's count for no job left, and are dropped here.
+local function removed_from_lane(P, lane, record)
+  local number = redis.call('HGET', record, 'lane_seq')
+  if not number then return end
+  local removed = removed_key(lane)
+  redis.call('ZADD', removed, cmsgpack.unpack(number), cmsgpack.unpack(number))
+  local next_id = redis.call('LINDEX', lane, -1)
+  if not next_id then
+    redis.call('DEL', removed)
+    return
+  end
+  local first = redis.call('HGET', job_hash(P, next_id), 'lane_seq')
+  if first then redis.call('ZREMRANGEBYSCORE', removed, '-inf', '(' .. cmsgpack.unpack(first)) end
+end
+
 -- A waiting job (queued, scheduled or deferred) that was not started by its
 -- deadline. A queued one is most likely near its list's tail, where LREM
 -- with a negative count starts looking.
@@ -118,8 +137,8 @@ local function expire(P, id, now)
   local current = redis.call('HMGET', key, 'status', 'queue', 'priority', 'owner')
   local status = unpacked(current[1])
   if status == 'queued' then
-    redis.call('LREM', lane_key(P, unpacked(current[2]), unpacked(current[3]) or 0,
-      unpacked(current[4])), -1, id)
+    local lane = lane_key(P, unpacked(current[2]), unpacked(current[3]) or 0, unpacked(current[4]))
+    if redis.call('LREM', lane, -1, id) == 1 then removed_from_lane(P, lane, key) end
   elseif status == 'scheduled' then
     redis.call('ZREM', scheduled_key(P), id)
   elseif status == 'deferred' then
@@ -156,6 +175,8 @@ lifecycle_built = {
   owners_key = owners_key,
   wake_key = wake_key,
   channel_key = channel_key,
+  chunks_channel_key = chunks_channel_key,
+  stream_key = stream_key,
   status_index_key = status_index_key,
   dedup_key = dedup_key,
   dependents_key = dependents_key,
@@ -164,6 +185,8 @@ lifecycle_built = {
   paused_key = paused_key,
   waiting_on_key = waiting_on_key,
   stats_key = stats_key,
+  runtimes_key = runtimes_key,
+  removed_from_lane = removed_from_lane,
   schedule_times_key = schedule_times_key,
   unpacked = unpacked,
   enqueue = enqueue,

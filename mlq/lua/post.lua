@@ -51,6 +51,11 @@ redis.call('SET', KEYS[11], id, 'EX', 300)
 local fields = {'id', cmsgpack.pack(tostring(id)),
   'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT())}
 for i = 15 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
+-- a job that joins its lane now takes its number there (lanes.lua)
+if not failed_dependency and #waits_for == 0 and not (ARGV[11] ~= '' and tonumber(ARGV[11]) > now) then
+  fields[#fields + 1] = 'lane_seq'
+  fields[#fields + 1] = cmsgpack.pack(number_joining(KEYS[2], 1))
+end
 local job_key = ARGV[1] .. id
 redis.call('HSET', job_key, unpack(fields))
 redis.call('ZADD', KEYS[6], id, id)

@@ -25,10 +25,19 @@ local last = redis.call('INCRBY', KEYS[1], #jobs)
 local first = last - #jobs + 1
 redis.call('SET', KEYS[8], first .. ':' .. last, 'EX', 300)
 local ids, scored = {}, {}
+-- jobs that join their lane now take their numbers there (lanes.lua), in push order
+local numbered = nil
+if not (ARGV[4] ~= '' and tonumber(ARGV[4]) > tonumber(ARGV[6])) then
+  numbered = number_joining(KEYS[2], #jobs)
+end
 for j, span in ipairs(jobs) do
   local id = first + j - 1
   local fields = {'id', cmsgpack.pack(tostring(id)),
   'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT())}
+  if numbered then
+    fields[#fields + 1] = 'lane_seq'
+    fields[#fields + 1] = cmsgpack.pack(numbered + j - 1)
+  end
   for k = span[1], span[2] do fields[#fields + 1] = ARGV[k] end
   redis.call('HSET', ARGV[1] .. id, unpack(fields))
   ids[#ids + 1] = id

@@ -15,6 +15,9 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
 status = cmsgpack.unpack(status)
+-- back at the head of its lane, where no number tells its place: position.lua
+-- looks for it from that end
+redis.call('HDEL', KEYS[1], 'lane_seq')
 if status == 'queued' then
   redis.call('RPUSH', KEYS[4], ARGV[1])
   join_ring(KEYS[9], cmsgpack.unpack(redis.call('HGET', KEYS[1], 'owner') or nil_value), true)

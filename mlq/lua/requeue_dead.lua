@@ -9,6 +9,7 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 -- attempt ended (a cancel that reached it, its error kind) may steer the next one
 fresh_attempt(KEYS[2])
 redis.call('DEL', KEYS[8])
+redis.call('HSET', KEYS[2], 'lane_seq', cmsgpack.pack(number_joining(KEYS[3], 1)))
 redis.call('LPUSH', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 join_ring(KEYS[6], cmsgpack.unpack(redis.call('HGET', KEYS[2], 'owner') or nil_value))

@@ -39,7 +39,7 @@ def _chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_api() -> Iterator[Any]:
     """A running playwright (its bundled driver talks to our Chromium)."""
     try:

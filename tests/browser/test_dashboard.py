@@ -46,7 +46,20 @@ def dash_listener(msg: Any, context: dict[str, Any]) -> Any:
     if msg == "hold":
         context["update_progress"](40)
         RELEASE.wait(60)
+    if msg == "story":
+        return _story()
     return {"echo": msg}
+
+
+#: Released by the streaming test once the first words showed: the rest follow.
+STORY_GO_ON = threading.Event()
+
+
+def _story() -> Any:
+    yield "Once upon a time, "
+    STORY_GO_ON.wait(30)
+    yield from ["a model ", "streamed ", "its words."]
+    yield {"tokens": 6}
 
 
 LISTENERS = [dash_listener]
@@ -185,3 +198,20 @@ def test_result_previews(page: Any, dash_server: ServerProcess, dash_worker: MLQ
 
     page.goto(f"{dash_server.url}/ui/jobs/{ids['json']}")  # JSON: pretty-printed
     assert page.locator("#result-text").inner_text() == '{\n  "echo": "json"\n}'
+
+
+def test_the_job_page_shows_streamed_chunks_as_they_come(
+        page: Any, dash_server: ServerProcess, dash_worker: MLQ, artifacts: Path) -> None:
+    job_id = dash_server.post_job("story")
+    page.goto(f"{dash_server.url}/ui/jobs/{job_id}")
+    output = page.locator("#chunk-text")
+    output.wait_for(state="visible")
+    page.wait_for_function("() => document.getElementById('chunk-text').textContent"
+                           " === 'Once upon a time, '")
+    # the job still runs: this arrived live, not with a reload after the end
+    assert dash_worker.get_job(job_id, fields=["status"])["status"] == "started"
+    STORY_GO_ON.set()
+    page.wait_for_function("() => document.getElementById('chunk-count').textContent"
+                           " === '(5 chunks)'")
+    assert output.inner_text() == 'Once upon a time, a model streamed its words.{"tokens":6}\n'
+    page.screenshot(path=str(artifacts / "job-streamed.png"), full_page=True)

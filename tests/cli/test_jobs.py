@@ -36,7 +36,18 @@ def by_kind(msg: Any, context: dict[str, Any]) -> Any:
         return ("done", PNG)
     if kind == "dict":
         return {"labels": ["cat"], "score": 0.5}
+    if kind == "words":
+        return (word for word in ["Once ", "upon ", "a ", "time"])
+    if kind == "values":
+        return (value for value in [{"step": 1}, [2, 3]])
+    if kind == "breaks":
+        return _breaks()
     raise ValueError(f"bad input {kind!r}")
+
+
+def _breaks() -> Any:
+    yield "half a "
+    raise ValueError("the model broke")
 
 
 # -- post ---------------------------------------------------------------------------------
@@ -98,6 +109,30 @@ def test_post_wait_on_a_failing_job_exits_1_with_its_error(cli: Cli, queue: MLQ)
     assert done.rc == 1
     assert "ValueError: bad input 'oops'" in done.err
     assert done.out.strip() == "1"
+
+
+def test_post_stream_prints_the_chunks_as_they_come(cli: Cli, queue: MLQ) -> None:
+    queue.create_listener(by_kind)
+    text = cli("post", "words", "--stream")
+    assert text.rc == 0, text.err
+    job_id, story = text.out.splitlines()
+    assert story == "Once upon a time"  # text as it is, a line ended at the end
+    assert queue.get_job(job_id)["result"] == ["Once ", "upon ", "a ", "time"]
+    values = cli("post", "values", "--stream")
+    assert values.out.splitlines()[1:] == ['{"step": 1}', "[2, 3]"]  # JSON lines
+    plain = cli("post", "text", "--stream")  # nothing streamed: the short result
+    assert plain.out.splitlines()[1:] == ["hello world"]
+
+
+def test_post_stream_of_a_job_that_fails_exits_1_after_its_chunks(cli: Cli,
+                                                                   queue: MLQ) -> None:
+    queue.create_listener(by_kind)
+    done = cli("post", "breaks", "--stream")
+    assert done.rc == 1
+    assert done.out.splitlines()[1:] == ["half a "]
+    assert "ValueError: the model broke" in done.err
+    refused = cli("post", "words", "--stream", "--wait")
+    assert refused.rc == 2 and "exclude each other" in refused.err
 
 
 # -- status and result ----------------------------------------------------------------------

@@ -63,6 +63,7 @@ def test_keep_alive_comment_while_nothing_happens(app: Flask, q: MLQ) -> None:
     response = app.test_client().get(f"/jobs/{job_id}/events", buffered=False)
     chunks: Iterator[bytes] = iter(response.response)  # type: ignore[arg-type]
     assert next(chunks).startswith(b"event: queued\n")
+    assert next(chunks).startswith(b"event: position\n")  # its place in line, once
     assert next(chunks) == b": keep-alive\n\n"
     response.close()
 
@@ -73,8 +74,9 @@ def test_no_keep_alive_before_the_interval(app: Flask, q: MLQ) -> None:
     response = app.test_client().get(f"/jobs/{job_id}/events", buffered=False)
     chunks: Iterator[bytes] = iter(response.response)  # type: ignore[arg-type]
     assert next(chunks).startswith(b"event: queued\n")
+    assert next(chunks).startswith(b"event: position\n")
     started = time.monotonic()
-    next(chunks)
+    assert next(chunks) == b": keep-alive\n\n"
     response.close()
     assert time.monotonic() - started > 0.5
 

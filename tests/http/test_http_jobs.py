@@ -291,12 +291,15 @@ def test_events_arrive_in_order_and_the_stream_closes(server: ServerProcess, wor
                 gate.set()
                 continue
             events.append((event["event"], event["data"]))
-    assert events == [
+    assert [event for event in events if event[0] != "position"] == [
         ("queued", {"id": job_id, "status": "queued", "progress": None}),
         ("started", {"id": job_id, "status": "started", "progress": 0}),
         ("started", {"id": job_id, "status": "started", "progress": 50}),
         ("completed", {"id": job_id, "status": "completed", "progress": 100}),
     ]
+    # while it waited behind the blocker, it was told it runs next
+    assert events[1][0] == "position" and events[1][1]["position"] == 0
+    assert [event[0] for event in events].count("position") == 1
     assert worker.wait(blocker, timeout=10)["result"] == "released"
 
 
@@ -312,6 +315,7 @@ def test_events_send_keep_alive_comments(server: ServerProcess) -> None:
     with server.get(f"/jobs/{job_id}/events", stream=True) as response:
         stream = sse_events(response)
         assert next(stream)["event"] == "queued"
+        assert next(stream)["event"] == "position"  # its place in line, once: it never moves
         assert next(stream) == {"comment": "keep-alive"}  # the server's keepalive is 0.5 s
 
 
