@@ -33,12 +33,14 @@ setup(
     ],
     # test-only: the runner and its plugins, the wheel build, the API fuzzer and the
     # OpenAPI validator, example models (scikit-learn, numpy), the browser driver,
-    # a YAML reader for the deployment files (pyyaml)
+    # a YAML reader for the deployment files (pyyaml), the asyncio client's tests and
+    # the FastAPI example (pytest-asyncio, fastapi, pydantic, uvicorn)
     extras_require={"test": [
         "pytest>=8.3", "pytest-timeout>=2.3", "packaging>=23", "requests>=2.28", "pyyaml>=6",
         "build>=1.0", "setuptools>=61", "wheel",
         "schemathesis>=4", "hypothesis>=6.100", "openapi-spec-validator>=0.7",
         "scikit-learn>=1.3", "numpy>=1.24", "playwright>=1.40",
+        "pytest-asyncio>=0.24", "fastapi>=0.110", "pydantic>=2", "uvicorn>=0.29",
     ]},
     entry_points={"console_scripts": ["controller=controller.__main__:main"]},
 )
