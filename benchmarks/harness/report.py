@@ -204,6 +204,9 @@ MLQ ahead for latency, commands and CPU):
   idle worker.
 - **Redis cmds/job**: `INFO commandstats` calls over the 1-worker drain window,
   divided by the jobs; commands run inside Lua scripts count, as does each EVALSHA.
+- **Redis cmds per post+wait**: the same count over the timed latency round trips,
+  divided by them: the client's post and wait, the worker's take and finish, and
+  whatever the idle worker sends meanwhile.
 - **worker CPU µs/job**: user+system CPU of all worker processes (supervisors and
   children included) over the same window, from `/proc`; **Redis CPU** likewise from
   `INFO cpu`.

@@ -27,6 +27,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("p50", "latency", "p50_ms", "latency p50 ms", False, 2),
     Column("p99", "latency", "p99_ms", "latency p99 ms", False, 2),
     Column("cmds", "drain1", "commands_per_job", "Redis cmds/job", False, 1),
+    Column("cmdsrt", "latency", "commands_per_round_trip", "Redis cmds per post+wait", False, 1),
     Column("cpu", "drain1", "worker_cpu_us", "worker CPU µs/job", False, 0),
     Column("rcpu", "drain1", "redis_cpu_us", "Redis CPU µs/job", False, 0),
 )
@@ -39,10 +40,12 @@ GOALS: tuple[tuple[str, float, str, str | None], ...] = (
     ("bulk", 2.0, "≥ 2× the best peer's bulk", "rq"),
     ("drain1", 2.0, "≥ 2× the best peer", None),
     ("drain2", 2.0, "≥ 2× the best peer", None),
-    ("p50", 1.0, "≤ the best peer", "huey"),
-    ("p99", 1.0, "≤ the best peer", "huey"),
+    ("p50", 0.8, "≤ 0.8× the best peer", "huey"),
+    ("p99", 0.8, "≤ 0.8× the best peer", "huey"),
 )
 MAX_COMMANDS_PER_JOB = 10.0
+#: a post and a wait for its outcome, the worker's part included
+MAX_COMMANDS_PER_ROUND_TRIP = 20.0
 
 
 @dataclass
@@ -120,11 +123,14 @@ def goals(stats: dict[str, dict[str, Stat | None]]) -> list[dict[str, Any]]:
                      "named": named if named_ratio is not None else None,
                      "named_ratio": named_ratio,
                      "named_met": holds(named_ratio, column, target)})
-    cmds = mlq.get("cmds")
-    rows.append({"goal": f"Redis commands per job ≤ {MAX_COMMANDS_PER_JOB:.0f}", "peer": None,
-                 "ratio": cmds.median if cmds else None,
-                 "met": None if cmds is None else cmds.median <= MAX_COMMANDS_PER_JOB,
-                 "named": None, "named_ratio": None, "named_met": None})
+    for key, limit, wording in (("cmds", MAX_COMMANDS_PER_JOB, "Redis commands per job"),
+                                ("cmdsrt", MAX_COMMANDS_PER_ROUND_TRIP,
+                                 "Redis commands per post and its wait")):
+        found = mlq.get(key)
+        rows.append({"goal": f"{wording} ≤ {limit:.0f}", "peer": None,
+                     "ratio": found.median if found else None,
+                     "met": None if found is None else found.median <= limit,
+                     "named": None, "named_ratio": None, "named_met": None})
     return rows
 
 

@@ -122,13 +122,17 @@ class Driver:
                         os.path.join(self.workdir, "workers-latency.log"))
         try:
             self.peer.round_trips(WARMUP_ROUND_TRIPS, timeout=self.config["startup_timeout"])
+            before = RedisSnapshot.take(self.resp)
             samples = self.peer.round_trips(self.config["round_trips"], timeout=10.0)
+            after = RedisSnapshot.take(self.resp)
             if procs.any_exited():
                 raise RuntimeError("the worker exited during the latency run")
         finally:
             procs.stop()
         return {"p50_ms": percentile(samples, 50) * 1e3, "p99_ms": percentile(samples, 99) * 1e3,
-                "mean_ms": sum(samples) / len(samples) * 1e3, "round_trips": len(samples)}
+                "mean_ms": sum(samples) / len(samples) * 1e3, "round_trips": len(samples),
+                # the whole system's: the poster's and the worker's, idle polling included
+                "commands_per_round_trip": (after.commands - before.commands) / len(samples)}
 
     # -- helpers --------------------------------------------------------------
     def _mark(self, now: float, done: int, procs: Workers) -> Mark:
