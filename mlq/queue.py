@@ -148,7 +148,7 @@ class MLQ:
         """Cancel a waiting job (it never runs), or ask a running one to stop (its
         listener's cancelled() turns True); False once it has ended."""
         job_id = _check_id(job_id)
-        self._field(job_id, "status")  # JobNotFound for an unknown id
+        read_field(self.client, self.keys, job_id, "status")  # JobNotFound for an unknown id
         queue, priority, owner = self.recovery.placement(job_id)
         return int(self.scripts.cancel(job_id, queue, time.time(), priority, owner)) > 0
 
@@ -207,15 +207,12 @@ class MLQ:
         record = self.get_job(job_id, fields=["progress", "status"])
         return progress_text(record["progress"], record["status"])
 
-    def _field(self, job_id: str | int, name: str) -> Any:
-        return read_field(self.client, self.keys, _check_id(job_id), name)
-
     def wait(self, job_id: str | int, timeout: float | None = None) -> dict[str, Any]:
         """Block (pushed by Redis) until the job completed or failed; its record."""
         job_id = _check_id(job_id)
         record = wait_for_terminal(self.client, self.keys, job_id,
                                    lambda: self.get_job(job_id), timeout,
-                                   read_status=lambda: self._field(job_id, "status"))
+                                   read_status=lambda: self.scripts.await_status(job_id))
         # the record an event carries is small: a big result is only marked in it
         return with_result_kept_apart(self.client, self.keys, job_id, record)
 

@@ -19,18 +19,18 @@ from typing import Any, Callable, Sequence
 import redis
 
 from . import defaults
-from .errors import NotReplicated
+from .errors import JobNotFound, NotReplicated
 from .keys import LUA_KEY_BUILDERS, LUA_LANE_BUILDERS, PRIORITIES, Keys
 from .roundtrips import SharedRoundTrips
 from .record import STORED_RESULT, lua_prelude
-from .serialization import ApartResult, pack
+from .serialization import ApartResult, pack, unpack
 
 _NIL = pack(None)
 
 _SCRIPT_NAMES = (
     "post", "post_many", "take", "finish", "progress", "requeue", "requeue_dead",
     "purge_dead", "claim_dead", "forget_worker", "register", "unregister", "cancel",
-    "position",
+    "position", "await",
 )
 
 
@@ -348,6 +348,14 @@ class Scripts(Steps):
         return self._run(
             "unregister", [k.registry, k.registry_order, k.registry_seq, k.registry_times],
             [name, k.registry_channel])
+
+    def await_status(self, job_id: str) -> Any:
+        """The job's status, marking it waited for (await.lua: its finish then sends
+        the record); JobNotFound for an unknown id."""
+        status = self._run("await", [self.keys.job(job_id)], [])
+        if status is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        return unpack(status)
 
     def position(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """position.lua's answer for the KEYS and ARGV position.py built."""

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+import redis
 
 from mlq import MLQ, dispatch, events
 from mlq.dispatch import dispatcher
@@ -128,3 +129,32 @@ def test_the_shared_connection_closes_when_idle_and_opens_again_for_the_next_wai
     assert worker.step(1)
     waiter.join(20)
     assert waited and waited[0]["result"] == "second"
+
+
+def test_the_finish_hands_a_waiter_the_record_so_it_reads_nothing_after(
+        q: MLQ, redis_url: str) -> None:
+    go = threading.Event()
+    worker = Worker(q, "w1", local_listeners={"held": lambda msg, *args: go.wait(10) and msg})
+    job_id = q.post("handed over")
+    running = threading.Thread(target=worker.step, args=(1,))
+    running.start()
+    wait_until(lambda: q.get_job(job_id, fields=["status"])["status"] == "started", 10,
+               "the job to start")
+    # a waiter of its own, whose connections Redis can tell apart by name
+    waiter_mlq = MLQ(q.namespace, client=redis.Redis.from_url(redis_url, client_name="waiter"))
+    try:
+        waited, (waiter,) = _wait_in_threads(waiter_mlq, [job_id], 10)
+        wait_until(lambda: q.client.hexists(q.keys.job(job_id), "waited"), 10, "the wait's mark")
+        sent = _commands_of(q, "waiter")
+        go.set()
+        running.join(10)
+        waiter.join(10)
+        assert waited and (waited[0]["status"], waited[0]["result"]) == ("completed",
+                                                                         "handed over")
+        assert _commands_of(q, "waiter") == sent  # the event carried the record
+    finally:
+        waiter_mlq.close()
+
+
+def _commands_of(q: MLQ, name: str) -> int:
+    return sum(int(c["tot-cmds"]) for c in q.client.client_list() if c["name"] == name)

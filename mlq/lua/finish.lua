@@ -36,7 +36,8 @@ while i <= #ARGV do
   i = last + 3
   local job_key = ARGV[1] .. id
   local current = redis.call('HMGET', job_key, 'status', 'worker', 'attempt', 'owner',
-    'finished_by', 'cancel_requested', 'key', 'has_dependents', 'functions', 'streamed')
+    'finished_by', 'cancel_requested', 'key', 'has_dependents', 'functions', 'streamed',
+    'waited')
   local me = ARGV[3] .. '#' .. attempt
   local answer = 0
   if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then
@@ -115,9 +116,9 @@ while i <= #ARGV do
     local channel = ARGV[2] .. id
     local event = {id, outcome, progress}
     if outcome == 'retry' then event = {id, 'scheduled'} end
-    -- someone is waiting for the outcome: hand over a small record with the
-    -- event, saving a read (a retry is no outcome yet)
-    if outcome ~= 'retry' and redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
+    -- someone waits for the outcome (await.lua marked it): hand over a small
+    -- record with the event, saving a read (a retry is no outcome yet)
+    if outcome ~= 'retry' and current[11] then
       local flat = redis.call('HGETALL', job_key)
       local size = 0
       for j = 2, #flat, 2 do size = size + #flat[j] end
