@@ -35,7 +35,7 @@ from .aio_events import JobEvents
 from .connection import CLUSTER_SCHEMES, CONNECT_TIMEOUT, DEFAULT_PORT, MAX_CONNECTIONS, \
     SENTINEL_SCHEMES, SOCKET_TIMEOUT
 from .embedded import default_password
-from .errors import InvalidMessage
+from .errors import InvalidMessage, JobNotFound
 from .events import RECHECK_INTERVAL
 from .job import TERMINAL
 from .keys import DEFAULT_QUEUE, Keys, check_name
@@ -44,7 +44,7 @@ from .posting import check_dependencies_known, check_replicas, checked_many, che
     posted
 from .queue import _check_id
 from .position import read_job
-from .record import event_record, read_field, with_result_kept_apart
+from .record import event_record, with_result_kept_apart
 from .replay import evalsha, replayed
 from .scripts import Steps, id_range, replicated, script_source
 from .serialization import unpack
@@ -212,8 +212,12 @@ class AsyncMLQ:
 
     async def _ended(self, job_id: str) -> dict[str, Any] | None:
         """The record of an ended job, or None while it has not ended; its status is
-        read first, as MLQ.wait does, to leave a large record alone until then."""
-        if await replayed(self.client, read_field, self.keys, job_id, "status") not in TERMINAL:
+        read first, as MLQ.wait does, to leave a large record alone until then, and
+        the job marked waited for (await.lua), so its finish sends the record along."""
+        status = await self._step("await", [self.keys.job(job_id)], [])
+        if status is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        if unpack(status) not in TERMINAL:
             return None
         record = await self.get_job(job_id)
         return record if record["status"] in TERMINAL else None
