@@ -207,7 +207,11 @@ def event_record(data: bytes) -> dict[str, Any] | None:
     values = unpack_from_lua(data)
     if len(values) < 4 or not values[3]:
         return None
-    return _from_lua_flat(values[3])
+    record = _from_lua_flat(values[3])
+    # as get_job gives an ended job (position.read_job): no lane number, no place
+    record.pop("lane_seq", None)
+    record.update(position=None, eta_s=None)
+    return record
 
 
 def handed_over(data: bytes) -> tuple[str, dict[str, Any]]:

@@ -92,9 +92,12 @@ def test_a_wait_outlives_the_loss_of_the_shared_connection(
     done = q.post("done")
     assert worker.step(1)
     job_id = q.post("waited for")
-    waited, (waiter,) = _wait_in_threads(q, [job_id], 60)
-    wait_until(lambda: _listeners(q) == 1, 10, "the waiter to listen", interval=0.005)
     shared = dispatcher(q.client, q.keys)
+    shared.subscribe()  # made before the waiter comes: the kill below must hit it
+    waited, (waiter,) = _wait_in_threads(q, [job_id], 60)
+    # its first look done (the look marks the job), it waits for news alone
+    wait_until(lambda: q.client.hexists(q.keys.job(job_id), "waited"), 10,
+               "the waiter's first look", interval=0.005)
     connects = shared._pubsub.connects
     # the job ends as the connection drops, in one step: its event reaches nobody
     ended = {name: value for name, value in q.client.hgetall(q.keys.job(done)).items()
