@@ -33,6 +33,7 @@ from werkzeug.wrappers import Response
 
 from mlq.errors import JobNotFound
 from mlq.job import STATUSES, TERMINAL
+from mlq.record import CALL_FIELD
 
 from . import dashboard_lifecycle, dashsession, overview
 from .helpers import ServerState, current_state, handle_error, jsonable
@@ -178,9 +179,16 @@ def job_page(job_id: str) -> str:
     """One job: its record, progress, error and a preview of its result."""
     state = current_state()
     job = state.mlq.get_job(job_id)
+    preview, msg_text = _preview(state, job), _pretty(job["msg"])
+    if job.get(CALL_FIELD):  # a submitted call: its msg and result are pickles, never
+        # loaded here; the client wrote the call's text, the worker the result's
+        msg_text = (f"{job['call_name']}({job.get('call_args') or ''})" if job.get("call_name")
+                    else "a submitted call, pickled (posted before calls were named)")
+        if preview and preview["kind"] == "bytes":
+            preview = {"kind": "text", "text": job["short_result"] or "", "cut": False}
     return render_template("job.html", job=job, live=job["status"] not in TERMINAL,
-                           progress=_progress_percent(job), preview=_preview(state, job),
-                           msg_text=_pretty(job["msg"]),
+                           progress=_progress_percent(job), preview=preview,
+                           msg_text=msg_text,
                            notice=dashboard_lifecycle.job_notice(),
                            cancellable=job["status"] in dashboard_lifecycle.CANCELLABLE)
 

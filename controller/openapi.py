@@ -324,6 +324,9 @@ _JOB_FIELDS = {
     "msg": _ANY, "status": _STATUS, "error": {"type": ["string", "null"]},
     "attempt": {"type": ["integer", "null"]}, "next_attempt_at": {"type": ["number", "null"]},
     "expires_at": {"type": ["number", "null"]}, "error_kind": {"type": ["string", "null"]},
+    "call_name": {"type": ["string", "null"], "description": "A submitted call's function."},
+    "call_args": {"type": ["string", "null"], "maxLength": 200,
+                  "description": "A submitted call's arguments, as short text."},
 }
 _PLACE = {"position": {"type": ["integer", "null"], "minimum": 0}, "eta_s": {"type": ["number", "null"], "minimum": 0}}
 _COMPONENTS = {

@@ -45,8 +45,8 @@ def events(job_id: str) -> Response:
     """The state now, each change, closed after the terminal state; while the job
     waits in line, its place when it changes (at most every POSITION_EVERY s)."""
     def open_events() -> Iterator[str]:
-        # ticks at least as often as positions are looked at; 404 before streaming
-        watch = state.mlq.watch(job_id, keepalive=min(POSITION_EVERY, state.sse_keepalive))
+        # ticks as often as positions are looked at; 404 before streaming
+        watch = state.mlq.watch(job_id, keepalive=state.sse_keepalive, tick=POSITION_EVERY)
         return _sse(_with_positions(state.mlq, job_id, watch, state.sse_keepalive), job_id,
                     _state_event)
 

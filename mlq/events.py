@@ -106,11 +106,13 @@ def _listening(client: redis.Redis, keys: Keys, channel: str, outage: _Outage,
 
 def watch(client: redis.Redis, keys: Keys, job_id: str,
           read_record: Callable[[], dict[str, Any]],
-          keepalive: float = 15.0) -> Iterator[dict[str, Any] | None]:
+          keepalive: float = 15.0, tick: float | None = None) -> Iterator[dict[str, Any] | None]:
     """Yield the job's state at once, then one dict per status or progress change.
 
     Yields None when `keepalive` seconds pass with no change (time for a
-    keep-alive), and stops after the terminal state.
+    keep-alive; the record is read again then, in case an event was lost), and,
+    with `tick`, also every `tick` seconds in between (reading nothing). Stops
+    after the terminal state.
     """
     def state() -> dict[str, Any]:
         record = read_record()
@@ -121,8 +123,15 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
         last = state()
         yield dict(last)
         look = False  # read the record now (after an outage) instead of waiting first
+        quiet_since = time.monotonic()
         while last["status"] not in TERMINAL:
-            message = None if look else inbox.get(keepalive)
+            message = None
+            if not look:
+                left = max(keepalive - (time.monotonic() - quiet_since), 0.0)
+                message = inbox.get(left if tick is None else min(tick, left))
+                if message is None and time.monotonic() - quiet_since < keepalive:
+                    yield None  # a tick
+                    continue
             try:
                 # nothing pushed: confirm from the record, in case a reconnect dropped an event
                 current = state() if message is None or message is RESYNC \
@@ -134,6 +143,8 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
                 yield None  # a keep-alive while Redis is away
                 continue
             quiet, look = message is None and not look, False
+            if current != last or quiet:
+                quiet_since = time.monotonic()
             if current != last:
                 last = current
                 yield dict(current)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
+import reprlib
 import time
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -17,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import cloudpickle
 
 from .errors import JobFailed, SignatureError
-from .job import COMPLETED, FAILED, TERMINAL, error_kind, short_text
+from .job import COMPLETED, FAILED, TERMINAL, error_kind
 from .lifecycle import retried
 from .position import InLine
+from .posting import Posted, checked_post, enqueue, post_many
 from .record import CALL_FIELD, Outcome, completed, failed
 from .serialization import pack_result
 from .signing import seal, unseal
@@ -154,12 +156,134 @@ def _unpickle(sealed: bytes | None, secret: str | bytes | None) -> Any:
         return None
 
 
+#: How long the text of a call's arguments or of its result may be: enough to
+#: recognise it on the dashboard, never a second copy of a big input.
+SHORT_CHARS = 200
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 80
+#: Options that name one job: a map of many calls cannot share them.
+_ONE_JOB_OPTIONS = frozenset({"key", "key_ttl", "token"})
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= SHORT_CHARS else text[:SHORT_CHARS - 1] + "…"
+
+
+def call_name(function: Callable[..., Any]) -> str:
+    """'module.qualname' of what `function` runs (the function a partial wraps)."""
+    target = getattr(function, "func", function)
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    module = getattr(target, "__module__", None)
+    return _capped(f"{module}.{name}" if module else str(name))
+
+
+def call_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The arguments of a call as short text, e.g. "2, lr=0.1" (reprlib: a long
+    value shows its start, a failing __repr__ shows its type)."""
+    parts = [_short.repr(arg) for arg in args]
+    parts += [f"{name}={_short.repr(value)}" for name, value in kwargs.items()]
+    return _capped(", ".join(parts))
+
+
+def result_text(value: Any) -> str:
+    """short_result of a submitted call: the text a str, the short repr of anything
+    else. The server shows it; it never loads the pickled result."""
+    return _capped(value if isinstance(value, str) else _short.repr(value))
+
+
+def call_fields(function: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The record fields of a submitted call besides its pickle, written by the
+    client: the server can show what runs without unpickling anything."""
+    return {CALL_FIELD: True, "call_name": call_name(function),
+            "call_args": call_text(args, kwargs)}
+
+
 def submit_many(mlq: MLQ, function: Callable[..., Any],
                 calls: Iterable[tuple[tuple[Any, ...], dict[str, Any]]],
                 **options: Any) -> list[Job]:
+    """Post one job per (args, kwargs) calling `function`; `options` as MLQ.post's."""
+    calls = list(calls)
     sealed = [pack_call(function, args, kwargs, mlq.secret) for args, kwargs in calls]
-    ids = mlq.post_many(sealed, extra={CALL_FIELD: True}, **options)
+    extras = [call_fields(function, args, kwargs) for args, kwargs in calls]
+    if len(calls) == 1:  # every post option applies to one job
+        ids = [enqueue(mlq, sealed[0], extra=extras[0], **options).id]
+    elif options.keys() & _ONE_JOB_OPTIONS:
+        raise TypeError(f"map takes none of {', '.join(sorted(_ONE_JOB_OPTIONS))}: "
+                        "each names one job")
+    elif "depends_on" in options:  # post_many takes no dependencies: one post each
+        ids = [enqueue(mlq, msg, extra=more, **options).id for msg, more in zip(sealed, extras)]
+    else:
+        ids = post_many(mlq, sealed, extra=extras, **options)
     return [Job(mlq, job_id) for job_id in ids]
+
+
+#: The job options MLQ.options takes: post's keywords.
+JOB_OPTIONS = frozenset(inspect.signature(checked_post).parameters) - {"mlq", "msg", "extra"}
+
+
+class Options:
+    """Job options for the jobs it posts (MLQ.options): its submit and map route
+    calls like post does messages, and every keyword of submit still goes to the
+    function. Keywords given to post (enqueue, post_many) win over the handle's."""
+
+    def __init__(self, mlq: MLQ, options: dict[str, Any]) -> None:
+        unknown = sorted(set(options) - JOB_OPTIONS)
+        if unknown:  # now, not when a post finally uses them
+            raise TypeError(f"options() got unexpected option(s) {', '.join(map(repr, unknown))};"
+                            f" it takes {', '.join(sorted(JOB_OPTIONS))}")
+        self.mlq = mlq
+        self.job_options = dict(options)
+
+    def __repr__(self) -> str:
+        return f"<Options {self.job_options!r} of {self.mlq!r}>"
+
+    def options(self, **options: Any) -> Options:
+        """These options with more (or other) ones."""
+        return Options(self.mlq, {**self.job_options, **options})
+
+    def submit(self, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
+        """Run `function(*args, **kwargs)` on a worker (MLQ.submit), with these options."""
+        return submit_many(self.mlq, function, [(args, kwargs)], **self.job_options)[0]
+
+    def map(self, function: Callable[..., Any], items: Iterable[Any],
+            timeout: float | None = None) -> list[Any]:
+        """`[function(item) for item in items]` on the workers (MLQ.map), with these options."""
+        jobs = submit_many(self.mlq, function, [((item,), {}) for item in items],
+                           **self.job_options)
+        return [job.result(timeout) for job in jobs]
+
+    def post(self, msg: Any, callback: str | None = None, functions: list[str] | None = None,
+             **options: Any) -> str:
+        """MLQ.post with these options."""
+        return self.enqueue(msg, callback, functions, **options).id
+
+    def enqueue(self, msg: Any, callback: str | None = None,
+                functions: list[str] | None = None, **options: Any) -> Posted:
+        """MLQ.enqueue with these options."""
+        return enqueue(self.mlq, msg, **self._merged(callback, functions, options))
+
+    def post_many(self, msgs: Iterable[Any], callback: str | None = None,
+                  functions: list[str] | None = None, **options: Any) -> list[str]:
+        """MLQ.post_many with these options."""
+        return post_many(self.mlq, msgs, **self._merged(callback, functions, options))
+
+    def _merged(self, callback: str | None, functions: list[str] | None,
+                options: dict[str, Any]) -> dict[str, Any]:
+        merged = {**self.job_options, **options}
+        if callback is not None:
+            merged["callback"] = callback
+        if functions is not None:
+            merged["functions"] = functions
+        return merged
+
+
+def job_options(mlq: MLQ, **options: Any) -> Options:
+    """A handle whose submit, map, post, enqueue and post_many post with these job
+    options (post's keywords: queue, priority, owner, timeout, retries...), e.g.
+    ``q.options(queue="gpu", priority=5).submit(train, 2)``. TypeError now for a
+    name post does not take."""
+    return Options(mlq, options)
 
 
 def execute_call(worker: Worker, record: dict[str, Any]) -> Outcome:
@@ -181,7 +305,7 @@ def execute_call(worker: Worker, record: dict[str, Any]) -> Outcome:
         return retried(record, exc, worker.clock()) or (
             FAILED, failed(str(exc), traceback.format_exc(), error_kind(exc),
                            exception=pack_value(exc, secret)), None)
-    short = short_text(value) if not isinstance(value, (list, dict, tuple)) else None
+    short = result_text(value)
     sealed = pack_value(value, secret)
     if sealed is None:
         return FAILED, failed(f"result of type {type(value).__name__} cannot be pickled"), None

@@ -68,12 +68,14 @@ def checked_post(mlq: PostLimits, msg: Any, callback: str | None = None,
                  replicas: int | None = None, token: str | None = None, delay: Any = None,
                  at: Any = None, expires: Any = None, retries: Any = 0, backoff: Any = 1.0,
                  backoff_max: Any = 600.0, retry_on: Any = None, key: Any = None,
-                 key_ttl: Any = None, depends_on: Any = None) -> PostRequest:
-    """MLQ.post's arguments checked (InvalidMessage before anything is sent)."""
+                 key_ttl: Any = None, depends_on: Any = None,
+                 extra: dict[str, Any] | None = None) -> PostRequest:
+    """MLQ.post's arguments checked (InvalidMessage before anything is sent);
+    `extra`: record fields of the library's own (a submitted call's)."""
     priority = check_priority(priority)
     replicas = mlq.min_replicas if replicas is None else check_replicas(replicas)
     fields = new_fields(msg, callback, functions, timeout, queue, priority, owner,
-                        max_message_size=mlq.max_message_size)
+                        max_message_size=mlq.max_message_size) + pack_fields(extra or {})
     options = LifeOptions(delay, at, expires, retries, backoff, backoff_max, retry_on, key,
                           key_ttl, depends_on)
     # most posts use none of these: they skip the checks (a post is ~100 µs in all)
@@ -111,7 +113,8 @@ def posted(reply: Any) -> Posted:
 
 
 #: What `then` may hold: the message and post's options but depends_on.
-FAN_IN_OPTIONS = frozenset(inspect.signature(checked_post).parameters) - {"mlq", "depends_on"}
+FAN_IN_OPTIONS = frozenset(inspect.signature(checked_post).parameters) - {"mlq", "depends_on",
+                                                                          "extra"}
 
 
 class ManyRequest(NamedTuple):
@@ -130,12 +133,14 @@ class ManyRequest(NamedTuple):
 def checked_many(mlq: PostLimits, msgs: Iterable[Any], callback: str | None = None,
                  functions: list[str] | None = None, *, timeout: float | None = None,
                  queue: str = DEFAULT_QUEUE, priority: int = 0, owner: str | None = None,
-                 chunk_size: int = 500, extra: dict[str, Any] | None = None,
+                 chunk_size: int = 500,
+                 extra: dict[str, Any] | list[dict[str, Any]] | None = None,
                  replicas: int | None = None, delay: Any = None, at: Any = None,
                  expires: Any = None, retries: Any = 0, backoff: Any = 1.0,
                  backoff_max: Any = 600.0, retry_on: Any = None,
                  then: dict[str, Any] | None = None) -> ManyRequest:
-    """MLQ.post_many's arguments checked: every message before anything is sent."""
+    """MLQ.post_many's arguments checked: every message before anything is sent.
+    `extra`: record fields added to every record, or a list of them, one per message."""
     priority = check_priority(priority)
     replicas = mlq.min_replicas if replicas is None else check_replicas(replicas)
     life_fields, life = LifeOptions(delay, at, expires, retries, backoff, backoff_max,
@@ -144,7 +149,8 @@ def checked_many(mlq: PostLimits, msgs: Iterable[Any], callback: str | None = No
                           max_message_size=mlq.max_message_size) + life_fields
                for m in msgs]
     if extra:
-        records = [fields + pack_fields(extra) for fields in records]
+        extras = extra if isinstance(extra, list) else [extra] * len(records)
+        records = [fields + pack_fields(more) for fields, more in zip(records, extras, strict=True)]
     if then is not None:
         then = _fan_in(mlq, then)
     chunks = [records[start:start + chunk_size] for start in range(0, len(records), chunk_size)]

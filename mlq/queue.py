@@ -20,7 +20,7 @@ from .job import COMPLETED, progress_text
 from .keys import DEFAULT_QUEUE, Keys, check_name
 from .listeners import Listener, ListenerStates, Registry, function_name, listener
 from .listing import Listing
-from .notebook import Job, submit_many
+from .notebook import Job, job_options, submit_many
 from .control import Control
 from .posting import Posted, check_replicas, enqueue, post_many
 from .position import read_job
@@ -128,8 +128,8 @@ class MLQ:
         """post, saying whether the dedup key found a live job (then none was made)."""
         return enqueue(self, msg, callback, functions, **options)
 
-    def submit(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
-        """Run `function(*args, **kwargs)` on a worker; the function travels with the job."""
+    def submit(self, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
+        """Run `function(*args, **kwargs)` on a worker (code and all); job options: options()."""
         return submit_many(self, function, [(args, kwargs)])[0]
 
     def map(self, function: Callable[..., Any], items: Iterable[Any],
@@ -137,6 +137,8 @@ class MLQ:
         """`[function(item) for item in items]`, run on the workers; results in order."""
         jobs = submit_many(self, function, [((item,), {}) for item in items])
         return [job.result(timeout) for job in jobs]
+
+    options = job_options  # q.options(queue="gpu").submit(...): notebook.Options
 
     def job(self, job_id: str | int) -> Job:
         """A handle on an existing job."""
@@ -223,11 +225,15 @@ class MLQ:
             raise JobFailed(f"job {record['id']} {record['status']}: {record['result']}", record)
         return record["result"]
 
-    def watch(self, job_id: str | int, keepalive: float = 15.0) -> Iterator[dict[str, Any] | None]:
-        """The job's state now, then each change; None when `keepalive` passes quietly."""
+    def watch(self, job_id: str | int, keepalive: float = 15.0,
+              tick: float | None = None) -> Iterator[dict[str, Any] | None]:
+        """The job's state now, then each change; None when `keepalive` passes quietly
+        (and every `tick` seconds, if given: events.watch)."""
         job_id = _check_id(job_id)
-        self.get_job(job_id)
-        return watch(self.client, self.keys, job_id, lambda: self.get_job(job_id), keepalive)
+        fields = ["status", "progress"]
+        self.get_job(job_id, fields=fields)  # JobNotFound before anything is listened to
+        return watch(self.client, self.keys, job_id,
+                     lambda: self.get_job(job_id, fields=fields), keepalive, tick)
 
     def stream(self, job_id: str | int, after: str = "0-0") -> Iterator[tuple[str, Any]]:
         """(entry id, chunk) of the job's streamed output after entry `after`, as it
@@ -392,5 +398,3 @@ class MLQ:
 
     def __repr__(self) -> str:
         return f"MLQ({self.namespace!r})"
-
-

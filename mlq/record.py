@@ -72,6 +72,9 @@ FIELDS: tuple[Field, ...] = (
     Field("retry", "{retries, backoff, backoff_max, retry_on}: retries after an exception"),
     Field("key", "the dedup key it was posted with, or None"),
     Field("depends_on", "ids that must complete before it runs, or None"),
+    Field("call_name", "a submitted call's function as 'module.qualname', or None"),
+    Field("call_args", "a submitted call's arguments as short text (at most 200 "
+                       "characters), or None"),
     # bookkeeping the steps keep; the record read through the library leaves them out
     Field("finished_by", "worker#attempt whose finish counted (a finish sent twice is "
                          "recognised)", public=False),

@@ -83,7 +83,8 @@ def test_no_keep_alive_before_the_interval(app: Flask, q: MLQ) -> None:
 
 def test_redis_failure_mid_stream_ends_with_an_error_event(app: Flask, q: MLQ,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_watch(job_id: str, keepalive: float = 15.0) -> Iterator[dict[str, Any] | None]:
+    def broken_watch(job_id: str, keepalive: float = 15.0,
+                     tick: float | None = None) -> Iterator[dict[str, Any] | None]:
         yield {"id": job_id, "status": "queued", "progress": None}
         raise redis.ConnectionError("gone")
 
