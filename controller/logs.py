@@ -3,8 +3,9 @@
 ``--log_format json`` writes one JSON object per line, so a log shipper (Loki,
 Elasticsearch, CloudWatch) can index it without a parsing rule. Every field a
 log call passes with ``extra=`` becomes a key of its own: the worker's job
-events carry ``job_id``, ``worker_id`` and ``duration`` that way, so "every job
-that took over 60 s" is a query, not a regular expression over messages.
+events carry ``job_id``, ``queue``, ``function``, ``attempt``, ``error_kind`` and
+``duration`` that way (mlq/joblog.py), so "every job that took over 60 s" is a
+query, not a regular expression over messages.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ log_format_option = option(
     "log_format", type=click.Choice(FORMATS), default="text", show_default=True,
     envvar="MLQ_LOG_FORMAT",
     help="Log lines as text, or as one JSON object per line (job events carry job_id, "
-         "worker_id and duration) [env: MLQ_LOG_FORMAT]")
+         "queue, function, attempt, error_kind and duration) [env: MLQ_LOG_FORMAT]")
 
 
 class JsonFormatter(logging.Formatter):
@@ -49,8 +50,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_") and key not in entry:
                 entry[key] = value
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # also a traceback logged as text (mlq.joblog)
+            entry["exc"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         # default=str: an extra that JSON cannot hold is still logged, as text;
@@ -58,9 +61,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class _StreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that writes nothing once closed.
+
+    logging.shutdown() closes every handler at exit, holding each one's lock, so
+    no write is under way then. Daemon threads (heartbeats, pub/sub followers)
+    may still log after it, while the interpreter finalizes; a thread stopped
+    there in the middle of a write would hold the stream's lock, and the final
+    flush of stderr would abort with "Fatal Python error: _enter_buffered_busy".
+    """
+
+    closed = False
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self.closed = True
+            super().close()
+        finally:
+            self.release()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.closed:
+            super().emit(record)
+
+
 def make_handler(log_format: str = "text", stream: IO[str] | None = None) -> logging.Handler:
-    """A stream handler (stderr by default) writing `log_format` lines."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """A stream handler (stderr by default) writing `log_format` lines, silent once closed."""
+    handler = _StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     return handler
 

@@ -133,6 +133,7 @@ class ServerProcess:
                 env[variable] = settings[name]
         self.stopping = False
         self.exit_code: int | None = None  # set when it ended without being asked
+        self._watch: threading.Thread | None = None
         self.process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE,
                                         start_new_session=True)
 
@@ -146,7 +147,8 @@ class ServerProcess:
                 self.exit_code = code if code > 0 else 1
                 on_unexpected_exit()
 
-        threading.Thread(target=wait, name="mlq-server-watch", daemon=True).start()
+        self._watch = threading.Thread(target=wait, name="mlq-server-watch", daemon=True)
+        self._watch.start()
 
     def stop(self, immediate: bool = False) -> None:
         """SIGTERM (graceful) or SIGKILL; safe in a signal handler."""
@@ -161,6 +163,10 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.stop(immediate=True)
             self.process.wait()
+        if self._watch is not None:
+            # ends as the process did; joined so that no thread of ours is left to
+            # log while the interpreter shuts down
+            self._watch.join(PART_STOP_TIMEOUT)
         if self.process.stdin is not None:
             self.process.stdin.close()
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
 import socket
-import sys
 import time
 from typing import Any
 
@@ -20,6 +20,7 @@ from flask import Flask
 from gevent.event import Event
 from gevent import Timeout
 from gevent.pywsgi import WSGIHandler, WSGIServer
+from gevent.socket import wait_read
 
 from mlq.errors import MLQError
 
@@ -28,6 +29,8 @@ log = logging.getLogger("mlq.http")
 #: Seconds in-flight requests get to finish on SIGTERM before their greenlets
 #: are killed (event streams never finish on their own).
 STOP_TIMEOUT = 5.0
+#: The descriptor `controller server` watches for its parent's end (PARENT_PIPE_VAR).
+STDIN = 0
 
 
 class BindRefused(MLQError):
@@ -189,8 +192,14 @@ def make_server(app: Flask, address: str = "127.0.0.1", port: int = 5000, *,
 
 
 def _stop_at_eof(stop: Event) -> None:
-    # read in gevent's thread pool: a plain read would block every greenlet
-    gevent.get_hub().threadpool.apply(sys.stdin.buffer.read)
+    # Waits in gevent's hub and reads the descriptor, not sys.stdin: a thread
+    # blocked in sys.stdin.buffer.read() holds that buffer's lock, and the
+    # interpreter, closing stdin as it exits, then aborts with "Fatal Python
+    # error: _enter_buffered_busy" (issue #18). A greenlet holds no lock.
+    while True:
+        wait_read(STDIN)
+        if not os.read(STDIN, 65536):
+            break
     log.warning("the parent process is gone: stopping")
     stop.set()
 
@@ -211,14 +220,15 @@ def serve_forever(app: Flask, address: str = "127.0.0.1", port: int = 5000, *,
     stop = Event()
     handlers = [gevent.signal_handler(signum, stop.set)
                 for signum in (signal.SIGTERM, signal.SIGINT)]
+    watcher = gevent.spawn(_stop_at_eof, stop) if stop_on_stdin_eof else None
     try:
-        if stop_on_stdin_eof:
-            gevent.spawn(_stop_at_eof, stop)
         server.start()
         log.info("MLQ HTTP server listening on http://%s:%s", address, server.server_port)
         stop.wait()
         log.info("MLQ HTTP server stopping")
     finally:
+        if watcher is not None:
+            watcher.kill(block=False)
         for handler in handlers:
             handler.cancel()
         # stops accepting at once, lets requests finish, then kills what is left

@@ -94,8 +94,9 @@ class ThreadConsumer:
             if current and current[3] and now - current[2] > current[3]:
                 job_id, attempt, _, timeout = current
                 if self.mlq.fail_job(job_id, worker.worker_id, attempt, time_limit_reason(timeout)):
-                    log.error("job %s failed: %s (its thread runs on until the listener returns)",
-                              job_id, time_limit_reason(timeout))
+                    # the failure itself is logged (an ERROR) by the recovery that failed it
+                    log.warning("job %s: its thread runs on until the listener returns", job_id,
+                                extra=worker.log_fields(job_id, attempt, "timed_out", now - current[2]))
 
     def leave_idle_lists(self) -> None:
         """Take every worker of this consumer off the idle lists at once, so no post

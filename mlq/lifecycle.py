@@ -5,7 +5,6 @@ before anything is written; the moves themselves are Lua steps (lifecycle.lua).
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import traceback
@@ -19,8 +18,6 @@ from .serialization import pack_fields
 
 if TYPE_CHECKING:
     from .record import Outcome
-
-log = logging.getLogger("mlq.worker")
 
 #: The outcome of an attempt whose job is scheduled to run again.
 RETRY = "retry"
@@ -207,8 +204,7 @@ def retried(record: dict[str, Any], exc: BaseException, now: float) -> Outcome |
     if delay is None:
         return None
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    log.warning("job %s attempt %s raised %s; retrying in %.3g s", record["id"],
-                record.get("attempt"), type(exc).__name__, delay)
+    # logged by the worker once recorded (joblog.log_outcome), with the job's fields
     return RETRY, pack_fields({"last_error": text, "next_attempt_at": now + delay,
                                "result": None, "short_result": None, "error": None,
                                "error_kind": None}), None

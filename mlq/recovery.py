@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 from . import defaults
 from .errors import JobNotFound
 from .job import FAILED
+from .joblog import stored_fields
 from .keys import DEFAULT_QUEUE
 from .record import failed
 from .serialization import unpack
@@ -61,12 +62,16 @@ class Recovery:
                     reason: str) -> int:
         """Take a job back from a worker: 1 requeued, 2 failed, 0/3 nothing to report."""
         queue, priority, owner = self.placement(job_id)
+        # read first: the requeue forgets when the attempt started
+        fields = stored_fields(self.mlq, job_id, "requeued", worker_id, now)
         code = int(self.mlq.scripts.requeue(job_id, worker_id, queue, max_retries, now, reason,
                                             priority, owner))
         if code == REQUEUED:
-            log.warning("job %s requeued: %s", job_id, reason)
+            log.warning("job %s requeued: %s (taken back from %s)", job_id, reason, worker_id,
+                        extra=fields)
         elif code == GAVE_UP:
-            log.error("job %s failed: %s", job_id, reason)
+            log.error("job %s failed on %s: %s", job_id, worker_id, reason,
+                      extra={**fields, "event": "failed", "error_kind": "error"})
             self._failure_callback(job_id)
         return code
 
@@ -85,9 +90,11 @@ class Recovery:
         """Fail a running attempt from outside it (time limit, OOM); fenced like a finish."""
         now = time.time() if now is None else now
         done = bool(self.mlq.scripts.finish(job_id, worker_id, attempt, FAILED, now,
-                                            failed(reason, kind=error_kind),
+                                            failed(reason, kind=error_kind or "error"),
                                             ttl=self.mlq.result_ttl))
         if done:
+            log.error("job %s failed on %s: %s", job_id, worker_id, reason,
+                      extra=stored_fields(self.mlq, job_id, "failed", worker_id, now))
             self._failure_callback(job_id)
         return done
 

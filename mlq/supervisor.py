@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 
-from . import defaults
+from . import defaults, joblog
 from .heartbeat import beat, new_worker_id, retire
 from .job import signal_reason, time_limit_reason
 from .errors import REDIS_DOWN
@@ -268,8 +268,8 @@ class Supervisor:
             job = child.job
             if job and job[3] and now - job[2] > job[3] and child.kill_reason is None:
                 child.kill_reason = (time_limit_reason(job[3]), job[0], job[1])
-                log.error("job %s: %s; killing worker %s", job[0], child.kill_reason[0],
-                          child.worker_id)
+                log.warning("job %s: %s; killing worker %s", job[0], child.kill_reason[0], child.worker_id,
+                            extra=joblog.stored_fields(self.mlq, job[0], "killed", child.worker_id, now))
                 child.process.kill()
 
     def _reap_child(self, child: Child) -> None:

@@ -17,6 +17,7 @@ from . import defaults
 from .batching import Batches
 from .errors import REDIS_DOWN, InvalidMessage
 from .job import COMPLETED, runtime_bucket
+from .joblog import job_fields, log_outcome
 from .lifecycle import RETRY, retried
 from .listeners import Listener, listener_context, warn_once_without_secret
 from .notebook import execute_call
@@ -80,6 +81,7 @@ class Worker:
         self.sleep = sleep
         self.batches = Batches(self)
         self.current: tuple[str, int, float, float | None] | None = None
+        self._running: dict[str, Any] | None = None  # current's record, for its log lines
         self._loop: asyncio.AbstractEventLoop | None = None
         #: jobs already started for this worker by the take sent along with the
         #: last finish (one round trip per job while the queue is busy)
@@ -252,7 +254,7 @@ class Worker:
             # a job with a time limit may be killed: record the others first
             self._record_pending(take_next=False)
         started = self.clock()
-        self.current = (job_id, attempt, started, record["timeout"])
+        self.current, self._running = (job_id, attempt, started, record["timeout"]), record
         self.hooks.job_started(self.worker_id, job_id, attempt, record["timeout"])
         if log.isEnabledFor(logging.INFO):
             log.info("job %s started on %s (attempt %s)", job_id, self.worker_id, attempt,
@@ -261,7 +263,7 @@ class Worker:
             outcome, fields, short = self._execute(record)
             self.finish(record, outcome, fields, short, started, last)
         finally:
-            self.current = None
+            self.current = self._running = None
             self.hooks.job_ended(self.worker_id, job_id)
 
     def _execute(self, record: dict[str, Any]) -> Outcome:
@@ -342,16 +344,14 @@ class Worker:
         job_id, attempt = o.record["id"], o.record["attempt"]
         if done == 2:
             log.info("job %s cancelled on %s", job_id, self.worker_id,
-                     extra=self.log_fields(job_id, attempt, "cancelled", o.runtime))
+                     extra=job_fields(o.record, "cancelled", o.runtime, self.worker_id))
             return
         if not done:
             log.warning("job %s attempt %s finished late on %s; outcome dropped",
                         job_id, attempt, self.worker_id,
-                        extra=self.log_fields(job_id, attempt, "fenced", o.runtime))
+                        extra=job_fields(o.record, "fenced", o.runtime, self.worker_id))
             return
-        if log.isEnabledFor(logging.INFO):
-            log.info("job %s %s on %s in %.3f s", job_id, o.outcome, self.worker_id, o.runtime,
-                     extra=self.log_fields(job_id, attempt, o.outcome, o.runtime))
+        log_outcome(o.record, o.outcome, o.fields, o.runtime, o.finished, self.worker_id)
         if o.record["callback"] and o.outcome != RETRY:
             self.mlq.callbacks.send(o.record["callback"], o.outcome == COMPLETED, job_id, o.short)
 
@@ -382,9 +382,10 @@ class Worker:
         return answers
 
     def log_fields(self, job_id: str, attempt: int, event: str, duration: float) -> dict[str, Any]:
-        """Fields a structured (JSON) log line carries for a job event."""
-        return {"job_id": job_id, "worker_id": self.worker_id, "attempt": attempt,
-                "event": event, "duration": round(duration, 6)}
+        """Fields a structured (JSON) log line carries for a job event (joblog.py)."""
+        running = self._running if self._running and self._running["id"] == job_id else {}
+        return job_fields({**running, "id": job_id, "attempt": attempt}, event, duration,
+                          self.worker_id)
 
     # -- listener helpers ---------------------------------------------------
     def update_progress(self, job_id: str, attempt: int, value: Any) -> bool:
