@@ -20,7 +20,7 @@ from mlq.errors import REDIS_DOWN, JobNotFound, MLQError
 from mlq.keys import DEFAULT_QUEUE
 from mlq.streams import STREAM_MAX
 
-from . import commands_jobs, commands_lifecycle, logs, top
+from . import commands_jobs, commands_lifecycle, commands_lists, logs, top
 from .running import (
     PARENT_PIPE_VAR, ReaperThread, ServerProcess, StopSignals, embedded_default,
     make_supervisor, setup_logging,
@@ -278,7 +278,8 @@ def reaper(conn: ConnectionSettings, reaper_interval: float, reaper_timeout: flo
 
 
 for command in (commands_jobs.post, commands_jobs.status, commands_jobs.result,
-                commands_jobs.deadletter, commands_jobs.clear_all, top.top,
+                commands_lists.jobs, commands_lists.workers, commands_lists.functions,
+                commands_lists.deadletter, commands_lists.clear_all, top.top,
                 commands_lifecycle.cancel, commands_lifecycle.cron,
                 commands_lifecycle.queue_group):
     cli.add_command(command)

@@ -1,5 +1,6 @@
-"""The short commands that act on jobs: post, status, result, deadletter, clear_all
-(cancel, cron and queue live in controller/commands_lifecycle.py).
+"""The short commands that act on one job: post, status, result (cancel, cron and
+queue live in controller/commands_lifecycle.py; jobs, workers, functions,
+deadletter and clear_all in controller/commands_lists.py).
 
 Each is thin (parse, call one MLQ method, format); errors become one line and
 an exit code in the group's handler (controller/cli.py).
@@ -17,13 +18,16 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from mlq.job import CANCELLED, COMPLETED, EXPIRED, FAILED
+from mlq.job import CANCELLED, COMPLETED, EXPIRED, FAILED, TERMINAL
 from mlq.position import InLine
 from mlq.queue import MLQ
+from mlq.streams import End, entries
 
+from .display import summarize_bytes
 from .options import (
     CliError, ConnectionSettings, connection_options, functions_option, lifecycle_options,
-    open_mlq, option, priority_option, queue_option, split_names, timeout_option, yes_option,
+    open_mlq, option, priority_option, queue_option, split_names, timeout_option,
+    wait_timeout_option,
 )
 
 #: The counters `status` shows for a namespace (the run-time histogram stays in /metrics).
@@ -49,6 +53,25 @@ def parse_message(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        raise click.UsageError("MSG is nested too deeply to parse") from None
+
+
+def post_message(text: str, raw: bool) -> Any:
+    """`post`'s MSG: as parse_message, but text that opens like a JSON object or
+    array and does not parse is refused (a lost quote would otherwise post the
+    text as a string, and the listener fail far from the typo); --raw sends any
+    text as a string."""
+    if raw:
+        return text
+    opening = text.lstrip()[:1]
+    if opening not in ("{", "["):
+        return parse_message(text)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"MSG starts with {opening!r} but is not valid JSON: {exc} "
+                       "(--raw sends it as a string)") from None
     except RecursionError:
         raise click.UsageError("MSG is nested too deeply to parse") from None
 
@@ -81,6 +104,7 @@ def fail_job_exit(record: dict[str, Any]) -> None:
 # -- post -------------------------------------------------------------------------------
 @click.command()
 @click.argument("msg")
+@option("raw", is_flag=True, help="Send MSG as a string, without reading it as JSON.")
 @option("callback", metavar="URL", help="URL that gets a GET when the job ends.")
 @functions_option
 @timeout_option
@@ -92,18 +116,22 @@ def fail_job_exit(record: dict[str, Any]) -> None:
 @option("stream", is_flag=True,
         help="Print the job's streamed chunks as they come, until it ends (text as it is, "
              "other values as JSON lines).")
+@wait_timeout_option
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="With --wait: write the full result to this file.")
 @connection_options
-def post(conn: ConnectionSettings, msg: str, callback: str | None, functions: tuple[str, ...],
-         timeout: float | None, queue: str, priority: int, owner: str | None,
-         life: dict[str, Any], wait: bool, stream: bool, output: Path | None) -> None:
+def post(conn: ConnectionSettings, msg: str, raw: bool, callback: str | None,
+         functions: tuple[str, ...], timeout: float | None, queue: str, priority: int,
+         owner: str | None, life: dict[str, Any], wait: bool, stream: bool,
+         wait_timeout: float | None, output: Path | None) -> None:
     """Enqueue a job and print its id.
 
-    MSG is parsed as JSON when it is valid JSON, else sent as a string. With
-    --wait a progress bar runs on stderr until the job ends; then the short
-    result is printed (or the result written to -o FILE). Exit 1 if the job
-    failed. With --stream, the chunks a generator listener yields are printed
+    MSG is parsed as JSON when it is valid JSON, else sent as a string; text
+    that starts with { or [ but is not valid JSON is refused (exit 2) unless
+    --raw, which sends MSG as a string. With --wait a progress bar runs on
+    stderr until the job ends; then the short result is printed (or the result
+    written to -o FILE). Exit 1 if the job failed, or if --wait_timeout passed
+    first. With --stream, the chunks a generator listener yields are printed
     as they come instead. With --key, a job of that key that is still alive is
     not posted again: its id is printed, and stderr says it is a duplicate.
 
@@ -114,17 +142,16 @@ def post(conn: ConnectionSettings, msg: str, callback: str | None, functions: tu
       controller post '{"prompt": "a cat"}' --queue gpu --priority 5 --owner alice
       controller post '{"url": "https://example.com/a.jpg"}' --wait -o out.png
       controller post '{"prompt": "tell me a story"}' --functions generate --stream
+      controller post '{"text": "hi"}' --wait --wait_timeout 30
+      controller post '{not json' --raw
       controller post report --at 2026-12-24T08:00:00Z --expires 3600
       controller post fetch --retries 5 --backoff 2 --retry_on ConnectionError
       controller post resize --key resize:42 --depends_on 7 --depends_on 8
     """
-    if output is not None and not wait:
-        raise click.UsageError("-o/--output needs --wait (or use: controller result ID -o FILE)")
-    if wait and stream:
-        raise click.UsageError("--wait and --stream exclude each other: pick one")
+    check_waiting(wait, stream, wait_timeout, output)
     mlq = open_mlq(conn)
-    posted = mlq.enqueue(parse_message(msg), callback, split_names(functions), timeout=timeout,
-                         queue=queue, priority=priority, owner=owner, **life)
+    posted = mlq.enqueue(post_message(msg, raw), callback, split_names(functions),
+                         timeout=timeout, queue=queue, priority=priority, owner=owner, **life)
     job_id = posted.id
     click.echo(job_id)
     if posted.duplicate:
@@ -133,8 +160,51 @@ def post(conn: ConnectionSettings, msg: str, callback: str | None, functions: tu
     if not (wait or stream):
         return
     sys.stdout.flush()  # the id is useful while the job runs
-    streamed = stream and print_chunks(mlq, job_id)
-    show_outcome(mlq.wait(job_id) if stream else follow(mlq, job_id), output, streamed)
+    limit = WaitLimit(mlq, job_id, wait_timeout)
+    streamed = stream and print_chunks(mlq, job_id, limit)
+    show_outcome(limit.wait() if stream else follow(mlq, job_id, limit), output, streamed)
+
+
+def check_waiting(wait: bool, stream: bool, wait_timeout: float | None,
+                  output: Path | None) -> None:
+    """Refuse the flags of post that do not go together, before anything is posted."""
+    if output is not None and not wait:
+        raise click.UsageError("-o/--output needs --wait (or use: controller result ID -o FILE)")
+    if wait and stream:
+        raise click.UsageError("--wait and --stream exclude each other: pick one")
+    if wait_timeout is not None and not (wait or stream):
+        raise click.UsageError("--wait_timeout needs --wait or --stream "
+                               "(--timeout is the job's own time limit)")
+
+
+class WaitLimit:
+    """How long post --wait/--stream may wait (--wait_timeout): past it, exit 1 and
+    say where the job stands; the job itself stays posted and may still run."""
+
+    def __init__(self, mlq: MLQ, job_id: str, seconds: float | None) -> None:
+        self.mlq, self.job_id, self.seconds = mlq, job_id, seconds
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        # a quiet wait wakes at least this often, to notice the deadline in time
+        self.keepalive = 1.0 if seconds is None else min(1.0, seconds)
+
+    def check(self) -> None:
+        """Exit 1 if the wait is over."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise self.timed_out()
+
+    def timed_out(self) -> CliError:
+        now = self.mlq.get_job(self.job_id, fields=["status"])["status"]
+        return CliError(f"job {self.job_id} did not end within {self.seconds:g} s (it is "
+                        f"{now}; it stays posted: controller cancel {self.job_id} "
+                        "drops it)", 1)
+
+    def wait(self) -> dict[str, Any]:
+        """The job's final record, within what is left of the limit."""
+        left = None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
+        try:
+            return self.mlq.wait(self.job_id, left)
+        except TimeoutError:
+            raise self.timed_out() from None
 
 
 def show_outcome(record: dict[str, Any], output: Path | None, streamed: bool) -> None:
@@ -155,11 +225,16 @@ def show_outcome(record: dict[str, Any], output: Path | None, streamed: bool) ->
                    f"controller result {job_id} -o FILE", err=True)
 
 
-def print_chunks(mlq: MLQ, job_id: str) -> bool:
+def print_chunks(mlq: MLQ, job_id: str, limit: WaitLimit) -> bool:
     """Print the job's chunks as they come, until it ends; whether there were any."""
     line_open = printed = False
-    for _, chunk in mlq.stream(job_id):
-        printed = True
+    for entry in entries(mlq, job_id, keepalive=limit.keepalive):
+        if isinstance(entry, End):
+            break
+        limit.check()
+        if entry is None:
+            continue  # a keep-alive: only time to look at the clock
+        chunk, printed = entry.value, True
         if isinstance(chunk, (bytes, bytearray)):
             sys.stdout.flush()
             sys.stdout.buffer.write(chunk)
@@ -174,17 +249,19 @@ def print_chunks(mlq: MLQ, job_id: str) -> bool:
     return printed
 
 
-def follow(mlq: MLQ, job_id: str) -> dict[str, Any]:
+def follow(mlq: MLQ, job_id: str, limit: WaitLimit) -> dict[str, Any]:
     """Drive a progress bar on stderr from the job's pushed events; its final record."""
     bar = tqdm(total=100, desc=f"job {job_id}", file=sys.stderr, mininterval=0,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}", dynamic_ncols=True)
     # while it waits: "#4 in line, ~40 s", read again each second (the keep-alive)
     in_line, last = InLine(mlq, job_id), None
     try:
-        for event in mlq.watch(job_id, keepalive=1.0):
+        for event in mlq.watch(job_id, keepalive=limit.keepalive):
             last = event or last
             if last is not None:
                 _show(bar, job_id, last, in_line.text(last["status"]))
+            if last is None or last["status"] not in TERMINAL:
+                limit.check()
     finally:
         bar.close()
     return mlq.get_job(job_id)
@@ -208,18 +285,27 @@ def _show(bar: tqdm, job_id: str, event: dict[str, Any], in_line: str | None = N
 # -- status and result ------------------------------------------------------------------
 @click.command()
 @click.argument("job_id", required=False)
+@option("full", is_flag=True, help="Show a binary result's bytes, as base64.")
 @connection_options
-def status(conn: ConnectionSettings, job_id: str | None) -> None:
+def status(conn: ConnectionSettings, job_id: str | None, full: bool) -> None:
     """Print a job's record as JSON; without JOB_ID, the namespace's counts.
+
+    Bytes in the record appear as {"base64": "..."}, except in the result:
+    there each is shown as its size and type, {"bytes": 12345, "type":
+    "image/png"}, unless --full (`controller result ID -o FILE` writes it).
 
     \b
     Examples:
       controller status 12
+      controller status 12 --full
       controller status --namespace images
     """
     mlq = open_mlq(conn)
     if job_id is not None:
-        click.echo(to_json(mlq.get_job(job_id)))
+        record = mlq.get_job(job_id)
+        if not full:
+            record["result"] = summarize_bytes(record["result"])
+        click.echo(to_json(record))
         return
     stats = mlq.stats()
     click.echo(to_json({"namespace": conn.namespace, **{k: stats[k] for k in STAT_FIELDS}}))
@@ -261,101 +347,3 @@ def result(conn: ConnectionSettings, job_id: str, output: Path | None) -> None:
         sys.stdout.flush()
     else:
         click.echo(value if isinstance(value, str) else to_json(value, indent=None))
-
-
-# -- dead letters and clearing ----------------------------------------------------------
-@click.group()
-def deadletter() -> None:
-    """Inspect, requeue or purge failed jobs (the dead-letter queue).
-
-    \b
-    Examples:
-      controller deadletter list
-      controller deadletter requeue 12
-      controller deadletter purge --yes
-    """
-
-
-@deadletter.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the full records as JSON.")
-@connection_options
-def deadletter_list(conn: ConnectionSettings, as_json: bool) -> None:
-    """List the dead jobs, oldest first.
-
-    \b
-    Examples:
-      controller deadletter list
-      controller deadletter list --json
-    """
-    records = open_mlq(conn).dead_letters()
-    if as_json:
-        click.echo(to_json(records))
-        return
-    for record in records:
-        finished = record["processing_finished"]
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(finished)) if finished else "-"
-        reason = str(record["result"]).strip().splitlines()
-        click.echo(f"{record['id']}\t{when}\tretries={record['retries']}\t"
-                   f"{reason[0] if reason else ''}")
-
-
-@deadletter.command("requeue")
-@click.argument("job_id", required=False)
-@connection_options
-def deadletter_requeue(conn: ConnectionSettings, job_id: str | None) -> None:
-    """Put one dead job (or all) back in its queue as a fresh attempt.
-
-    \b
-    Examples:
-      controller deadletter requeue 12
-      controller deadletter requeue
-    """
-    count = open_mlq(conn).requeue_dead(job_id)
-    click.echo(f"requeued {count}")
-
-
-@deadletter.command("purge")
-@click.argument("job_id", required=False)
-@yes_option
-@connection_options
-def deadletter_purge(conn: ConnectionSettings, job_id: str | None, yes: bool) -> None:
-    """Delete one dead job (or all of them) for good; asks first unless --yes.
-
-    \b
-    Examples:
-      controller deadletter purge 12
-      controller deadletter purge --yes
-    """
-    mlq = open_mlq(conn)
-    what = f"dead job {job_id}" if job_id else "every dead job"
-    confirm(f"Delete {what} of namespace {conn.namespace!r}?", yes)
-    click.echo(f"purged {mlq.purge_dead(job_id)}")
-
-
-@click.command("clear_all")
-@yes_option
-@connection_options
-def clear_all(conn: ConnectionSettings, yes: bool) -> None:
-    """Delete every key of the namespace (jobs, results, listeners); asks first.
-
-    \b
-    Examples:
-      controller clear_all --namespace scratch
-      controller clear_all --yes
-    """
-    mlq = open_mlq(conn)
-    confirm(f"Delete every key of namespace {conn.namespace!r} on {conn.display}?", yes)
-    click.echo(f"deleted {mlq.clear_all()} keys")
-
-
-def confirm(question: str, yes: bool) -> None:
-    """Ask `question` unless `yes`; a no (or no terminal to ask on) exits 1."""
-    if yes:
-        return
-    try:
-        agreed = click.confirm(question, default=False, err=True)
-    except click.Abort:  # end of input: nobody said yes
-        agreed = False
-        click.echo("", err=True)
-    if not agreed:
-        raise CliError("nothing deleted", 1)

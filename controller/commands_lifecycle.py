@@ -19,7 +19,7 @@ from mlq.job import STARTED
 from mlq.queue import MLQ
 from mlq.schedules import next_slot, zone
 
-from .commands_jobs import parse_message, to_json
+from .commands_jobs import post_message, to_json
 from .options import (
     CliError, ConnectionSettings, connection_options, functions_option, open_mlq, option,
     priority_option, queue_option, split_names, timeout_option,
@@ -118,7 +118,8 @@ def cron_add(conn: ConnectionSettings, name: str, cron_expression: str, msg: str
     """Post MSG at every time of CRON; a schedule of the same NAME is replaced.
 
     CRON has five fields (minute hour day month weekday), or six with seconds
-    first. MSG is parsed as JSON when it is valid JSON, else sent as a string.
+    first. MSG is parsed as JSON when it is valid JSON, else sent as a string;
+    text that opens like a JSON object or array but does not parse is refused.
 
     \b
     Examples:
@@ -127,7 +128,7 @@ def cron_add(conn: ConnectionSettings, name: str, cron_expression: str, msg: str
       controller cron add tick '*/10 * * * * *' tick --functions heartbeat
     """
     check_cron(cron_expression, timezone)
-    entry = open_mlq(conn).schedule(name, cron_expression, parse_message(msg), queue=queue,
+    entry = open_mlq(conn).schedule(name, cron_expression, post_message(msg, False), queue=queue,
                                     functions=split_names(functions), timezone=timezone,
                                     priority=priority, timeout=timeout)
     click.echo(f"{entry['name']}: next run {iso_time(entry['next_run'], entry['timezone'])}")

@@ -327,6 +327,13 @@ timeout_option = option(
 queue_option = option("queue", default=DEFAULT_QUEUE, show_default=True, help="Queue to post to.")
 priority_option = option("priority", type=click.IntRange(0, 9), default=0, show_default=True,
                          help="0-9; higher runs first.")
+#: How long `post --wait` / `--stream` waits. Not `--timeout`: that flag is the job's
+#: own time limit (as for `cron add`, and MLQ.post's `timeout`), which scripts set.
+wait_timeout_option = option(
+    "wait_timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+    metavar="SECONDS",
+    help="With --wait or --stream: give up after this long, exit 1 (the job stays "
+         "posted). --timeout is the job's own time limit.")
 
 #: `post`'s flags for a job's life (docs/lifecycle.md), named as MLQ.post's keywords.
 LIFECYCLE_DECORATORS = (

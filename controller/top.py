@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .display import short_ids
 from .options import ConnectionSettings, connection_options, open_mlq, option
 from .overview import (
     COLUMNS,
@@ -107,13 +108,20 @@ def _workers_table(groups: list[WorkerGroup]) -> Any:
     from rich.text import Text
 
     table = Table(title="Workers", title_justify="left", expand=True)
+    # ids and numbers are never wrapped: half an id names no worker. The host
+    # gives way first (cut with "…"), as it is also the first part of the id.
     for name, justify in (("Worker", "left"), ("Host", "left"), ("PID", "right"),
                           ("Parent", "right"), ("GPUs", "left"), ("Job", "right"),
                           ("Heartbeat", "right"), ("State", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=True, overflow="ellipsis" if name == "Host" else "fold",
+                         ratio=1 if name == "Host" else None)
     workers = [(group, w) for group in groups for w in group.workers]
+    # shortened among the rows shown, as git shortens hashes: unique, and short
+    shown = short_ids(str(w["id"]) for _, w in workers[:MAX_WORKER_ROWS])
     for group, w in workers[:MAX_WORKER_ROWS]:
-        table.add_row(Text(str(w["id"])), Text(str(w["host"])), str(w["pid"]), str(group.pid),
+        table.add_row(Text(shown[str(w["id"])]), Text(str(w["host"])), str(w["pid"]),
+                      str(group.pid),
                       Text(",".join(map(str, w["gpus"])) or "—"), str(w.get("job") or "idle"),
                       ago(w["age"]) if w["alive"] else "expired",
                       Text("alive", "green") if w["alive"] else Text("DEAD", "bold red"))

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from controller.display import short_ids
 from controller.overview import RateMeter, describe_worker
 from mlq import MLQ
+from mlq.heartbeat import beat
 from tests.cli.conftest import base_env, run_controller
 
 
@@ -69,3 +71,52 @@ def test_a_dead_worker_still_shows_its_host_and_pid() -> None:
     dead = describe_worker({"id": "gpu1:400:s1-c2", "alive": False}, now=100.0)
     assert (alive["pid"], alive["age"], alive["gpus"]) == (401, 2.0, ["0"])
     assert (dead["host"], dead["pid"], dead["age"], dead["gpus"]) == ("gpu1", 400, None, [])
+
+
+# -- fitting 80 columns ------------------------------------------------------------------
+HOST = "gpu-node-0042.cluster.example.com"
+#: Two supervisors on one host, three children each: ids that differ only near the end.
+LONG_IDS = [f"{HOST}:{pid}:s81b5179{sup}-c{child}"
+            for pid, sup in ((12345, 5), (12346, 6)) for child in (1, 2, 3)]
+
+
+def test_short_ids_are_the_shortest_unique_suffix_or_prefix() -> None:
+    shown = short_ids(LONG_IDS)
+    assert shown[LONG_IDS[0]] == "…51795-c1"  # 8 characters: no other ends with them
+    assert len(set(shown.values())) == len(LONG_IDS)
+    for full, short in shown.items():
+        matches = [other for other in LONG_IDS if _stands_for(short, other)]
+        assert matches == [full], (short, matches)
+    # nothing to tell apart: the first characters, as git's short hashes
+    assert short_ids(["hostname:1:t0-aaaa", "other:2:t1-bbbb"]) == {
+        "hostname:1:t0-aaaa": "…:t0-aaaa", "other:2:t1-bbbb": "…:t1-bbbb"}
+    assert short_ids(["a-c1", "xa-c1"]) == {"a-c1": "a-c1", "xa-c1": "xa-c1"}
+
+
+def _stands_for(short: str, full: str) -> bool:
+    if short.startswith("…"):
+        return full.endswith(short[1:])
+    if short.endswith("…"):
+        return full.startswith(short[:-1])
+    return short == full
+
+
+def test_top_fits_80_columns_with_long_worker_ids(redis_url: str, namespace: str) -> None:
+    q = MLQ(namespace, redis_url=redis_url)
+    beat(q.client, q.keys, {worker_id: {"host": HOST, "pid": 20000 + n,
+                                        "supervisor": int(worker_id.split(":")[1]),
+                                        "kind": "process", "gpus": [str(n)], "job": None}
+                            for n, worker_id in enumerate(LONG_IDS)}, timeout=30)
+    try:
+        done = run_controller("top", "--once", "--interval", "0.2", "--redis_url", redis_url,
+                              "--namespace", namespace, env=base_env(COLUMNS="80"))
+    finally:
+        q.clear_all()
+    assert done.rc == 0, done.err
+    lines = done.out.splitlines()
+    assert max(len(line) for line in lines) <= 80, done.out
+    cells = [line.split("│")[1].strip() for line in lines if "│" in line]
+    shown = [cell for cell in cells if cell.startswith("…") or cell in LONG_IDS]
+    assert len(shown) == len(LONG_IDS) == len(set(shown)), done.out
+    for short in shown:  # each names one worker, whole on its line
+        assert sum(_stands_for(short, full) for full in LONG_IDS) == 1, short

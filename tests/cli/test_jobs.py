@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from controller.cli import cli as cli_group
+from controller.display import guess_type, summarize_bytes
 from controller.options import ByteSize, ConnectionSettings
 from mlq.errors import JobNotFound
 from mlq.queue import MLQ
@@ -56,11 +59,44 @@ def test_post_parses_json_else_sends_a_string(cli: Cli, queue: MLQ) -> None:
     assert (first.rc, first.out) == (0, "1\n")
     assert cli("post", "hello there").out == "2\n"
     assert cli("post", "42").out == "3\n"
-    assert cli("post", "{not json").out == "4\n"
+    assert cli("post", "{not json", "--raw").out == "4\n"
+    assert cli("post", '{"a": 1}', "--raw").out == "5\n"
     assert queue.get_job(1)["msg"] == {"a": [1, 2]}
     assert queue.get_job(2)["msg"] == "hello there"
     assert queue.get_job(3)["msg"] == 42
     assert queue.get_job(4)["msg"] == "{not json"
+    assert queue.get_job(5)["msg"] == '{"a": 1}'  # --raw: a string, even valid JSON
+
+
+@pytest.mark.parametrize("msg", ["{not json", ' [1, 2', '{"a": 1,}'])
+def test_post_refuses_broken_json_and_posts_nothing(cli: Cli, queue: MLQ, msg: str) -> None:
+    line = cli("post", msg).assert_one_line_error(2)
+    assert "not valid JSON" in line and "line 1 column" in line and "--raw" in line
+    assert queue.stats()["posted"] == 0
+
+
+@pytest.mark.parametrize("how", ["--wait", "--stream"])
+def test_post_wait_timeout_on_a_queue_nobody_serves_exits_1(cli: Cli, queue: MLQ,
+                                                            how: str) -> None:
+    started = time.monotonic()
+    done = cli("post", "x", "--queue", "nobody", how, "--wait_timeout", "0.5")
+    elapsed = time.monotonic() - started
+    line = done.assert_one_line_error(1)
+    job_id = done.out.strip()
+    assert f"job {job_id} did not end within 0.5 s" in line and "queued" in line
+    assert elapsed < 5, elapsed  # the wait ended near its limit, not at a default
+    assert queue.get_job(job_id)["status"] == "queued"  # still posted
+
+
+def test_wait_timeout_needs_wait_and_leaves_timeout_the_jobs_limit(cli: Cli,
+                                                                   queue: MLQ) -> None:
+    refused = cli("post", "x", "--wait_timeout", "1")
+    assert "needs --wait or --stream" in refused.assert_one_line_error(2)
+    queue.create_listener(by_kind)
+    done = cli("post", "text", "--wait", "--timeout", "30", "--wait-timeout", "20")
+    assert done.rc == 0, done.err
+    job_id, short = done.out.splitlines()
+    assert short == "hello world" and queue.get_job(job_id)["timeout"] == 30
 
 
 def test_post_options_in_dashed_and_underscored_spellings(redis_url: str, namespace: str,
@@ -147,6 +183,21 @@ def test_status_prints_the_record_with_bytes_as_base64(cli: Cli, queue: MLQ) -> 
     queue.post("after", depends_on=[job_id])
     counts = json.loads(cli("status").out)
     assert (counts["cancelled"], counts["scheduled"], counts["deferred"]) == (1, 0, 1)
+
+
+def test_status_shows_a_binary_result_as_size_and_type(cli: Cli, queue: MLQ) -> None:
+    queue.create_listener(by_kind)
+    png = queue.post("binary")
+    queue.wait(png, 10)
+    record = json.loads(cli("status", png).out)
+    assert record["result"] == {"bytes": len(PNG), "type": "image/png"}
+    assert record["msg"] == "binary"
+    full = json.loads(cli("status", png, "--full").out)
+    assert base64.b64decode(full["result"]["base64"]) == PNG
+    assert guess_type(b"\x00\x01 no magic") == "application/octet-stream"
+    assert guess_type(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
+    assert summarize_bytes({"pages": [b"%PDF-1.7", "text"]}) == {
+        "pages": [{"bytes": 8, "type": "application/pdf"}, "text"]}
 
 
 def test_result_prints_text_and_json_and_writes_binary(cli: Cli, queue: MLQ,

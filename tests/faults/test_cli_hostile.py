@@ -110,11 +110,15 @@ def test_rejected_cleanly_and_nothing_written(server: EmbeddedServer, args: tupl
 
 
 ACCEPTED = [
-    pytest.param('{"a": 1', '{"a": 1', id="unclosed-object"),
-    pytest.param("[1, 2", "[1, 2", id="unclosed-array"),
-    pytest.param("{'a': 1}", "{'a': 1}", id="single-quotes"),
     pytest.param('"unterminated', '"unterminated', id="unterminated-string"),
     pytest.param("../../etc/passwd", "../../etc/passwd", id="path"),
+]
+#: Text that opens like a JSON object or array but does not parse: a typo, refused
+#: unless --raw says the text is meant.
+REFUSED = [
+    pytest.param('{"a": 1', id="unclosed-object"),
+    pytest.param("[1, 2", id="unclosed-array"),
+    pytest.param("{'a': 1}", id="single-quotes"),
 ]
 
 
@@ -127,6 +131,19 @@ def test_malformed_json_is_sent_as_the_string(server: EmbeddedServer, text: str,
     job_id = done.stdout.decode().strip()
     assert job_id.isdigit()
     assert MLQ(NS, redis_url=server.url).get_job(job_id)["msg"] == msg
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("text", REFUSED)
+def test_broken_json_is_refused_unless_raw(server: EmbeddedServer, text: str) -> None:
+    before = MLQ(NS, redis_url=server.url).stats()["posted"]
+    refused = run(server.url, "post", text)
+    assert refused.returncode == 2
+    assert "not valid JSON" in refused.stderr.decode(errors="replace")
+    assert MLQ(NS, redis_url=server.url).stats()["posted"] == before  # nothing posted
+    raw = run(server.url, "post", "--raw", text)
+    assert raw.returncode == 0, raw.stderr.decode(errors="replace")
+    assert MLQ(NS, redis_url=server.url).get_job(raw.stdout.decode().strip())["msg"] == text
 
 
 @pytest.mark.timeout(60)
