@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -21,7 +22,7 @@ import redis
 
 from . import defaults
 from .errors import REDIS_DOWN
-from .heartbeat import beat, new_worker_id, retire
+from .heartbeat import beat, capacity, new_worker_id, retire
 from .job import time_limit_reason
 from .worker import Worker
 
@@ -62,8 +63,11 @@ class ThreadConsumer:
     def _beat(self) -> None:
         info = {"host": socket.gethostname(), "pid": os.getpid(), "kind": "thread",
                 "started": self._started}
+        # the registry follower keeps the loaded functions current: no read per beat
+        registered = list(self.mlq.registry.functions())
         beat(self.mlq.heartbeat_client, self.mlq.keys,
-             {w.worker_id: {**info, "job": w.current[0] if w.current else None,
+             {w.worker_id: {**info, **capacity(w.queues, w.local, registered, len(self.workers)),
+                            "job": w.current[0] if w.current else None,
                             "batch_fitted": w.batches.fitted} for w in self.workers},
              self.mlq.heartbeat_timeout)
 
@@ -142,6 +146,7 @@ class _ExitHooks:
             return
         self._installed = True
         atexit.register(self.leave_all)
+        self._stop_on_interrupt()
         if threading.current_thread() is not threading.main_thread():
             return
         for signum, default in ((signal.SIGTERM, signal.SIG_DFL),
@@ -149,6 +154,21 @@ class _ExitHooks:
             if signal.getsignal(signum) is default:
                 self._previous[signum] = default
                 signal.signal(signum, self._on_signal)
+
+    def _stop_on_interrupt(self) -> None:
+        """A Ctrl-C or SIGINT that another handler turned into KeyboardInterrupt (as
+        asyncio.run does while it runs) ends the main thread with it: stop consuming
+        then, or the interpreter waits for the worker threads for ever."""
+        previous = sys.excepthook
+
+        def on_uncaught(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+            if issubclass(kind, KeyboardInterrupt):
+                for consumer in list(self._consumers):
+                    consumer.leave_idle_lists()
+                    consumer.stop_event.set()
+            previous(kind, value, tb)
+
+        sys.excepthook = on_uncaught
 
     def discard(self, consumer: ThreadConsumer) -> None:
         self._consumers.discard(consumer)

@@ -153,6 +153,28 @@ def test_a_job_posted_after_a_whole_consumer_is_killed_runs_elsewhere(
     assert time.monotonic() - started < 3.0
 
 
+def test_ctrl_c_while_asyncio_run_still_runs_ends_an_in_process_consumer(
+        survivor: MLQ, own_redis: EmbeddedServer, namespace: str) -> None:
+    # asyncio.run's own SIGINT handler turns Ctrl-C into a KeyboardInterrupt that ends
+    # the main thread: the consumer's threads must stop too, or the process never exits
+    still_running = SCRIPT.replace('print("consuming", flush=True)',
+                                   'print("consuming", flush=True)\n    await asyncio.sleep(60)')
+    process = subprocess.Popen([sys.executable, "-c", still_running, namespace, own_redis.url],
+                               cwd=ROOT, env=base_env(PYTHONPATH=str(ROOT)),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "consuming"
+        wait_until(lambda: idle_listed(survivor, 1), 10, "the worker waiting as idle")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) != 0  # KeyboardInterrupt, as Ctrl-C ends any script
+        assert survivor.client.llen(survivor.keys.idle("default")) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stdout.close()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_an_in_process_consumer_leaves_the_idle_lists_when_its_process_ends(
         survivor: MLQ, victim: subprocess.Popen[str], tmp_path: Path, signum: int) -> None:
