@@ -62,8 +62,17 @@ def runtime_bucket(seconds: float) -> str:
     return bucket_field(float("inf"))
 
 
+#: The run-time histogram's fields in the stats hash: this prefix and a bound's label.
+RUNTIME_FIELD_PREFIX = "runtime_le_"
+
+
+def bound_label(bound: float) -> str:
+    """A histogram bound as Redis fields spell it ('0.005', 'inf'); float() reads it back."""
+    return "inf" if bound == float("inf") else repr(bound)
+
+
 def bucket_field(bound: float) -> str:
-    return "runtime_le_" + ("inf" if bound == float("inf") else repr(bound))
+    return RUNTIME_FIELD_PREFIX + bound_label(bound)
 
 
 def time_limit_reason(timeout: float) -> str:

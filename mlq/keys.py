@@ -267,6 +267,18 @@ class Keys:
         """Hash of counters shared by every server instance (metrics)."""
         return self.prefix + "stats"
 
+    @property
+    def metrics(self) -> str:
+        """Hash of counters and histograms by queue, function and error kind
+        (/metrics' labelled series); metrics.py spells its fields."""
+        return self.prefix + "metrics"
+
+    @property
+    def metric_functions(self) -> str:
+        """Set of the function labels counted under their own name: past
+        metrics.FUNCTIONS_KEPT of them, new ones are counted as 'other'."""
+        return self.prefix + "metrics:functions"
+
     # -- workers ----------------------------------------------------------
     @property
     def workers(self) -> str:

@@ -15,6 +15,7 @@ from .errors import InvalidMessage
 from .heartbeat import workers
 from .job import DEFERRED, QUEUED, RUNTIME_BUCKETS, SCHEDULED, STARTED, STATUSES, bucket_field
 from .keys import DEFAULT_QUEUE, Keys, check_name
+from .metrics import Labelled, parse
 from .record import RECORD_FIELDS, record_from_hash
 from .serialization import unpack
 
@@ -69,6 +70,10 @@ class Listing:
             "runtime_buckets": buckets,
             "runtime_sum": float(counters.get("runtime_sum", 0.0)),
         }
+
+    def labelled_metrics(self) -> Labelled:
+        """Counters and histograms by queue, function and error kind (metrics.py)."""
+        return parse(self.client.hgetall(self.keys.metrics))
 
     def workers(self) -> list[dict[str, Any]]:
         """Every known worker with its last heartbeat; `alive` False once it expired."""

@@ -21,6 +21,7 @@ import redis
 from . import defaults
 from .errors import JobNotFound, NotReplicated
 from .keys import LUA_KEY_BUILDERS, LUA_LANE_BUILDERS, PRIORITIES, Keys
+from .metrics import lua_prelude as metrics_prelude
 from .roundtrips import SharedRoundTrips
 from .record import STORED_RESULT, lua_prelude
 from .serialization import ApartResult, pack, unpack
@@ -53,7 +54,8 @@ _LIFECYCLE = (_RECORD + _LANES + "local lifecycle_built\nlocal function lifecycl
               + LUA_KEY_BUILDERS + _source("lifecycle") + "end\n")
 _PRELUDES = {"post": _LIFECYCLE + _START, "post_many": _LIFECYCLE,
              "requeue_dead": _RECORD + _LANES, "requeue": _LIFECYCLE,
-             "cancel": _LIFECYCLE, "take": _LIFECYCLE + _START, "finish": _LIFECYCLE}
+             "cancel": _LIFECYCLE, "take": _LIFECYCLE + _START,
+             "finish": _LIFECYCLE + metrics_prelude() + _source("metrics")}
 
 
 class Together:
@@ -270,7 +272,8 @@ class Scripts(Steps):
         return self._run(
             "finish",
             [k.processing(worker_id), k.running, k.dead, k.stats, k.owner_running,
-             k.index_status("completed"), k.index_status("failed"), k.prefix], args, client)
+             k.index_status("completed"), k.index_status("failed"), k.metrics,
+             k.metric_functions, k.prefix], args, client)
 
     def _apart(self, job_id: str, fields: Sequence[Any]) -> tuple[Sequence[Any], str, bytes]:
         """(the record's fields, the result key or '', the bytes kept there)."""

@@ -4,7 +4,8 @@
 -- KEYS[1] worker's processing list   KEYS[2] running zset   KEYS[3] dead-letter list
 -- KEYS[4] stats hash   KEYS[5] owner -> running count hash
 -- KEYS[6] index of completed ids   KEYS[7] index of failed ids
--- KEYS[8] the namespace's key prefix (lifecycle.lua)
+-- KEYS[8] labelled metrics hash   KEYS[9] set of the function labels kept (metrics.lua)
+-- KEYS[10] the namespace's key prefix (lifecycle.lua)
 -- ARGV[1] job key prefix   ARGV[2] job channel prefix   ARGV[3] worker id
 -- ARGV[4] keep each record this many ms (0: forever)
 -- then per job: id, attempt, 'completed' | 'failed' | 'retry' (scheduled to run
@@ -14,11 +15,13 @@
 -- value pairs (result, short_result, error ...), then the job's result key and the
 -- big result kept there ('' and '' for none: the result is in the record)
 -- A job cancelled while it ran ends cancelled, whatever its attempt's outcome.
+-- Each recorded attempt is also counted by queue, function and error kind, and
+-- its wait since the post measured (metrics.lua).
 -- Returns one number per job: 1 recorded (also when this very finish was already
 -- recorded and is only sent again), 2 recorded as cancelled, 0 when the attempt
 -- was fenced off (requeued, purged, or finished by someone else): then nothing
 -- changed. A callback is due only for 1.
-local P = KEYS[8]
+local P = KEYS[10]
 local ttl = tonumber(ARGV[4])
 local answers, done, completed, failed, settled = {}, {}, {}, {}, {}
 local buckets, runtime_sum = {}, 0
@@ -37,7 +40,7 @@ while i <= #ARGV do
   local job_key = ARGV[1] .. id
   local current = redis.call('HMGET', job_key, 'status', 'worker', 'attempt', 'owner',
     'finished_by', 'cancel_requested', 'key', 'has_dependents', 'functions', 'streamed',
-    'waited')
+    'waited', 'queue', 'call_name', 'timestamp', 'processing_started')
   local me = ARGV[3] .. '#' .. attempt
   local answer = 0
   if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then
@@ -100,6 +103,14 @@ while i <= #ARGV do
         wake(lifecycle().wake_key(P, cmsgpack.unpack(redis.call('HGET', job_key, 'queue'))))
       end
     end
+    local kind = nil
+    if outcome == 'failed' then
+      for j = first, last - 1, 2 do
+        if ARGV[j] == 'error_kind' then kind = cmsgpack.unpack(ARGV[j + 1]) end
+      end
+    end
+    count_attempt(current[12], current[13], current[9], current[14], current[15], outcome, kind,
+      bucket, runtime)
     if outcome ~= 'retry' and (current[7] or current[8]) then
       settled[#settled + 1] = {id, job_key, outcome, finished}
     end
@@ -166,6 +177,7 @@ for field, n in pairs(buckets) do
   counted = true
 end
 if counted then redis.call('HINCRBYFLOAT', KEYS[4], 'runtime_sum', runtime_sum) end
+write_labelled(KEYS[8], KEYS[9])
 for names, n in pairs(runs_of) do
   redis.call('HINCRBY', lifecycle().runtimes_key(P), names .. ':n', n)
   redis.call('HINCRBYFLOAT', lifecycle().runtimes_key(P), names .. ':s', seconds_of[names])
