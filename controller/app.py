@@ -17,7 +17,7 @@ from flask import Flask
 from mlq.queue import MLQ
 
 from . import (auth, consumer, dashboard, deadletter, jobs, lifecycle_routes, ops, origin,
-               stream_routes)
+               stream_routes, workers_routes)
 from .helpers import ServerState, handle_error
 from .result_cache import DEFAULT_CAPACITY, ResultCache
 
@@ -63,7 +63,7 @@ def create_app(mlq: MLQ, *, token: str | None = None, secret: str | None = None,
     origin.install(app)  # first: a request from a foreign page is refused before anything
     auth.install(app)
     for blueprint in (jobs.bp, lifecycle_routes.bp, stream_routes.bp, consumer.bp,
-                      deadletter.bp, ops.bp, dashboard.bp):
+                      deadletter.bp, ops.bp, workers_routes.bp, dashboard.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(Exception, handle_error)
     return app

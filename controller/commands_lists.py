@@ -105,11 +105,11 @@ def workers(conn: ConnectionSettings, as_json: bool) -> None:
         click.echo("no workers have reported", err=True)
         return
     shown = short_ids(str(w["id"]) for w in found)
-    rows = [[shown[str(w["id"])], w["host"], w["pid"], w.get("kind") or "—",
+    rows = [[shown[str(w["id"])], w["host"], w["pid"], ",".join(w.get("queues") or []) or "—",
              ",".join(map(str, w["gpus"])) or "—", w.get("job") or "idle",
              ago(w["age"]) if w["alive"] else "expired", "alive" if w["alive"] else "DEAD"]
             for w in found]
-    click.echo(table(("WORKER", "HOST", "PID", "KIND", "GPUS", "JOB", "BEAT", "STATE"), rows,
+    click.echo(table(("WORKER", "HOST", "PID", "QUEUES", "GPUS", "JOB", "BEAT", "STATE"), rows,
                      right=(2, 5, 6)))
 
 

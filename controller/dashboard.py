@@ -36,6 +36,7 @@ from mlq.job import STATUSES, TERMINAL
 from mlq.record import CALL_FIELD
 
 from . import dashboard_lifecycle, dashsession, overview
+from .display import short_ids
 from .helpers import ServerState, current_state, handle_error, jsonable
 from .auth import admin_token, canonical_id, note_failure, sign_link
 
@@ -244,7 +245,8 @@ def _pretty(value: Any) -> str:
 
 @bp.get("/ui/workers")
 def workers_page() -> str:
-    """Workers grouped by process: host, pid, children, GPUs, job, heartbeat age."""
+    """Workers grouped by process: host, pid, queues, functions, concurrency, GPUs,
+    job, heartbeat age."""
     return render_template("workers.html", groups=overview.worker_groups(current_state().mlq))
 
 
@@ -260,8 +262,13 @@ def deadletters_page() -> str:
 
 @bp.get("/ui/functions")
 def functions_page() -> str:
-    """Registered listener functions: name, stored size, when registered."""
-    return render_template("functions.html", functions=current_state().mlq.registry.info())
+    """Registered listener functions (name, stored size, when registered) and those live
+    workers report (imported with `consumer --import`), each with the workers that run it."""
+    mlq = current_state().mlq
+    found = mlq.workers()
+    rows = overview.function_rows(mlq.registry.info(), found)
+    return render_template("functions.html", functions=rows,
+                           short=short_ids(str(w["id"]) for w in found))
 
 
 # -- dead-letter actions (POST forms, each confirmed in the page first) ------------------

@@ -214,7 +214,8 @@ def _paths() -> dict[str, Any]:
             "200": _json("How many.", _count("purged")), "403": _error(_ADMIN_403)},
             job=True, security=_ADMIN_SECURITY)},
         "/metrics": {"get": _op("Prometheus metrics", {
-            "200": {"description": "Text exposition format.",
+            "200": {"description": "Text exposition format; while Redis is unreachable, "
+                                   "only mlq_redis_up 0 (still 200).",
                     "content": {"text/plain": {"schema": {"type": "string"}}}}})},
         "/openapi.json": {"get": _op("This document", {
             "200": _json("OpenAPI 3.1.", {"type": "object"})})},
@@ -372,7 +373,7 @@ _COMPONENTS = {
 def document() -> dict[str, Any]:
     """A fresh copy of the OpenAPI 3.1 document (callers may change it)."""
     # here, not at the top: those modules build their parts with this one's helpers
-    from . import lifecycle_routes as lifecycle, stream_routes
+    from . import lifecycle_routes as lifecycle, stream_routes, workers_routes
     doc = copy.deepcopy({
         "openapi": "3.1.0",
         "info": {"title": "MLQ", "version": __version__,
@@ -383,7 +384,8 @@ def document() -> dict[str, Any]:
         "components": _COMPONENTS,
         "security": [{"bearer": []}, {}],
     })
-    parts = {**lifecycle.OPENAPI_PATHS, **stream_routes.OPENAPI_PATHS}
+    parts = {**lifecycle.OPENAPI_PATHS, **stream_routes.OPENAPI_PATHS,
+             **workers_routes.OPENAPI_PATHS}
     for path, operations in copy.deepcopy(parts).items():
         doc["paths"].setdefault(path, {}).update(operations)  # DELETE /jobs/{job_id} joins GET
     schemas = doc["components"]["schemas"]

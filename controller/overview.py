@@ -50,6 +50,7 @@ class QueueCounts:
     expired: int = 0
     rate: float | None = None  # finished jobs per second; None until two samples exist
     paused: bool = False  # workers take nothing from it (MLQ.pause)
+    unserved: bool = False  # jobs wait in it and no live worker takes from it
 
 
 @dataclass
@@ -148,8 +149,11 @@ class OverviewSource:
         for row in rows:
             row.rate = self.meter.rate(row.name or "")
         found = mlq.workers()
-        alive = sum(1 for w in found if w.get("alive"))
-        return Overview(mlq.namespace, now, total, rows, alive, len(found) - alive,
+        alive = [w for w in found if w.get("alive")]
+        served = served_queues(alive)
+        for row in rows:
+            row.unserved = bool(row.waiting) and served is not None and row.name not in served
+        return Overview(mlq.namespace, now, total, rows, len(alive), len(found) - len(alive),
                         int(stats["posted"]), paused=paused)
 
 
@@ -164,6 +168,22 @@ def _queue_row(mlq: MLQ, name: str | None, stats: dict[str, Any], dead: int,
         status = "started" if column == "running" else column
         setattr(row, column, mlq.list_jobs(status, name, limit=1)[0])
     return row
+
+
+def served_queues(alive: list[dict[str, Any]]) -> set[str] | None:
+    """The queues live workers take from; None when one of them does not say (a
+    worker older than the `queues` heartbeat key), so no queue is flagged wrongly."""
+    served: set[str] = set()
+    for worker in alive:
+        if not isinstance(worker.get("queues"), list):
+            return None
+        served.update(str(name) for name in worker["queues"])
+    return served
+
+
+def unserved_text(row: QueueCounts) -> str:
+    """The warning `top` prints and the dashboard's badge explains."""
+    return f"queue {row.name}: {row.waiting} waiting, no live worker serves it"
 
 
 # -- workers --------------------------------------------------------------------------
@@ -209,8 +229,27 @@ def describe_worker(info: dict[str, Any], now: float) -> dict[str, Any]:
     worker.setdefault("pid", int(pid_text) if pid_text.isdigit() else "?")
     beat = info.get("beat")
     worker["age"] = max(now - beat, 0.0) if isinstance(beat, (int, float)) else None
-    worker["gpus"] = list(info.get("gpus") or [])
+    # what the heartbeat says the worker serves (heartbeat.capacity); empty when
+    # an older worker did not say
+    for key in ("gpus", "queues", "functions", "imported"):
+        worker[key] = [str(item) for item in info.get(key) or []]
+    worker.setdefault("concurrency", None)
     return worker
+
+
+def function_rows(registered: list[dict[str, Any]],
+                  workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every function a worker can run, with the live workers that report it: the
+    registered ones (every worker runs them) in registration order, then the ones
+    only some workers came with (`consumer --import`), by name."""
+    rows = {f["name"]: {**f, "in_registry": True, "workers": []} for f in registered}
+    for worker in (w for w in workers if w.get("alive")):
+        for name in worker.get("functions") or []:
+            row = rows.setdefault(name, {"name": name, "size": None, "registered": None,
+                                         "in_registry": False, "workers": []})
+            row["workers"].append(str(worker["id"]))
+    return [rows[name] for name in rows if rows[name]["in_registry"]] + sorted(
+        (row for row in rows.values() if not row["in_registry"]), key=lambda r: r["name"])
 
 
 # -- formatting shared by the page and the terminal -----------------------------------

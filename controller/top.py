@@ -21,6 +21,7 @@ from .overview import (
     WorkerGroup,
     ago,
     rate_text,
+    unserved_text,
     worker_groups,
 )
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 #: Workers listed before "… and N more": a terminal is short.
 MAX_WORKER_ROWS = 20
+#: Columns of the workers table cut with "…" when the terminal is narrow, and their
+#: shares of the width left over.
+SHRINKING_COLUMNS = {"Host": 1, "Queues": 2}
 #: Seconds `--once` waits between its two samples, so it can show a rate.
 ONCE_SAMPLE_GAP = 1.0
 
@@ -81,7 +85,9 @@ def frame(overview: Overview, groups: list[WorkerGroup], where: str) -> Renderab
     if overview.workers_dead:
         header.append(", ")
         header.append(f"{overview.workers_dead} dead", "bold red")
-    return Group(header, _queues_table(overview), _workers_table(groups))
+    # under the table, where the eye goes after the waiting column: jobs no one will take
+    warnings = [Text(unserved_text(row), "bold yellow") for row in overview.queues if row.unserved]
+    return Group(header, _queues_table(overview), *warnings, _workers_table(groups))
 
 
 def _queues_table(overview: Overview) -> Any:
@@ -110,23 +116,26 @@ def _workers_table(groups: list[WorkerGroup]) -> Any:
     table = Table(title="Workers", title_justify="left", expand=True)
     # ids and numbers are never wrapped: half an id names no worker. The host
     # gives way first (cut with "…"), as it is also the first part of the id.
+    # Queues give way too, less than the host: the unserved warnings above say
+    # what matters most of them.
     for name, justify in (("Worker", "left"), ("Host", "left"), ("PID", "right"),
-                          ("Parent", "right"), ("GPUs", "left"), ("Job", "right"),
-                          ("Heartbeat", "right"), ("State", "left")):
+                          ("Parent", "right"), ("Queues", "left"), ("GPUs", "left"),
+                          ("Job", "right"), ("Heartbeat", "right"), ("State", "left")):
+        share = SHRINKING_COLUMNS.get(name)
         table.add_column(name, justify=justify,  # type: ignore[arg-type]
-                         no_wrap=True, overflow="ellipsis" if name == "Host" else "fold",
-                         ratio=1 if name == "Host" else None)
+                         no_wrap=True, overflow="fold" if share is None else "ellipsis",
+                         ratio=share)
     workers = [(group, w) for group in groups for w in group.workers]
     # shortened among the rows shown, as git shortens hashes: unique, and short
     shown = short_ids(str(w["id"]) for _, w in workers[:MAX_WORKER_ROWS])
     for group, w in workers[:MAX_WORKER_ROWS]:
         table.add_row(Text(shown[str(w["id"])]), Text(str(w["host"])), str(w["pid"]),
-                      str(group.pid),
+                      str(group.pid), Text(",".join(w["queues"]) or "—"),
                       Text(",".join(map(str, w["gpus"])) or "—"), str(w.get("job") or "idle"),
                       ago(w["age"]) if w["alive"] else "expired",
                       Text("alive", "green") if w["alive"] else Text("DEAD", "bold red"))
     if len(workers) > MAX_WORKER_ROWS:
-        table.add_row(f"… and {len(workers) - MAX_WORKER_ROWS} more", *[""] * 7)
+        table.add_row(f"… and {len(workers) - MAX_WORKER_ROWS} more", *[""] * 8)
     if not workers:
-        table.add_row("no workers have reported", *[""] * 7)
+        table.add_row("no workers have reported", *[""] * 8)
     return table

@@ -9,6 +9,7 @@ are started with spawn, never fork, so CUDA and threads are safe in them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -20,9 +21,8 @@ from multiprocessing.connection import wait
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
-
 from . import defaults, joblog
-from .heartbeat import beat, new_worker_id, retire
+from .heartbeat import beat, capacity, new_worker_id, retire
 from .job import signal_reason, time_limit_reason
 from .errors import REDIS_DOWN
 from .keys import DEFAULT_QUEUE
@@ -70,14 +70,13 @@ class SupervisorSettings:
         mine = {k: v for k, v in keywords.items() if k in names}
         return cls(**mine, mlq_options={k: v for k, v in keywords.items() if k not in names})
 
-    def check(self) -> None:
-        """Fail here, with a clear message, not in every child."""
+    def check(self) -> list[str]:
+        """Fail here, with a clear message, not in every child; the imported names."""
         if self.gpus:
             self.concurrency = len(self.gpus)
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        for spec in self.imports:
-            import_listener(spec)
+        return [import_listener(spec)[0] for spec in self.imports]
 
 
 class Supervisor:
@@ -86,7 +85,8 @@ class Supervisor:
         """Run `settings.concurrency` children, or one per GPU id in `settings.gpus`
         (each sees only its GPU). Keywords stand for the settings' fields."""
         settings = settings or SupervisorSettings.of(**keywords)
-        settings.check()
+        self.imported = settings.check()
+        self.registered: list[str] = []  # read with each beat, reported by the next
         self.settings = settings
         self.namespace = namespace
         self.redis_url = redis_url
@@ -120,10 +120,8 @@ class Supervisor:
         """First call: finish running jobs and stop. immediate=True: kill children
         now. Safe from a signal handler: it only sets a level and writes one byte."""
         self._stop_level = max(self._stop_level, 2 if immediate else 1)
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"!")
-        except OSError:
-            pass
 
     # -- main loop ------------------------------------------------------------
     def run(self) -> None:
@@ -243,10 +241,8 @@ class Supervisor:
         self._beat_due.set()  # announce it at once
 
     def _send(self, child: Child, message: Any) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):  # it died; its sentinel tells us
             child.conn.send(message)
-        except (OSError, ValueError):
-            pass  # it died; its sentinel tells us
 
     def _read_messages(self, child: Child) -> None:
         try:
@@ -350,18 +346,20 @@ class Supervisor:
 
     def _heartbeat(self) -> bool:
         """Refresh the children's heartbeats; False when Redis could not be reached."""
-        host = socket.gethostname()
-        workers = {
-            c.worker_id: {"host": host, "pid": c.process.pid, "supervisor": os.getpid(),
+        shared = {**capacity(self.settings.queues, self.imported, self.registered,
+                             self.settings.concurrency), "host": socket.gethostname()}
+        workers = {  # each child sees only its own GPU
+            c.worker_id: {**shared, "pid": c.process.pid, "supervisor": os.getpid(),
                           "kind": "process", "started": c.started,
-                          "gpus": [c.gpu] if c.gpu is not None else [],
-                          "job": c.job[0] if c.job else None, "batch_fitted": c.batch_fitted}
+                          "gpus": [] if c.gpu is None else [c.gpu], "batch_fitted": c.batch_fitted,
+                          "job": c.job[0] if c.job else None}
             for c in list(self.children) if c.process.is_alive()
         }
         if not workers:
             return True
         try:
-            beat(self.mlq.heartbeat_client, self.mlq.keys, workers, self.settings.heartbeat_timeout)
+            self.registered = beat(self.mlq.heartbeat_client, self.mlq.keys, workers,
+                                   self.settings.heartbeat_timeout, read_registered=True)
         except REDIS_DOWN as exc:
             log.warning("heartbeat failed: %s", exc)
             return False

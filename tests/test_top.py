@@ -47,6 +47,11 @@ def test_top_once_prints_one_frame(busy: MLQ, redis_url: str, namespace: str) ->
     assert rows["all queues"][:5] == ["3", "0", "2", "1", "1"]
     assert "alive" in done.out and "DEAD" not in done.out
     assert "\x1b[" not in done.out  # not a terminal: no colour codes, no screen switching
+    # the worker serves default; nobody takes from later, where three jobs wait
+    assert "queue later: 3 waiting, no live worker serves it" in lines
+    assert "queue default:" not in done.out
+    worker_rows = [line for line in lines if line.count("│") >= 10 and "alive" in line]
+    assert len(worker_rows) == 1 and "│ default " in worker_rows[0], done.out
 
 
 def test_top_reports_an_unreachable_redis_in_one_line() -> None:

@@ -64,12 +64,14 @@ def test_workers_lists_heartbeats_with_short_unique_ids(cli: Cli, queue: MLQ) ->
     assert cli("workers").out == "" and cli("workers", "--json").out.strip() == "[]"
     beat(queue.client, queue.keys,
          {worker_id: {"host": HOST, "pid": 20000 + n, "supervisor": 12345, "kind": "process",
-                      "gpus": [str(n)], "job": "7" if n == 0 else None}
+                      "queues": ["gpu", "default"], "gpus": [str(n)],
+                      "job": "7" if n == 0 else None}
           for n, worker_id in enumerate(LONG_IDS)}, timeout=30)
     header, *rows = _fits(cli("workers").out)
-    assert header.split() == ["WORKER", "HOST", "PID", "KIND", "GPUS", "JOB", "BEAT", "STATE"]
+    assert header.split() == ["WORKER", "HOST", "PID", "QUEUES", "GPUS", "JOB", "BEAT", "STATE"]
     shown = [row.split()[0] for row in rows]
     assert shown == ["…51795-c1", "…51795-c2", "…51795-c3"]
+    assert rows[0].split()[3] == "gpu,default"  # what each serves
     assert rows[0].split()[5] == "7" and all(row.endswith("alive") for row in rows)
     found = json.loads(cli("workers", "--json").out)
     assert [w["id"] for w in found] == LONG_IDS  # whole ids in JSON
