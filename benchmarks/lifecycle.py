@@ -23,21 +23,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, NoReturn
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 PEERS_DIR = REPO_DIR / "benchmarks" / "peers"
 sys.path[:0] = [str(REPO_DIR), str(PEERS_DIR)]  # mlq from this checkout; run.py's peers
 
-from benchmarks.harness import procs  # noqa: E402
-from benchmarks.harness.report import replace_section  # noqa: E402
-from benchmarks.harness.server import private_redis  # noqa: E402
+from benchmarks.harness.standalone import measure_on_private_redis, write_section  # noqa: E402
 from benchmarks.harness.systems import BY_KEY  # noqa: E402
 from benchmarks.harness.venvs import driver_env  # noqa: E402
 from common import DONE_DIR_ENV, DoneCounter, Workers  # noqa: E402
@@ -50,10 +45,6 @@ GOAL_SLOWDOWN = 0.05  # the drain with the not-due set: at most 5% slower
 GOAL_STARTED_S = 2.0  # the burst: every job started within 2 s of its due time
 POLL = 0.002  # seconds between looks at the scheduled set during a burst
 FIELDS = ["status", "processing_started", "processing_finished"]
-
-
-def _interrupt(*_: Any) -> NoReturn:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
 
 
 # -- 1. drain with and without a large scheduled set ---------------------------
@@ -202,23 +193,11 @@ def main() -> None:
     parser.add_argument("--docs", default=str(REPO_DIR / "docs"),
                         help="folder of the benchmarks.md to update ('' for none)")
     options = parser.parse_args()
-    procs.mark_this_process()
-    signal.signal(signal.SIGTERM, _interrupt)
     os.environ["PYTHONPATH"] = driver_env(BY_KEY["mlq"], {})["PYTHONPATH"]  # workers' imports
-    with tempfile.TemporaryDirectory(prefix="mlq-lifecycle-") as folder:
-        workdir = Path(folder)
-        try:
-            with private_redis(workdir / "redis") as server:
-                lines = measure(options, server.url, workdir)
-        finally:
-            procs.stop_all()
-    print("\n" + "\n".join(lines))
-    if options.docs:
-        page = Path(options.docs) / "benchmarks.md"
-        page.write_text(replace_section(page.read_text(), "lifecycle", SECTION.format(
-            figures="\n".join(lines), poll_ms=POLL * 1000, jobs=options.jobs)))
-        print(f"written to {page}")
-
+    lines = measure_on_private_redis(
+        "lifecycle", lambda url, workdir: measure(options, url, workdir))
+    write_section(options.docs, "lifecycle", SECTION.format(
+        figures="\n".join(lines), poll_ms=POLL * 1000, jobs=options.jobs))
 
 def measure(options: argparse.Namespace, url: str, workdir: Path) -> list[str]:
     config = {"module": "mlq_bench", "redis_url": url, "jobs": options.jobs,

@@ -27,14 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, Iterator
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_DIR)]
@@ -42,8 +40,7 @@ sys.path[:0] = [str(REPO_DIR)]
 import requests  # noqa: E402
 
 from benchmarks.harness import procs  # noqa: E402
-from benchmarks.harness.report import replace_section  # noqa: E402
-from benchmarks.harness.server import private_redis  # noqa: E402
+from benchmarks.harness.standalone import measure_on_private_redis, write_section  # noqa: E402
 from mlq import MLQ  # noqa: E402
 from mlq.embedded import free_port  # noqa: E402
 
@@ -57,10 +54,6 @@ def chunks(msg: dict[str, Any], *args: Any) -> Iterator[float]:
     for _ in range(msg["n"]):
         time.sleep(msg["gap"])
         yield time.time()
-
-
-def _interrupt(*_: Any) -> NoReturn:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
 
 
 def start(url: str, workdir: Path, *args: str) -> procs.Group:
@@ -166,22 +159,9 @@ def main() -> None:
     parser.add_argument("--docs", default=str(REPO_DIR / "docs"),
                         help="folder of the benchmarks.md to update ('' for none)")
     options = parser.parse_args()
-    procs.mark_this_process()
-    signal.signal(signal.SIGTERM, _interrupt)
-    with tempfile.TemporaryDirectory(prefix="mlq-streaming-") as folder:
-        workdir = Path(folder)
-        try:
-            with private_redis(workdir / "redis") as server:
-                lines = measure(options, server.url, workdir)
-        finally:
-            procs.stop_all()
-    print("\n" + "\n".join(lines))
-    if options.docs:
-        page = Path(options.docs) / "benchmarks.md"
-        page.write_text(replace_section(page.read_text(), "streaming",
-                                        SECTION.format(figures="\n".join(lines))))
-        print(f"written to {page}")
-
+    lines = measure_on_private_redis(
+        "streaming", lambda url, workdir: measure(options, url, workdir))
+    write_section(options.docs, "streaming", SECTION.format(figures="\n".join(lines)))
 
 if __name__ == "__main__":
     main()

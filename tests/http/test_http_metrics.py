@@ -4,7 +4,6 @@ parser from a real server, or from the same collector in process."""
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -153,15 +152,6 @@ def test_function_labels_are_capped_and_the_rest_count_as_other(q: MLQ) -> None:
     assert sum(completed.values()) == len(names) + 1
     runtimes = {labels["function"] for labels, _ in got["mlq_queue_job_runtime_seconds_count"]}
     assert runtimes == set(completed)
-
-
-@pytest.fixture
-def silent_redis() -> Iterator[str]:
-    """A socket that accepts connections and never answers: a hung Redis."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
 
 
 @pytest.mark.parametrize("kind", ["refused", "silent"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,15 +34,6 @@ LISTENERS = [slow]
 def test_healthz_ok(server: ServerProcess) -> None:
     response = server.get("/healthz")
     assert (response.status_code, response.text) == (200, "ok")
-
-
-@pytest.fixture
-def silent_redis() -> Iterator[str]:
-    """A socket that accepts connections and never answers: a hung Redis."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
 
 
 @pytest.mark.parametrize("kind", ["refused", "silent"])
