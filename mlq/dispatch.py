@@ -184,6 +184,19 @@ class Dispatcher:
             self._tell_all(RESYNC)
         return True
 
+    def _drop_broken(self) -> None:
+        with self._lock:
+            pubsub, self._pubsub, self._reader = self._pubsub, None, None
+        if pubsub is None or self._closed:
+            return
+        pubsub.close()
+        try:
+            if self.listeners():
+                self.subscribe()  # a new connection, and a new reader for it
+        except REDIS_DOWN:
+            pass  # the next listener tries again
+        self._tell_all(RESYNC)  # what was published meanwhile is lost: look again
+
     def _idle_for(self) -> float:
         with self._lock:
             return 0.0 if self._inboxes else time.monotonic() - self._idle_since
@@ -215,7 +228,10 @@ def _read(ref: weakref.ref[Dispatcher]) -> None:
             pause = min(pause * 2, RETRY_PAUSES[1])
             continue
         except (ValueError, AttributeError, OSError):
-            return  # the connection was closed under the read (close())
+            # the connection was closed under the read (close()), or broke in a way
+            # redis-py does not mend: the next listener makes a new one
+            dispatcher._drop_broken()
+            return
         del dispatcher
 
 
