@@ -130,8 +130,8 @@ def post(conn: ConnectionSettings, msg: str, raw: bool, callback: str | None,
     that starts with { or [ but is not valid JSON is refused (exit 2) unless
     --raw, which sends MSG as a string. With --wait a progress bar runs on
     stderr until the job ends; then the short result is printed (or the result
-    written to -o FILE). Exit 1 if the job failed, or if --wait_timeout passed
-    first. With --stream, the chunks a generator listener yields are printed
+    written to -o FILE). Exit 1 if the job failed, or if the wait passed
+    --wait_timeout, or else --timeout, first. With --stream, the chunks a generator listener yields are printed
     as they come instead. With --key, a job of that key that is still alive is
     not posted again: its id is printed, and stderr says it is a duplicate.
 
@@ -142,7 +142,8 @@ def post(conn: ConnectionSettings, msg: str, raw: bool, callback: str | None,
       controller post '{"prompt": "a cat"}' --queue gpu --priority 5 --owner alice
       controller post '{"url": "https://example.com/a.jpg"}' --wait -o out.png
       controller post '{"prompt": "tell me a story"}' --functions generate --stream
-      controller post '{"text": "hi"}' --wait --wait_timeout 30
+      controller post '{"text": "hi"}' --wait --timeout 30
+      controller post '{"text": "hi"}' --timeout 600 --wait --wait_timeout 30
       controller post '{not json' --raw
       controller post report --at 2026-12-24T08:00:00Z --expires 3600
       controller post fetch --retries 5 --backoff 2 --retry_on ConnectionError
@@ -160,7 +161,8 @@ def post(conn: ConnectionSettings, msg: str, raw: bool, callback: str | None,
     if not (wait or stream):
         return
     sys.stdout.flush()  # the id is useful while the job runs
-    limit = WaitLimit(mlq, job_id, wait_timeout)
+    # --timeout, the job's own limit, also bounds a wait unless --wait_timeout says otherwise
+    limit = WaitLimit(mlq, job_id, timeout if wait_timeout is None else wait_timeout)
     streamed = stream and print_chunks(mlq, job_id, limit)
     show_outcome(limit.wait() if stream else follow(mlq, job_id, limit), output, streamed)
 

@@ -195,7 +195,7 @@ def _stop_at_eof(stop: Event) -> None:
     # Waits in gevent's hub and reads the descriptor, not sys.stdin: a thread
     # blocked in sys.stdin.buffer.read() holds that buffer's lock, and the
     # interpreter, closing stdin as it exits, then aborts with "Fatal Python
-    # error: _enter_buffered_busy" (issue #18). A greenlet holds no lock.
+    # error: _enter_buffered_busy". A greenlet holds no lock.
     while True:
         wait_read(STDIN)
         if not os.read(STDIN, 65536):

@@ -75,11 +75,13 @@ def test_post_refuses_broken_json_and_posts_nothing(cli: Cli, queue: MLQ, msg: s
     assert queue.stats()["posted"] == 0
 
 
-@pytest.mark.parametrize("how", ["--wait", "--stream"])
+@pytest.mark.parametrize(("how", "limit"), [("--wait", "--wait_timeout"),
+                                            ("--stream", "--wait_timeout"),
+                                            ("--wait", "--timeout")])
 def test_post_wait_timeout_on_a_queue_nobody_serves_exits_1(cli: Cli, queue: MLQ,
-                                                            how: str) -> None:
+                                                            how: str, limit: str) -> None:
     started = time.monotonic()
-    done = cli("post", "x", "--queue", "nobody", how, "--wait_timeout", "0.5")
+    done = cli("post", "x", "--queue", "nobody", how, limit, "0.5")
     elapsed = time.monotonic() - started
     line = done.assert_one_line_error(1)
     job_id = done.out.strip()
