@@ -78,7 +78,7 @@ def test_exceptions_and_odd_values_still_make_valid_json(
 
 def test_a_closed_handler_writes_nothing() -> None:
     # logging.shutdown() closes handlers at exit; a daemon thread logging after
-    # that must not touch the stream while the interpreter finalizes (issue #18)
+    # that must not touch the stream while the interpreter finalizes
     buffer = io.StringIO()
     handler = make_handler("text", buffer)
     record = logging.LogRecord("mlq.worker", logging.INFO, __file__, 1, "late", (), None)

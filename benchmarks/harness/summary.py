@@ -1,4 +1,4 @@
-"""From the raw per-repeat results to medians, ranges, ratios and the issue's goals."""
+"""From the raw per-repeat results to medians, ranges, ratios and the speed goals."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stopping `consumer --server` leaves nothing half-written behind (issue #18).
+"""Stopping `consumer --server` leaves nothing half-written behind.
 
 A thread still blocked on a standard stream while the interpreter shuts down made
 it abort with "Fatal Python error: _enter_buffered_busy" (exit code 0, so only
