@@ -154,9 +154,12 @@ def ui_root() -> Response:
 
 
 @bp.get("/ui/jobs")
-def jobs_page() -> str:
+def jobs_page() -> str | Response:
     """Jobs newest first, filtered by ``status`` and ``queue``, ``page`` by page."""
     mlq = current_state().mlq
+    wanted = (request.args.get("id") or "").strip()
+    if wanted:  # the search box: straight to the job (its page says when there is none)
+        return redirect(url_for("dashboard.job_page", job_id=wanted))
     status = request.args.get("status") or None
     queue = request.args.get("queue") or None
     page = _page_number(request.args.get("page"))

@@ -49,6 +49,22 @@ def register(bp: Blueprint) -> None:
     # the job page's streamed output: the API's route, under the dashboard's login
     bp.add_url_rule("/ui/jobs/<job_id>/stream", "job_stream", stream_routes.stream)
     bp.add_app_template_filter(until, "until")
+    bp.add_app_template_filter(progress_cell, "progress_cell")
+
+
+def progress_cell(job: dict[str, Any]) -> str:
+    """A job list's progress: a number as a percentage, what else a listener reports
+    as it is (cut short), a dash for a job not running."""
+    status, progress = job.get("status"), job.get("progress")
+    if status == "completed":
+        return "100 %"
+    if status != "started":
+        return "—"
+    if progress is None:
+        return "0 %"
+    if isinstance(progress, (int, float)) and not isinstance(progress, bool):
+        return f"{progress:g} %"
+    return str(progress)[:40]
 
 
 def until(epoch: float | None) -> str:

@@ -262,7 +262,8 @@ def _dashboard_paths() -> dict[str, Any]:
         return {"post": op(summary, answers, body=True,
                            params=[_JOB_ID] if job else params if name else None)}
 
-    query = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("status", "queue")]
+    query = [{"name": n, "in": "query", "schema": {"type": "string"}}
+             for n in ("status", "queue", "id")]  # id: the search box, a redirect to the job
     return {
         "/": page("Dashboard: overview per queue, live"),
         "/ui": {"get": op("Redirect to the overview", {"302": {"description": "To /."}})},
