@@ -17,7 +17,7 @@ from mlq.listing import MAX_PAGE
 
 from .commands_jobs import to_json
 from .commands_lifecycle import json_option
-from .display import short_ids, table
+from .display import job_matches, short_ids, table
 from .options import (
     CliError, ConnectionSettings, connection_options, open_mlq, option, yes_option,
 )
@@ -55,8 +55,7 @@ def jobs(conn: ConnectionSettings, status: str | None, queue: str | None, owner:
       controller jobs --owner alice --function translate --json
     """
     total, records = open_mlq(conn).list_jobs(status, queue, 0, limit)
-    picked = [r for r in records if (owner is None or r.get("owner") == owner)
-              and (function is None or function in (r.get("functions") or ()))]
+    picked = [r for r in records if job_matches(r, owner, function)]
     if as_json:
         click.echo(to_json(picked))
         return

@@ -33,10 +33,11 @@ from werkzeug.wrappers import Response
 
 from mlq.errors import JobNotFound
 from mlq.job import STATUSES, TERMINAL
+from mlq.listing import MAX_PAGE
 from mlq.record import CALL_FIELD
 
 from . import dashboard_lifecycle, dashsession, overview
-from .display import short_ids
+from .display import job_matches, short_ids
 from .helpers import ServerState, current_state, handle_error, jsonable
 from .auth import admin_token, canonical_id, note_failure, sign_link
 
@@ -162,12 +163,21 @@ def jobs_page() -> str | Response:
         return redirect(url_for("dashboard.job_page", job_id=wanted))
     status = request.args.get("status") or None
     queue = request.args.get("queue") or None
+    owner = request.args.get("owner") or None
+    function = request.args.get("function") or None
     page = _page_number(request.args.get("page"))
     # a status that does not exist is InvalidMessage: 400, shown by page_error
-    total, jobs = mlq.list_jobs(status, queue, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    if owner is None and function is None:
+        total, jobs = mlq.list_jobs(status, queue, offset=(page - 1) * PAGE_SIZE,
+                                    limit=PAGE_SIZE)
+    else:  # no index of owners or functions: the newest jobs, filtered here
+        picked = [r for r in mlq.list_jobs(status, queue, 0, MAX_PAGE)[1]
+                  if job_matches(r, owner, function)]
+        total, jobs = len(picked), picked[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     return render_template("jobs.html", jobs=jobs, total=total, page=page, pages=pages,
-                           status=status, queue=queue, queues=mlq.queue_names())
+                           status=status, queue=queue, owner=owner, function=function,
+                           scanned=MAX_PAGE, queues=mlq.queue_names())
 
 
 def _page_number(text: str | None) -> int:

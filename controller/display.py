@@ -116,3 +116,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int = WI
                  else clip(cell, widths[i]).ljust(widths[i]) for i, cell in enumerate(row)]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
+
+
+def job_matches(record: dict[str, Any], owner: str | None, function: str | None) -> bool:
+    """Whether a listed job is `owner`'s and runs `function` (a name of its listeners,
+    or a submitted call's name); None matches anything. Redis keeps no index of
+    either, so listings filter a page they read (controller jobs, the dashboard)."""
+    if owner is not None and record.get("owner") != owner:
+        return False
+    return function is None or function in (record.get("functions") or ()) \
+        or function == record.get("call_name")

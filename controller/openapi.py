@@ -263,7 +263,7 @@ def _dashboard_paths() -> dict[str, Any]:
                            params=[_JOB_ID] if job else params if name else None)}
 
     query = [{"name": n, "in": "query", "schema": {"type": "string"}}
-             for n in ("status", "queue", "id")]  # id: the search box, a redirect to the job
+             for n in ("status", "queue", "owner", "function", "id")]  # id: a redirect
     return {
         "/": page("Dashboard: overview per queue, live"),
         "/ui": {"get": op("Redirect to the overview", {"302": {"description": "To /."}})},

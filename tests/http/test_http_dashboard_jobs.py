@@ -71,3 +71,15 @@ def test_a_failed_jobs_page_has_a_requeue_button(server: ServerProcess, worker: 
                      page)
     assert form and form.group(1) == f"/ui/deadletter/{job_id}/requeue"
     assert 'id="requeue-job"' not in server.get(f"/ui/jobs/{server.post_job('x')}").text
+
+
+def test_the_list_filters_by_owner_and_function(server: ServerProcess, worker: MLQ) -> None:
+    alice = server.post_job("a", owner="alice", functions=["work"], queue="filters")
+    bob = server.post_job("b", owner="bob", functions=["work"], queue="filters")
+    other = server.post_job("c", owner="alice", functions=["other"], queue="filters")
+    page = server.get("/ui/jobs?queue=filters&owner=alice&function=work").text
+    shown = set(re.findall(r'<a href="/ui/jobs/(\d+)">', page))
+    assert alice in shown and not shown & {bob, other}
+    assert "no index of owners or functions" in page
+    assert set(re.findall(r'<a href="/ui/jobs/(\d+)">',
+                          server.get("/ui/jobs?queue=filters&owner=alice").text)) >= {alice, other}
