@@ -145,7 +145,8 @@ def overview_page() -> str:
     frame = _source(state).get()
     _, latest = state.mlq.list_jobs(limit=10)
     return render_template("overview.html", frame=frame, latest=latest,
-                           columns=overview.ALL_COLUMNS)
+                           columns=overview.ALL_COLUMNS,
+                           chart=overview.history_chart(state.mlq.listing.history()))
 
 
 @bp.get("/ui")

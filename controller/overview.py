@@ -293,3 +293,25 @@ def rate_text(rate: float | None) -> str:
     if rate is None:
         return "—"
     return f"{rate:.2f}" if rate < 10 else f"{rate:.0f}"
+
+
+#: The history chart's drawing area, in SVG units (it scales to the page's width).
+CHART_WIDTH, CHART_HEIGHT = 600, 100
+
+
+def history_chart(history: list[dict[str, int]]) -> dict[str, Any]:
+    """Bars of the jobs completed (below) and failed (stacked above) per minute, for
+    an SVG drawn by the template: no script and no chart library."""
+    peak = max([m["completed"] + m["failed"] for m in history] + [1])
+    step = CHART_WIDTH / max(len(history), 1)
+    bars = []
+    for n, minute in enumerate(history):
+        done = minute["completed"] * CHART_HEIGHT / peak
+        failed = minute["failed"] * CHART_HEIGHT / peak
+        label = time.strftime("%H:%M UTC", time.gmtime(minute["minute"] * 60))
+        bars.append({"x": round(n * step, 2), "width": round(step * 0.8, 2),
+                     "done": round(done, 2), "failed": round(failed, 2), "label": label,
+                     "completed_count": minute["completed"], "failed_count": minute["failed"]})
+    return {"bars": bars, "peak": peak, "width": CHART_WIDTH, "height": CHART_HEIGHT,
+            "completed": sum(m["completed"] for m in history),
+            "failed": sum(m["failed"] for m in history)}

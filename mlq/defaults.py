@@ -99,3 +99,7 @@ REPLICAS_TIMEOUT = 2.0
 #: Where a batching listener with batch_size="auto" starts, until a batch runs out
 #: of memory; from then on, the largest batch that fitted (batching.Batches.fitted).
 AUTO_BATCH = 32
+
+#: Seconds a per-minute count of finished jobs is kept (Keys.history): the
+#: dashboard charts the last hour.
+HISTORY_KEEP = 2 * 3600

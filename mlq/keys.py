@@ -268,6 +268,16 @@ class Keys:
         return self.prefix + "stats"
 
     @property
+    def history_prefix(self) -> str:
+        """Per-minute hashes of the jobs completed and failed (fields `completed`,
+        `failed`), named by the minute (epoch seconds // 60), each expiring after
+        defaults.HISTORY_KEEP: the dashboard's chart, kept in Redis alone."""
+        return self.prefix + "history:"
+
+    def history(self, minute: int) -> str:
+        return f"{self.history_prefix}{minute}"
+
+    @property
     def metrics(self) -> str:
         """Hash of counters and histograms by queue, function and error kind
         (/metrics' labelled series); metrics.py spells its fields."""

@@ -6,6 +6,7 @@ same names delegate here.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -29,6 +30,18 @@ class Listing:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
+
+    def history(self, minutes: int = 60, now: float | None = None) -> list[dict[str, int]]:
+        """Jobs completed and failed per minute over the last `minutes`, oldest first:
+        [{"minute": epoch seconds // 60, "completed": n, "failed": n}, ...] (the
+        finish step counts them in Keys.history; one round trip)."""
+        last = int((time.time() if now is None else now) // 60)
+        wanted = range(last - minutes + 1, last + 1)
+        pipe = self.client.pipeline(transaction=False)
+        for minute in wanted:
+            pipe.hmget(self.keys.history(minute), ["completed", "failed"])
+        return [{"minute": minute, "completed": int(done or 0), "failed": int(failed or 0)}
+                for minute, (done, failed) in zip(wanted, pipe.execute())]
 
     def job_count(self, queue: str = DEFAULT_QUEUE) -> int:
         """Jobs waiting in `queue`: every priority lane and every owner's list."""

@@ -264,7 +264,8 @@ class Scripts(Steps):
         only if the attempt is recorded; the record keeps a nil and a marker."""
         k = self.keys
         args: list[Any] = [k.job_prefix, k.job_channel(""), worker_id,
-                           int(ttl * 1000) if ttl else 0]
+                           int(ttl * 1000) if ttl else 0, k.history_prefix,
+                           int(defaults.HISTORY_KEEP)]
         for job_id, attempt, outcome, fields, bucket, runtime, finished in outcomes:
             fields, key, data = self._apart(job_id, fields)
             args += [job_id, attempt, outcome, bucket, repr(runtime), repr(finished),

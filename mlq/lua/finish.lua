@@ -8,6 +8,7 @@
 -- KEYS[10] the namespace's key prefix (lifecycle.lua)
 -- ARGV[1] job key prefix   ARGV[2] job channel prefix   ARGV[3] worker id
 -- ARGV[4] keep each record this many ms (0: forever)
+-- ARGV[5] the per-minute history's key prefix (Keys.history)   ARGV[6] its keys' lifetime, s
 -- then per job: id, attempt, 'completed' | 'failed' | 'retry' (scheduled to run
 -- again when its next_attempt_at, one of its values, is due), run-time histogram
 -- bucket field ('' for none), run time seconds, finish time (epoch seconds),
@@ -29,7 +30,8 @@ local buckets, runtime_sum = {}, 0
 -- that name their listeners (the record's `functions`) are counted here
 local runs_of, seconds_of = {}, {}
 
-local i = 5
+local i = 7
+local per_minute = {}
 while i <= #ARGV do
   local id, attempt, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local bucket, runtime, finished = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
@@ -111,6 +113,10 @@ while i <= #ARGV do
     end
     count_attempt(current[12], current[13], current[9], current[14], current[15], outcome, kind,
       bucket, runtime)
+    if outcome == 'completed' or outcome == 'failed' then
+      local field = math.floor(finished / 60) .. '|' .. outcome
+      per_minute[field] = (per_minute[field] or 0) + 1
+    end
     if outcome ~= 'retry' and (current[7] or current[8]) then
       settled[#settled + 1] = {id, job_key, outcome, finished}
     end
@@ -178,6 +184,12 @@ for field, n in pairs(buckets) do
 end
 if counted then redis.call('HINCRBYFLOAT', KEYS[4], 'runtime_sum', runtime_sum) end
 write_labelled(KEYS[8], KEYS[9])
+for field, n in pairs(per_minute) do
+  local minute, what = string.match(field, '^(%d+)|(%a+)$')
+  local key = ARGV[5] .. minute
+  -- the minute's first count starts its lifetime
+  if redis.call('HINCRBY', key, what, n) == n then redis.call('EXPIRE', key, ARGV[6]) end
+end
 for names, n in pairs(runs_of) do
   redis.call('HINCRBY', lifecycle().runtimes_key(P), names .. ':n', n)
   redis.call('HINCRBYFLOAT', lifecycle().runtimes_key(P), names .. ':s', seconds_of[names])

@@ -83,3 +83,21 @@ def test_the_list_filters_by_owner_and_function(server: ServerProcess, worker: M
     assert "no index of owners or functions" in page
     assert set(re.findall(r'<a href="/ui/jobs/(\d+)">',
                           server.get("/ui/jobs?queue=filters&owner=alice").text)) >= {alice, other}
+
+
+def test_the_overview_charts_the_last_hour_from_per_minute_counts_in_redis(
+        server: ServerProcess, worker: MLQ) -> None:
+    def shown() -> tuple[int, int]:
+        chart = re.search(r'<svg id="history"[^>]*data-completed="(\d+)" data-failed="(\d+)"',
+                          server.get("/").text, re.S)
+        assert chart, "no chart on the overview"
+        return int(chart.group(1)), int(chart.group(2))
+
+    before = shown()
+    ids = [server.post_job("done") for _ in range(3)] + [server.post_job("fail")]
+    for job_id in ids:
+        worker.wait(job_id, 10)
+    assert shown() == (before[0] + 3, before[1] + 1)
+    # kept in Redis alone, each minute's count expiring by itself
+    minute = [m for m in worker.listing.history(2) if m["completed"]][-1]["minute"]
+    assert 0 < worker.client.ttl(worker.keys.history(minute)) <= 2 * 3600
