@@ -120,3 +120,12 @@ def dash_worker(request: pytest.FixtureRequest, redis_url: str,
     yield q
     q.shutdown(timeout=10)
     q.clear_all()
+
+
+def still_picture(page: Any, artifacts: Path, name: str, docs_name: str) -> None:
+    """A screenshot without the flash of changed numbers; into docs/ when asked to
+    (MLQ_UPDATE_SCREENSHOT=1)."""
+    page.evaluate("document.querySelectorAll('.changed').forEach(e => e.classList.remove('changed'))")
+    page.screenshot(path=str(artifacts / name), full_page=True)
+    if os.environ.get("MLQ_UPDATE_SCREENSHOT"):
+        shutil.copyfile(artifacts / name, REPO / "docs" / docs_name)

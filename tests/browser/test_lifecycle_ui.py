@@ -3,8 +3,6 @@ a job from its page, add and remove schedules, pause and resume a queue."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,9 @@ import requests
 
 from mlq import MLQ
 from mlq.job import STATUSES
-from tests.http.conftest import REPO, ServerProcess
+from tests.http.conftest import ServerProcess
+
+from .conftest import still_picture
 
 
 def stop_when_cancelled(msg: Any, context: dict[str, Any]) -> Any:
@@ -65,14 +65,6 @@ def accept_next_dialog(page: Any) -> list[str]:
 
     page.once("dialog", accept)
     return messages
-
-
-def still_picture(page: Any, artifacts: Path, name: str, docs_name: str) -> None:
-    """A screenshot without the flash of changed numbers; into docs/ when asked to."""
-    page.evaluate("document.querySelectorAll('.changed').forEach(e => e.classList.remove('changed'))")
-    page.screenshot(path=str(artifacts / name), full_page=True)
-    if os.environ.get("MLQ_UPDATE_SCREENSHOT"):
-        shutil.copyfile(artifacts / name, REPO / "docs" / docs_name)
 
 
 def test_cancel_a_scheduled_job_from_its_page(page: Any, dash_server: ServerProcess,
