@@ -257,12 +257,6 @@ class Keys:
         return self.prefix + "schedule_times"
 
     @property
-    def runtimes(self) -> str:
-        """Hash of run times per listeners list (a record's `functions`, joined by
-        ','): '<names>:n' runs and '<names>:s' seconds (position.py's ETA)."""
-        return self.prefix + "runtimes"
-
-    @property
     def stats(self) -> str:
         """Hash of counters shared by every server instance (metrics)."""
         return self.prefix + "stats"
@@ -380,7 +374,6 @@ local function expiring_key(P) return P .. 'expiring' end
 local function paused_key(P) return P .. 'paused' end
 local function waiting_on_key(P) return P .. 'waiting_on' end
 local function stats_key(P) return P .. 'stats' end
-local function runtimes_key(P) return P .. 'runtimes' end
 local function schedule_times_key(P) return P .. 'schedule_times' end
 """
 

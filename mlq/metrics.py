@@ -34,6 +34,20 @@ OTHER = "other"
 WAIT_BUCKETS = RUNTIME_BUCKETS
 
 
+def function_label(record: dict[str, Any]) -> str:
+    """The function label a finish counts a job under (as lua/metrics.lua does, before
+    the cap): a submitted call's name, else its listeners joined by ','."""
+    return record.get("call_name") or ",".join(record.get("functions") or ())
+
+
+def runtime_fields(queue: str, function: str) -> list[str]:
+    """The fields of one queue's and function's run times: their sum, then one count
+    per bucket (position.py's ETA reads them)."""
+    labels = f"{queue}|{function}"
+    return [f"runtime_sum|{labels}",
+            *(f"runtime|{labels}|{bound_label(bound)}" for bound in RUNTIME_BUCKETS)]
+
+
 def lua_prelude() -> str:
     """The constants lua/metrics.lua reads, spelled from the ones above."""
     bounds = ", ".join("math.huge" if b == float("inf") else repr(b) for b in WAIT_BUCKETS)

@@ -13,9 +13,10 @@ serve several queues may take other queues' jobs first: only the job's own
 queue counts.
 
 `eta_s` is the seconds until it starts: (position + 1) runs of the mean run time
-(of its listeners list where runs of it were recorded, else of every job), spread
-over the live workers. None without a run recorded or a live worker.
-Heartbeats do not say which queues a worker serves: every live worker counts.
+(of its queue's jobs of the same function, from the labelled metrics, where some
+ran; else of every job), spread over the live workers. None without a run
+recorded or a live worker. Every live worker of the namespace counts: the step
+does not read which queues each heartbeat names.
 
 The pieces are pure functions (`call`, `answer`), so that an asyncio client
 sends the same step; `position_and_eta` and `read_job` are the blocking ones.
@@ -27,7 +28,8 @@ import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .job import QUEUED, RUNTIME_BUCKETS, bucket_field
-from .keys import PRIORITIES, Keys
+from .keys import DEFAULT_QUEUE, PRIORITIES, Keys
+from .metrics import function_label, runtime_fields
 from .record import read_record
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ POSITION_FIELDS = ("position", "eta_s")
 #: The record's field with the job's number in its lane (not shown in records).
 LANE_SEQ = "lane_seq"
 #: Fields of the record the step's keys are built from.
-PLACE_FIELDS = ("status", "queue", "priority", "owner", "functions")
+PLACE_FIELDS = ("status", "queue", "priority", "owner", "functions", "call_name")
 #: How far from the head of its lane to look for a job requeued there (it has no
 #: number): past that its position is not known (None).
 LOOK_FROM_HEAD = 10_000
@@ -54,12 +56,12 @@ def call(keys: Keys, job_id: str, record: dict[str, Any]) -> tuple[list[str], li
     owned = bool(owner) and not priority
     lanes = keys.lanes(queue)  # highest priority first
     ahead = lanes if owned else lanes[:len(PRIORITIES) - 1 - priority]
-    functions = record.get("functions")
     key_list = [keys.job(job_id), keys.lane(queue, priority, owner),
                 keys.lane_joined(queue, priority, owner), keys.lane_removed(queue, priority, owner),
-                keys.workers, keys.stats, keys.runtimes, keys.owners(queue), *ahead]
+                keys.workers, keys.stats, keys.metrics, keys.owners(queue), *ahead]
+    own = runtime_fields(queue or DEFAULT_QUEUE, function_label(record))
     args = [job_id, owner if owned else "", keys.owned_prefix(queue), keys.heartbeat(""),
-            ",".join(functions) if functions else "", LOOK_FROM_HEAD, *_HISTOGRAM]
+            len(_HISTOGRAM), LOOK_FROM_HEAD, *_HISTOGRAM, *own]
     return key_list, args
 
 

@@ -103,6 +103,28 @@ def test_eta_is_none_without_runs_then_follows_the_run_times_and_workers(q: MLQ)
     assert q.get_job(other, fields=["position", "eta_s"])["eta_s"] == 5.0
 
 
+def test_eta_uses_the_run_times_of_the_jobs_own_function_and_queue(q: MLQ) -> None:
+    clock = [1000.0]
+
+    def taking(seconds: float) -> Any:
+        def run(msg: Any, *args: Any) -> Any:
+            clock[0] += seconds
+            return msg
+        return run
+
+    worker = Worker(q, "w1", clock=lambda: clock[0],
+                    local_listeners={"slow": taking(3.0), "fast": taking(1.0)})
+    for name in ("slow", "slow", "fast", "fast"):
+        q.post(name, functions=[name])
+    while worker.step():
+        pass
+    beat(q.client, q.keys, {"w1": {}}, timeout=30)
+    slow, fast = q.post("s", functions=["slow"]), q.post("f", functions=["fast"])
+    # the mean of all four runs is 2 s; each function's own is what counts
+    assert q.get_job(slow)["eta_s"] == 3.0  # first in line: one slow run
+    assert q.get_job(fast)["eta_s"] == 2.0  # second: two of its own, fast, runs
+
+
 def test_the_pure_parts() -> None:
     assert eta(3, 2, 10, 20.0) == 4.0
     assert eta(0, 1, 10, 20.0, own_runs=2, own_seconds=10.0) == 5.0

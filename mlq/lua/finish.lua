@@ -26,9 +26,6 @@ local P = KEYS[10]
 local ttl = tonumber(ARGV[4])
 local answers, done, completed, failed, settled = {}, {}, {}, {}, {}
 local buckets, runtime_sum = {}, 0
--- runs and seconds per listeners list, for position.py's estimates: only jobs
--- that name their listeners (the record's `functions`) are counted here
-local runs_of, seconds_of = {}, {}
 
 local i = 7
 local per_minute = {}
@@ -123,12 +120,6 @@ while i <= #ARGV do
     if bucket ~= '' then
       buckets[bucket] = (buckets[bucket] or 0) + 1
       runtime_sum = runtime_sum + tonumber(runtime)
-      local names = current[9] and cmsgpack.unpack(current[9])
-      if type(names) == 'table' and #names > 0 then
-        names = table.concat(names, ',')
-        runs_of[names] = (runs_of[names] or 0) + 1
-        seconds_of[names] = (seconds_of[names] or 0) + tonumber(runtime)
-      end
     end
     local channel = ARGV[2] .. id
     local event = {id, outcome, progress}
@@ -189,9 +180,5 @@ for field, n in pairs(per_minute) do
   local key = ARGV[5] .. minute
   -- the minute's first count starts its lifetime
   if redis.call('HINCRBY', key, what, n) == n then redis.call('EXPIRE', key, ARGV[6]) end
-end
-for names, n in pairs(runs_of) do
-  redis.call('HINCRBY', lifecycle().runtimes_key(P), names .. ':n', n)
-  redis.call('HINCRBYFLOAT', lifecycle().runtimes_key(P), names .. ':s', seconds_of[names])
 end
 return answers

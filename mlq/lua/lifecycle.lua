@@ -185,7 +185,6 @@ lifecycle_built = {
   paused_key = paused_key,
   waiting_on_key = waiting_on_key,
   stats_key = stats_key,
-  runtimes_key = runtimes_key,
   removed_from_lane = removed_from_lane,
   schedule_times_key = schedule_times_key,
   unpacked = unpacked,

@@ -3,15 +3,16 @@
 -- (but the look for a job requeued to the head of its lane, bounded below).
 -- KEYS[1] job hash   KEYS[2] its lane   KEYS[3] the lane's counter of jobs joined
 -- KEYS[4] the lane's removals   KEYS[5] worker ids set   KEYS[6] stats hash
--- KEYS[7] run times per listeners list   KEYS[8] the queue's owner ring
+-- KEYS[7] the labelled metrics hash (metrics.py)   KEYS[8] the queue's owner ring
 -- KEYS[9 ..] the lanes workers take from before this one (higher priorities;
 -- for an owner's job, every plain lane of its queue)
 -- ARGV[1] job id   ARGV[2] owner ('' for a plain lane)   ARGV[3] owners' list prefix
--- ARGV[4] heartbeat key prefix   ARGV[5] listeners list ('' none)
--- ARGV[6] how far from its head to look for a job with no number
--- ARGV[7 ..] the run-time histogram's fields in the stats hash
+-- ARGV[4] heartbeat key prefix   ARGV[5] n, how many histogram fields of the stats
+-- hash follow ARGV[6]   ARGV[6] how far from its head to look for a job with no number
+-- ARGV[7 .. 6+n] the run-time histogram's fields in the stats hash, then the job's
+-- queue's and function's run-time sum and histogram fields in the metrics hash
 -- Returns false when the job is not queued (or not found in its lane), else
--- {jobs ahead, live workers, runs, their seconds, the list's runs, their seconds}.
+-- {jobs ahead, live workers, runs, their seconds, its function's runs, their seconds}.
 local place = redis.call('HMGET', KEYS[1], 'status', 'lane_seq')
 if not place[1] or cmsgpack.unpack(place[1]) ~= 'queued' then return false end
 local length = redis.call('LLEN', KEYS[2])
@@ -51,11 +52,16 @@ local live = 0
 for _, worker in ipairs(redis.call('SMEMBERS', KEYS[5])) do
   live = live + redis.call('EXISTS', ARGV[4] .. worker)
 end
+local global = tonumber(ARGV[5])
 local fields = {'runtime_sum'}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, 6 + global do fields[#fields + 1] = ARGV[i] end
 local stats = redis.call('HMGET', KEYS[6], unpack(fields))
 local runs = 0
 for i = 2, #stats do runs = runs + tonumber(stats[i] or '0') end
-local own = {false, false}
-if ARGV[5] ~= '' then own = redis.call('HMGET', KEYS[7], ARGV[5] .. ':n', ARGV[5] .. ':s') end
-return {ahead, live, runs, stats[1] or '0', own[1] or '0', own[2] or '0'}
+-- the same for the job's queue and function, from the labelled metrics
+local own_fields = {}
+for i = 7 + global, #ARGV do own_fields[#own_fields + 1] = ARGV[i] end
+local own = redis.call('HMGET', KEYS[7], unpack(own_fields))
+local own_runs = 0
+for i = 2, #own do own_runs = own_runs + tonumber(own[i] or '0') end
+return {ahead, live, runs, stats[1] or '0', own_runs, own[1] or '0'}
