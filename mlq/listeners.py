@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -27,15 +28,37 @@ Listener = Callable[..., Any]
 _warned_without_secret = False
 
 
-def warn_once_without_secret(secret: object) -> None:
-    """Say once per process that, with no secret, stored code runs unchecked."""
+def warn_once_without_secret(secret: object, client: Any = None) -> None:
+    """Say once per process that, with no secret, stored code runs unchecked.
+
+    It is a warning where people other than this host's users can write to Redis;
+    where only they can (loopback behind a password, or a unix socket), a note at
+    debug level: the embedded default needs no secret to be safe on a laptop.
+    """
     global _warned_without_secret
-    if not secret and not _warned_without_secret:
-        _warned_without_secret = True
-        # the workers' logger: it is the worker that runs the code
-        logging.getLogger("mlq.worker").warning(
-            "no secret set (MLQ_SECRET / --secret): this worker runs any function stored in "
-            "Redis; anyone who can write to Redis can run code here")
+    if secret or _warned_without_secret:
+        return
+    _warned_without_secret = True
+    level = logging.WARNING if writable_from_elsewhere(client) else logging.DEBUG
+    # the workers' logger: it is the worker that runs the code
+    logging.getLogger("mlq.worker").log(
+        level, "no secret set (MLQ_SECRET / --secret): this worker runs any function stored "
+        "in Redis; anyone who can write to Redis can run code here")
+
+
+def writable_from_elsewhere(client: Any) -> bool:
+    """Whether anyone but this host's users who hold its password may write to this Redis."""
+    settings = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if settings is None:  # a cluster, or a client we cannot read: assume the worst
+        return True
+    if settings.get("path"):  # a unix socket: its file's permissions decide
+        return False
+    host = str(settings.get("host", "")).strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return not (loopback and settings.get("password"))
 
 
 def load_pickled(payload: bytes) -> Listener:

@@ -101,7 +101,7 @@ class Worker:
         self._stop: threading.Event | None = None
         self._block = defaults.BLOCK_TIMEOUT  # the run loop's blocking wait
         self._sweep = Sweep(mlq, worker_id)
-        warn_once_without_secret(mlq.secret)
+        warn_once_without_secret(mlq.secret, mlq.clients.main)
 
     # -- the loop -----------------------------------------------------------
     def run(self, stop: threading.Event, block: float = defaults.BLOCK_TIMEOUT) -> None:

@@ -80,6 +80,22 @@ def test_worker_without_secret_warns_once(q: MLQ, caplog: pytest.LogCaptureFixtu
     assert caplog.text.count("runs any function stored in Redis") == 1
 
 
+def test_the_warning_is_for_a_redis_that_others_can_write_to(caplog: pytest.LogCaptureFixture) -> None:
+    import redis
+
+    import mlq.listeners
+    # clients are only built here: redis-py connects on the first command, and none is sent
+    assert mlq.listeners.writable_from_elsewhere(redis.Redis(host="10.1.2.3", password="x"))
+    assert mlq.listeners.writable_from_elsewhere(redis.Redis(host="127.0.0.1"))
+    assert not mlq.listeners.writable_from_elsewhere(redis.Redis(host="127.0.0.1", password="x"))
+    assert not mlq.listeners.writable_from_elsewhere(redis.Redis(host="::1", password="x"))
+    assert not mlq.listeners.writable_from_elsewhere(redis.Redis(unix_socket_path="/run/r.sock"))
+    mlq.listeners._warned_without_secret = False
+    with caplog.at_level(logging.DEBUG, logger="mlq.worker"):
+        mlq.listeners.warn_once_without_secret(None, redis.Redis(host="localhost", password="x"))
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+
+
 def test_callback_urls_are_http_only(q: MLQ) -> None:
     for bad in ("file:///etc/passwd", "gopher://x/", "ftp://h/x", "/relative", "http://"):
         with pytest.raises(InvalidMessage):
