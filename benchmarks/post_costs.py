@@ -27,6 +27,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]
 
 from mlq.embedded import EmbeddedServer  # noqa: E402
+from mlq.posting import checked_post  # noqa: E402
 from mlq.queue import MLQ  # noqa: E402
 
 from harness.floor import time_rounds  # noqa: E402
@@ -37,15 +38,13 @@ def cases(q: MLQ) -> dict[str, Callable[[], Any]]:
     empty = client.register_script("return 1")
     post = scripts._scripts["post"]
     stopped = client.register_script("do return 0 end\n" + post.script)
-    keys, args = scripts._post_parts("default", 0, None)
-    fields = q._new_record({"a": 1}, None, None, None, "default")
+    fields = checked_post(q, {"a": 1}).fields
     tokens = iter(range(10 ** 9))
 
     def post_script(script: Any) -> Callable[[], Any]:
         def call() -> Any:
-            all_keys = [*keys, q.keys.posted(f"post-costs-{next(tokens)}")]
-            return scripts.round_trips.evalsha(script, len(all_keys), *all_keys, *args,
-                                               repr(time.time()), *fields)
+            keys, args = scripts.post_call("default", fields, token=f"post-costs-{next(tokens)}")
+            return scripts.round_trips.evalsha(script, len(keys), *keys, *args)
         return call
 
     return {
@@ -55,8 +54,7 @@ def cases(q: MLQ) -> dict[str, Callable[[], Any]]:
         "post script, stopped at line 1": post_script(stopped),
         "post script, whole": post_script(post),
         "MLQ.post": lambda: q.post({"a": 1}),
-        "MLQ.post's record building alone": lambda: q._new_record(
-            {"a": 1}, None, None, None, "default"),
+        "MLQ.post's checks and record building alone": lambda: checked_post(q, {"a": 1}),
     }
 
 

@@ -44,7 +44,7 @@ from .posting import check_dependencies_known, check_replicas, checked_many, che
     posted
 from .queue import _check_id
 from .position import read_job
-from .record import event_record, with_result_kept_apart
+from .record import event_record, first_look, with_result_kept_apart
 from .replay import evalsha, replayed
 from .scripts import Steps, id_range, replicated, script_source
 from .serialization import unpack
@@ -214,19 +214,26 @@ class AsyncMLQ:
         """The record of an ended job, or None while it has not ended; its status is
         read first, as MLQ.wait does, to leave a large record alone until then, and
         the job marked waited for (await.lua), so its finish sends the record along."""
-        status = await self._step("await", [self.keys.job(job_id)], [])
-        if status is None:
+        reply = await self._step("await", [self.keys.job(job_id)], [])
+        if reply is None:
             raise JobNotFound(f"no job {job_id!r}")
-        if unpack(status) not in TERMINAL:
+        status, record = first_look(reply)
+        if status not in TERMINAL:
             return None
+        if record is not None:
+            return await self._kept_apart(job_id, record)
         record = await self.get_job(job_id)
         return record if record["status"] in TERMINAL else None
 
     async def _event_record(self, job_id: str, event: bytes) -> dict[str, Any]:
-        # the record an event carries is small: a big result is only marked in it
         record = event_record(event)
         if record is None:
             return await self.get_job(job_id)
+        return await self._kept_apart(job_id, record)
+
+    async def _kept_apart(self, job_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        # the record an event or a first look carries is small: a big result is only
+        # marked in it
         return await replayed(self.client, lambda client: with_result_kept_apart(
             client, self.keys, job_id, dict(record)))
 

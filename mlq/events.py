@@ -50,17 +50,23 @@ class _Outage:
 def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
                       read_record: Callable[[], dict[str, Any]],
                       timeout: float | None = None,
-                      read_status: Callable[[], str] | None = None) -> dict[str, Any]:
+                      read_status: Callable[[], tuple[str, dict[str, Any] | None]] | None = None
+                      ) -> dict[str, Any]:
     """Block until the job is completed or failed and return its record.
 
     Listens first, then reads the job's state, so an event published between
     the two is not missed. `read_status`, when given, is that cheaper first
-    look (the record is read once the job has ended). TimeoutError when
+    look: (status, the ended job's record if it came along; else it is read).
+    TimeoutError when
     `timeout` passes first.
     """
     def ended() -> dict[str, Any] | None:
-        if read_status is not None and read_status() not in TERMINAL:
-            return None
+        if read_status is not None:
+            status, record = read_status()
+            if status not in TERMINAL:
+                return None
+            if record is not None:
+                return record
         record = read_record()
         return record if record["status"] in TERMINAL else None
 

@@ -210,7 +210,19 @@ def event_record(data: bytes) -> dict[str, Any] | None:
     values = unpack_from_lua(data)
     if len(values) < 4 or not values[3]:
         return None
-    record = _from_lua_flat(values[3])
+    return _as_ended(_from_lua_flat(values[3]))
+
+
+def first_look(reply: Any) -> tuple[Any, dict[str, Any] | None]:
+    """await.lua's answer for a job that exists: (its status, its record when it has
+    ended and the record is small, else None)."""
+    if isinstance(reply, bytes):
+        return unpack(reply), None
+    record = _as_ended(record_from_hash(reply[1])) if len(reply) > 1 else None
+    return unpack(reply[0]), record
+
+
+def _as_ended(record: dict[str, Any]) -> dict[str, Any]:
     # as get_job gives an ended job (position.read_job): no lane number, no place
     record.pop("lane_seq", None)
     record.update(position=None, eta_s=None)

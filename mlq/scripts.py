@@ -23,8 +23,8 @@ from .errors import JobNotFound, NotReplicated
 from .keys import LUA_KEY_BUILDERS, LUA_LANE_BUILDERS, PRIORITIES, Keys
 from .metrics import lua_prelude as metrics_prelude
 from .roundtrips import SharedRoundTrips
-from .record import STORED_RESULT, lua_prelude
-from .serialization import ApartResult, pack, unpack
+from .record import STORED_RESULT, first_look, lua_prelude
+from .serialization import ApartResult, pack
 
 _NIL = pack(None)
 
@@ -52,7 +52,7 @@ _LANES = LUA_LANE_BUILDERS + _source("lanes")
 _LIFECYCLE = (_RECORD + _LANES + "local lifecycle_built\nlocal function lifecycle()\n"
               "if lifecycle_built then return lifecycle_built end\n"
               + LUA_KEY_BUILDERS + _source("lifecycle") + "end\n")
-_PRELUDES = {"post": _LIFECYCLE + _START, "post_many": _LIFECYCLE,
+_PRELUDES = {"post": _LIFECYCLE, "post_many": _LIFECYCLE,
              "requeue_dead": _RECORD + _LANES, "requeue": _LIFECYCLE,
              "cancel": _LIFECYCLE, "take": _LIFECYCLE + _START,
              "finish": _LIFECYCLE + metrics_prelude() + _source("metrics")}
@@ -353,13 +353,14 @@ class Scripts(Steps):
             "unregister", [k.registry, k.registry_order, k.registry_seq, k.registry_times],
             [name, k.registry_channel])
 
-    def await_status(self, job_id: str) -> Any:
+    def await_status(self, job_id: str) -> tuple[Any, dict[str, Any] | None]:
         """The job's status, marking it waited for (await.lua: its finish then sends
-        the record); JobNotFound for an unknown id."""
-        status = self._run("await", [self.keys.job(job_id)], [])
-        if status is None:
+        the record), and its record if it has already ended and is small;
+        JobNotFound for an unknown id."""
+        reply = self._run("await", [self.keys.job(job_id)], [])
+        if reply is None:
             raise JobNotFound(f"no job {job_id!r}")
-        return unpack(status)
+        return first_look(reply)
 
     def position(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """position.lua's answer for the KEYS and ARGV position.py built."""

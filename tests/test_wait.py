@@ -159,5 +159,32 @@ def test_the_finish_hands_a_waiter_the_record_so_it_reads_nothing_after(
         waiter_mlq.close()
 
 
+def test_a_wait_for_a_job_that_has_ended_is_one_command(q: MLQ, redis_url: str) -> None:
+    worker = Worker(q, "w1", local_listeners={"echo": lambda msg, *args: msg})
+    first, small, big = q.post("first"), q.post("small"), q.post("x" * 100_000)
+    assert worker.step(1) and worker.step(1) and worker.step(1)
+    waiter_mlq = MLQ(q.namespace, client=redis.Redis.from_url(redis_url, client_name="first-look"))
+    try:
+        waiter_mlq.wait(first, 10)  # its connections are made, its subscription too
+        sent = _commands_of(q, "first-look")
+        record = waiter_mlq.wait(small, 10)
+        assert (record["status"], record["result"], record["position"]) == ("completed", "small",
+                                                                            None)
+        # one step, the first look, brought the record: its EVALSHA, and in it HGET
+        # (the status) and HGETALL; no read followed it
+        assert _commands_of(q, "first-look") == sent + 3
+        assert _last_commands(q, "first-look") == ["evalsha"]
+        assert record == q.get_job(small)
+        assert waiter_mlq.wait(big, 10)["result"] == "x" * 100_000  # read apart
+    finally:
+        waiter_mlq.close()
+
+
+def _last_commands(q: MLQ, name: str) -> list[str]:
+    """The last command of each connection so named, but its subscription's."""
+    return [c["cmd"] for c in q.client.client_list()
+            if c["name"] == name and not (int(c["sub"]) or int(c["psub"]))]
+
+
 def _commands_of(q: MLQ, name: str) -> int:
     return sum(int(c["tot-cmds"]) for c in q.client.client_list() if c["name"] == name)

@@ -145,7 +145,10 @@ while i <= #ARGV do
   answers[#answers + 1] = answer
 end
 
-if #done > 0 then
+if #done == 1 then
+  redis.call('LREM', KEYS[1], 0, done[1])
+  redis.call('ZREM', KEYS[2], done[1])
+elseif #done > 1 then
   -- the processing list holds a handful of ids: rewrite it without the finished ones
   local held = redis.call('LRANGE', KEYS[1], 0, -1)
   local keep = {}

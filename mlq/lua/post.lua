@@ -1,4 +1,5 @@
--- Enqueue one job: take the next id, store its record, push it on its queue.
+-- Enqueue one job: take the next id, store its record, and push it on its queue or
+-- start it on a worker that waits as idle.
 -- KEYS[1] counter   KEYS[2] queue list (of the job's priority)   KEYS[3] queue-names set
 -- KEYS[4] the queue's wake list   KEYS[5] the queue's owner ring
 -- KEYS[6] index of all ids   KEYS[7] index of the queue's ids
@@ -46,13 +47,47 @@ for i = 15, 14 + n do
     waits_for[#waits_for + 1] = ARGV[i]
   end
 end
+local delayed = ARGV[11] ~= '' and tonumber(ARGV[11]) > now
+local runs_now = not failed_dependency and #waits_for == 0 and not delayed
+local paused = nil
+local function is_paused()
+  if paused == nil then paused = redis.call('SISMEMBER', KEYS[14], ARGV[2]) == 1 end
+  return paused
+end
+-- When a worker waits as idle (take.lua) and no job waits before this one, the job
+-- is started for that worker right here and handed over in its inbox: it runs
+-- without another round trip, and never enters its lane. A worker whose heartbeat
+-- is gone is passed over; so is one whose idle flag is gone (it waits on several
+-- queues, and another queue's post handed it a job first).
+local function idle_worker()
+  -- owners' jobs follow the owners' turns; a paused queue keeps its jobs
+  if not runs_now or ARGV[3] ~= '' or redis.call('EXISTS', KEYS[2]) == 1 or is_paused() then
+    return nil
+  end
+  while true do
+    local worker = redis.call('RPOP', KEYS[9])
+    if not worker then return nil end
+    if redis.call('DEL', ARGV[8] .. worker) == 1 and redis.call('EXISTS', ARGV[5] .. worker) == 1 then
+      return worker
+    end
+  end
+end
+
 local id = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[11], id, 'EX', 300)
 local fields = {'id', cmsgpack.pack(tostring(id)),
   'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT())}
 for i = 15 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
--- a job that joins its lane now takes its number there (lanes.lua)
-if not failed_dependency and #waits_for == 0 and not (ARGV[11] ~= '' and tonumber(ARGV[11]) > now) then
+local worker = idle_worker()
+if worker then
+  -- the started fields come last: they win over the fresh ones, in Redis and in
+  -- the worker's copy alike
+  local started = {'status', cmsgpack.pack('started'), 'worker', cmsgpack.pack(worker),
+    'processing_started', cmsgpack.pack(now), 'progress', cmsgpack.pack(0),
+    'attempt', cmsgpack.pack(1)}
+  for _, value in ipairs(started) do fields[#fields + 1] = value end
+elseif runs_now then
+  -- a job that joins its lane now takes its number there (lanes.lua)
   fields[#fields + 1] = 'lane_seq'
   fields[#fields + 1] = cmsgpack.pack(number_joining(KEYS[2], 1))
 end
@@ -62,7 +97,8 @@ redis.call('ZADD', KEYS[6], id, id)
 redis.call('ZADD', KEYS[7], id, id)
 redis.call('SADD', KEYS[3], ARGV[2])
 if dedup ~= '' then redis.call('SET', lifecycle().dedup_key(P, dedup), id) end
-if ARGV[12] ~= '' then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[12], id) end
+-- a job started now has met its start-by deadline
+if ARGV[12] ~= '' and not worker then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[12], id) end
 id = tostring(id)
 if failed_dependency then
   local reason = 'dependency ' .. failed_dependency[1] .. ' ' .. failed_dependency[2]
@@ -81,44 +117,26 @@ if #waits_for > 0 then
   if ARGV[11] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[11]))) end
   return tonumber(id)
 end
-if ARGV[11] ~= '' and tonumber(ARGV[11]) > now then
+if delayed then
   lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[11]))
   return tonumber(id)
 end
-local waiting = redis.call('LPUSH', KEYS[2], id)
-join_ring(KEYS[5], ARGV[3])
+if worker then
+  redis.call('LPUSH', ARGV[4] .. worker, id)
+  redis.call('PUBLISH', ARGV[7] .. id, cmsgpack.pack({id, 'started', 0}))
+  redis.call('ZADD', KEYS[8], now, id)
+  local size = 0
+  for j = 2, #fields, 2 do size = size + #fields[j] end
+  -- a large record stays in Redis: the worker takes it (it is its stray)
+  local note = 'take'
+  if size <= 65536 then note = cmsgpack.pack({redis.call('GET', KEYS[10]) or '0', fields}) end
+  redis.call('LPUSH', ARGV[6] .. worker, note)
+  redis.call('ZADD', KEYS[12], now + tonumber(ARGV[9]), worker)
+  return tonumber(id)
+end
 -- Only a post that finds its list empty wakes a worker: while the list holds
 -- jobs, workers are busy and take the next without blocking (and a take that
 -- leaves work behind wakes the next idle worker itself).
--- When a worker waits as idle (take.lua), the job is started for it here and
--- handed over in its inbox: it runs without another round trip. A worker whose
--- heartbeat is gone is passed over; so is one whose idle flag is gone (it waits
--- on several queues, and another queue's post handed it a job first).
-local function hand_over()
-  if ARGV[3] ~= '' then return false end  -- owners' jobs follow the owners' turns
-  while true do
-    local worker = redis.call('RPOP', KEYS[9])
-    if not worker then return false end
-    if redis.call('DEL', ARGV[8] .. worker) == 1 and redis.call('EXISTS', ARGV[5] .. worker) == 1 then
-      local processing = ARGV[4] .. worker
-      redis.call('LMOVE', KEYS[2], processing, 'RIGHT', 'LEFT')
-      local flat = start_job(P, job_key, id, worker, now, processing, nil, ARGV[7])
-      if not flat then return true end  -- its deadline had already passed
-      redis.call('ZADD', KEYS[8], now, id)
-      local size = 0
-      for j = 2, #flat, 2 do size = size + #flat[j] end
-      -- a large record stays in Redis: the worker takes it (it is its stray)
-      local note = 'take'
-      if size <= 65536 then note = cmsgpack.pack({redis.call('GET', KEYS[10]) or '0', flat}) end
-      redis.call('LPUSH', ARGV[6] .. worker, note)
-      redis.call('ZADD', KEYS[12], now + tonumber(ARGV[9]), worker)
-      return true
-    end
-  end
-end
--- a paused queue keeps its jobs: no worker is handed or woken for one
-if waiting == 1 and redis.call('SISMEMBER', KEYS[14], ARGV[2]) == 0
-    and not hand_over() then
-  wake(KEYS[4])
-end
+if redis.call('LPUSH', KEYS[2], id) == 1 and not is_paused() then wake(KEYS[4]) end
+join_ring(KEYS[5], ARGV[3])
 return tonumber(id)

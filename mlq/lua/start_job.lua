@@ -1,4 +1,4 @@
--- Prepended to take.lua and post.lua (after lifecycle.lua): start one queued
+-- Prepended to take.lua (after lifecycle.lua): start one queued
 -- job on a worker. The started record is patched in the HGETALL answer instead
 -- of read twice.
 -- Returns the record (flat field, value list), or nil when the id was a stray

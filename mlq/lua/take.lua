@@ -107,9 +107,11 @@ end
 -- and the default level last. Empty lists do not exist in Redis, so one EXISTS
 -- tells whether any higher level holds a job (the common case: none).
 if strays_only then count = 0 end
+-- the common case when idle: every list is empty, which one EXISTS tells
+local queued = count > 0 and redis.call('EXISTS', unpack(KEYS, 7, wakes)) > 0
 local first = 7
 local group = 1
-while count > 0 and first <= 6 + plain do
+while queued and count > 0 and first <= 6 + plain do
   local last = first + levels - 1
   if not paused[group] then
     if levels > 1 and redis.call('EXISTS', unpack(KEYS, first, last - 1)) > 0 then
@@ -152,7 +154,7 @@ local function take_owned(ring, prefix)
 end
 
 for i = 1, queues do
-  if count <= 0 then break end
+  if not queued or count <= 0 then break end
   if not paused[i] then take_owned(KEYS[rings + i], ARGV[10 + i]) end
 end
 
@@ -182,7 +184,10 @@ if #answer == 1 then
   end
   -- the next scheduled job or periodic slot: a worker's sweep fires the slots
   local due = nil
-  for _, key in ipairs({scheduled, KEYS[#KEYS - 1]}) do
+  local due_sets = {KEYS[#KEYS - 1]}
+  -- the EXISTS above said whether anything is scheduled
+  if waiting_otherwise > 0 then due_sets[2] = scheduled end
+  for _, key in ipairs(due_sets) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     if first[2] and (not due or tonumber(first[2]) < due) then due = tonumber(first[2]) end
   end
