@@ -64,8 +64,9 @@ FIELDS: tuple[Field, ...] = (
     Field("owner", "who it is shared fairly for, or None"),
     Field("attempt", "how many attempts started; a finish names the attempt it ends"),
     Field("last_error", "why the last attempt was taken back"),
-    Field("error_kind", "'error', 'oom', 'dependency', 'cancelled' or 'expired' for a "
-                        "job that did not complete, else None"),
+    Field("error_kind", "'error', 'oom', 'dependency', 'cancelled', 'expired', or 'lost' "
+                        "(taken back from its workers too often), for a job that did not "
+                        "complete, else None"),
     Field("link_salt", "what ties a signed result link to this job and no later one"),
     Field("next_attempt_at", "while scheduled: when it is due (a delay, or a retry's backoff)"),
     Field("expires_at", "a job not started by then expires, or None"),
@@ -131,7 +132,8 @@ RECOVERED: dict[str, Any] = {
     "status": QUEUED, "progress": None, "worker": None, "processing_started": None,
 }
 #: A job taken back once too often: it fails and goes to the dead letters.
-GAVE_UP: dict[str, Any] = {"status": FAILED, "progress": -1, "worker": None}
+GAVE_UP: dict[str, Any] = {"status": FAILED, "progress": -1, "worker": None,
+                            "error_kind": "lost"}
 
 #: Fields an earlier attempt leaves that no waiting record may keep (a cancel that
 #: reached it, how it failed, a result kept apart, when it was due). A new record

@@ -71,7 +71,7 @@ class Recovery:
                         extra=fields)
         elif code == GAVE_UP:
             log.error("job %s failed on %s: %s", job_id, worker_id, reason,
-                      extra={**fields, "event": "failed", "error_kind": "error"})
+                      extra={**fields, "event": "failed", "error_kind": "lost"})
             self._failure_callback(job_id)
         return code
 

@@ -205,7 +205,8 @@ def test_recoveries_log_a_warning_and_giving_up_an_error(
     assert Worker(q, "gone2", queues=["gpu"]).take(0)
     assert q.recover_job(job_id, "gone2", 1, time.time(), "worker died") == GAVE_UP
     failed = _event(job_logs[1], job_id, "failed", 2)
-    assert (failed["level"], failed["attempt"], failed["error_kind"]) == ("ERROR", 2, "error")
+    assert (failed["level"], failed["attempt"], failed["error_kind"]) == ("ERROR", 2, "lost")
+    assert q.get_job(job_id)["error_kind"] == "lost"
 
 
 def test_server_logs_json_lines(redis_url: str, namespace: str) -> None:

@@ -46,6 +46,7 @@ def test_reaper_gives_up_after_max_retries(q: MLQ, callback_server: Any) -> None
     assert report.failed == [job_id]
     record = q.get_job(job_id)
     assert record["status"] == "failed" and record["error"] == "gave up after 3 attempts"
+    assert record["error_kind"] == "lost"
     assert record["progress"] == -1 and [r["id"] for r in q.dead_letters()] == [job_id]
     (hit,) = callback_server.wait_for(1)
     assert hit["query"]["success"] == ["0"]
