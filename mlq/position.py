@@ -14,9 +14,8 @@ queue counts.
 
 `eta_s` is the seconds until it starts: (position + 1) runs of the mean run time
 (of its queue's jobs of the same function, from the labelled metrics, where some
-ran; else of every job), spread over the live workers. None without a run
-recorded or a live worker. Every live worker of the namespace counts: the step
-does not read which queues each heartbeat names.
+ran; else of every job), spread over the live workers that take from its queue (each heartbeat names its
+worker's queues). None without a run recorded or such a worker.
 
 The pieces are pure functions (`call`, `answer`), so that an asyncio client
 sends the same step; `position_and_eta` and `read_job` are the blocking ones.
@@ -61,7 +60,7 @@ def call(keys: Keys, job_id: str, record: dict[str, Any]) -> tuple[list[str], li
                 keys.workers, keys.stats, keys.metrics, keys.owners(queue), *ahead]
     own = runtime_fields(queue or DEFAULT_QUEUE, function_label(record))
     args = [job_id, owner if owned else "", keys.owned_prefix(queue), keys.heartbeat(""),
-            len(_HISTOGRAM), LOOK_FROM_HEAD, *_HISTOGRAM, *own]
+            len(_HISTOGRAM), LOOK_FROM_HEAD, queue or DEFAULT_QUEUE, *_HISTOGRAM, *own]
     return key_list, args
 
 

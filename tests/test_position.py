@@ -125,6 +125,25 @@ def test_eta_uses_the_run_times_of_the_jobs_own_function_and_queue(q: MLQ) -> No
     assert q.get_job(fast)["eta_s"] == 2.0  # second: two of its own, fast, runs
 
 
+def test_eta_counts_only_the_workers_that_take_from_the_jobs_queue(q: MLQ) -> None:
+    clock = [1000.0]
+
+    def two_seconds(msg: Any, *args: Any) -> Any:
+        clock[0] += 2.0
+        return msg
+
+    worker = Worker(q, "w1", clock=lambda: clock[0], local_listeners={"slow": two_seconds})
+    q.post(0, functions=["slow"])
+    assert worker.step()
+    waiting = q.post(1, functions=["slow"])
+    gpu = {"queues": ["gpu"], "functions": [], "imported": [], "concurrency": 1}
+    cpu = {**gpu, "queues": ["gpu", "default"]}
+    beat(q.client, q.keys, {"g1": gpu, "g2": gpu, "g3": gpu}, timeout=30)
+    assert q.get_job(waiting)["eta_s"] is None  # nobody takes from its queue
+    beat(q.client, q.keys, {"c1": cpu}, timeout=30)
+    assert q.get_job(waiting)["eta_s"] == 2.0  # one worker for it, not four
+
+
 def test_the_pure_parts() -> None:
     assert eta(3, 2, 10, 20.0) == 4.0
     assert eta(0, 1, 10, 20.0, own_runs=2, own_seconds=10.0) == 5.0

@@ -8,8 +8,9 @@
 -- for an owner's job, every plain lane of its queue)
 -- ARGV[1] job id   ARGV[2] owner ('' for a plain lane)   ARGV[3] owners' list prefix
 -- ARGV[4] heartbeat key prefix   ARGV[5] n, how many histogram fields of the stats
--- hash follow ARGV[6]   ARGV[6] how far from its head to look for a job with no number
--- ARGV[7 .. 6+n] the run-time histogram's fields in the stats hash, then the job's
+-- hash follow ARGV[7]   ARGV[6] how far from its head to look for a job with no number
+-- ARGV[7] the job's queue: only the live workers that take from it count
+-- ARGV[8 .. 7+n] the run-time histogram's fields in the stats hash, then the job's
 -- queue's and function's run-time sum and histogram fields in the metrics hash
 -- Returns false when the job is not queued (or not found in its lane), else
 -- {jobs ahead, live workers, runs, their seconds, its function's runs, their seconds}.
@@ -48,19 +49,30 @@ if ARGV[2] ~= '' then
   end
 end
 
+-- a heartbeat lists its worker's queues (heartbeat.py); one without them counts
 local live = 0
 for _, worker in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-  live = live + redis.call('EXISTS', ARGV[4] .. worker)
+  local beat = redis.call('GET', ARGV[4] .. worker)
+  if beat then
+    local ok, info = pcall(cmsgpack.unpack, beat)
+    local serves = not ok or type(info) ~= 'table' or type(info.queues) ~= 'table'
+    if not serves then
+      for _, name in ipairs(info.queues) do
+        if name == ARGV[7] then serves = true end
+      end
+    end
+    if serves then live = live + 1 end
+  end
 end
 local global = tonumber(ARGV[5])
 local fields = {'runtime_sum'}
-for i = 7, 6 + global do fields[#fields + 1] = ARGV[i] end
+for i = 8, 7 + global do fields[#fields + 1] = ARGV[i] end
 local stats = redis.call('HMGET', KEYS[6], unpack(fields))
 local runs = 0
 for i = 2, #stats do runs = runs + tonumber(stats[i] or '0') end
 -- the same for the job's queue and function, from the labelled metrics
 local own_fields = {}
-for i = 7 + global, #ARGV do own_fields[#own_fields + 1] = ARGV[i] end
+for i = 8 + global, #ARGV do own_fields[#own_fields + 1] = ARGV[i] end
 local own = redis.call('HMGET', KEYS[7], unpack(own_fields))
 local own_runs = 0
 for i = 2, #own do own_runs = own_runs + tonumber(own[i] or '0') end
