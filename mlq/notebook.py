@@ -25,6 +25,7 @@ from .posting import Posted, checked_post, enqueue, post_many
 from .record import CALL_FIELD, Outcome, completed, failed
 from .serialization import pack_result
 from .signing import seal, unseal
+from .streams import Emitter
 
 if TYPE_CHECKING:
     from .queue import MLQ
@@ -296,6 +297,8 @@ def execute_call(worker: Worker, record: dict[str, Any]) -> Outcome:
                          lambda v: worker.update_progress(job_id, attempt, v))
         if inspect.isawaitable(value):
             value = worker.run_awaitable(value)
+        # a generator streams its yields, as a listener's does; its chunks are the result
+        value = Emitter(worker.mlq, job_id).collect(value, worker.run_awaitable)
     except SignatureError as exc:
         reason = f"job code is not signed: {exc}"
         log.error("job %s refused: %s", job_id, reason,

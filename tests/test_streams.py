@@ -53,6 +53,18 @@ def test_an_async_generator_streams_too(q: MLQ) -> None:
     assert q.wait(job_id, 10)["result"] == [0, 1, 2]
 
 
+def test_a_submitted_generator_streams_its_yields(q: MLQ) -> None:
+    def count_to(n: int) -> Iterator[str]:
+        for i in range(n):
+            yield f"step {i}"
+
+    job = q.submit(count_to, 3)
+    worker = Worker(q, "w")
+    assert worker.step(1)
+    assert [c for _, c in job.stream()] == ["step 0", "step 1", "step 2"]
+    assert job.result(10) == ["step 0", "step 1", "step 2"]
+
+
 def test_the_stream_is_capped_and_expires_with_the_result(redis_url: str, namespace: str) -> None:
     q = MLQ(namespace, redis_url=redis_url, result_ttl=60)
     q.stream_max = 100
