@@ -13,7 +13,7 @@ from .dispatch import RESYNC, Inbox, dispatcher
 from .errors import REDIS_DOWN
 from .job import TERMINAL
 from .keys import Keys
-from .record import event_record
+from .record import ended_by
 from .serialization import decode_event
 
 #: Even with pub/sub, re-read the record this often while waiting, so a message
@@ -90,8 +90,10 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
                     raise TimeoutError(f"job {job_id} not finished within {timeout} s")
             message = inbox.get(wait)
             look = message is None or message is RESYNC
-            if not look and decode_event(message)["status"] in TERMINAL:
-                return event_record(message) or read_record()
+            if not look:
+                ended, record = ended_by(message)
+                if ended:
+                    return record or read_record()
 
 
 @contextmanager

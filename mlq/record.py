@@ -25,10 +25,11 @@ import redis
 from .callbacks import check_callback_url
 from .errors import InvalidMessage, JobNotFound, ListenerError
 from .job import CANCELLED as CANCELLED_STATUS
-from .job import COMPLETED, EXPIRED as EXPIRED_STATUS, FAILED, QUEUED, error_kind, split_outcome
+from .job import COMPLETED, EXPIRED as EXPIRED_STATUS, FAILED, QUEUED, TERMINAL, error_kind,\
+    split_outcome
 from .keys import PRIORITIES, Keys, check_function_name, check_name
 from .serialization import (
-    ApartResult, apart_value, pack, pack_fields, pack_result, unpack, unpack_from_lua,
+    ApartResult, apart_value, pack, pack_fields, pack_result, unpack, unpack_raw_from_lua,
 )
 
 
@@ -209,10 +210,19 @@ def read_field(client: redis.Redis, keys: Keys, job_id: str, name: str) -> Any:
 def event_record(data: bytes) -> dict[str, Any] | None:
     """The record a terminal event carries when someone was waiting and it was
     small; None otherwise."""
-    values = unpack_from_lua(data)
+    return ended_by(data)[1]
+
+
+def ended_by(data: bytes) -> tuple[bool, dict[str, Any] | None]:
+    """Whether a job event says that its job ended, and the record it carries if
+    so (see event_record). Its values stay bytes until needed: a waiter reads
+    many events of a job that runs, and only the last one's record."""
+    values = unpack_raw_from_lua(data)
+    if len(values) < 2 or not isinstance(values[1], bytes) or values[1].decode() not in TERMINAL:
+        return False, None
     if len(values) < 4 or not values[3]:
-        return None
-    return _as_ended(_from_lua_flat(values[3]))
+        return True, None
+    return True, _as_ended(record_from_hash(values[3]))
 
 
 def first_look(reply: Any) -> tuple[Any, dict[str, Any] | None]:
@@ -233,13 +243,8 @@ def _as_ended(record: dict[str, Any]) -> dict[str, Any]:
 
 def handed_over(data: bytes) -> tuple[str, dict[str, Any]]:
     """What a post hands an idle worker: (registry sequence, the started record)."""
-    sequence, flat = unpack_from_lua(data)
-    return str(sequence), _from_lua_flat(flat)
-
-
-def _from_lua_flat(flat: list[Any]) -> dict[str, Any]:
-    return record_from_hash([v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v
-                             for v in flat])
+    sequence, flat = unpack_raw_from_lua(data)
+    return sequence.decode(), record_from_hash(flat)
 
 
 # -- outcomes: the fields a finish writes ------------------------------------------

@@ -79,6 +79,12 @@ def decode_event(data: bytes) -> dict[str, Any]:
     return {"id": str(values[0]), "status": values[1], "progress": values[2]}
 
 
+def unpack_raw_from_lua(data: bytes) -> Any:
+    """What a Lua step packed, every string as the bytes it holds: a record's
+    values are msgpack themselves, decoded once by record_from_hash."""
+    return msgpack.unpackb(data, raw=True, strict_map_key=False)
+
+
 def unpack_from_lua(data: bytes) -> Any:
     """What a Lua step packed. Lua's msgpack writes binary values (a record's) as
     strings: their bytes are kept (surrogateescape)."""
