@@ -91,8 +91,8 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
             message = inbox.get(wait)
             look = message is None or message is RESYNC
             if not look:
-                ended, record = ended_by(message)
-                if ended:
+                over, record = ended_by(message)
+                if over:
                     return record or read_record()
 
 

@@ -159,6 +159,24 @@ def test_the_finish_hands_a_waiter_the_record_so_it_reads_nothing_after(
         waiter_mlq.close()
 
 
+def test_a_wait_looks_again_after_quiet_spells_between_events(
+        q: MLQ, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events, "RECHECK_INTERVAL", 0.05)
+    go = threading.Event()
+    worker = Worker(q, "w1", local_listeners={"held": lambda msg, *args: go.wait(10) and msg})
+    job_id = q.post("after a while")
+    waited, (waiter,) = _wait_in_threads(q, [job_id], 20)
+    running = threading.Thread(target=worker.step, args=(1,))
+    running.start()  # its 'started' event, then nothing for many recheck intervals
+    wait_until(lambda: q.get_job(job_id, fields=["status"])["status"] == "started", 10,
+               "the job to start")
+    threading.Event().wait(0.3)
+    go.set()
+    running.join(10)
+    waiter.join(20)
+    assert waited and waited[0]["result"] == "after a while"
+
+
 def test_a_wait_for_a_job_that_has_ended_is_one_command(q: MLQ, redis_url: str) -> None:
     worker = Worker(q, "w1", local_listeners={"echo": lambda msg, *args: msg})
     first, small, big = q.post("first"), q.post("small"), q.post("x" * 100_000)
