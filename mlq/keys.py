@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-from .errors import InvalidName
+from .errors import InvalidName, JobNotFound
 
 DEFAULT_QUEUE = "default"
 
@@ -28,6 +28,14 @@ _NAME = re.compile(NAME_RULE + r"\Z")
 #: generated forms such as `<lambda>` and `outer.<locals>.inner`.
 FUNCTION_NAME_RULE = "[A-Za-z0-9_.<>-]{1,128}"
 _FUNCTION_NAME = re.compile(FUNCTION_NAME_RULE + r"\Z")
+
+
+def check_job_id(job_id: object) -> str:
+    """A job id as its key names it ("007" is job 7); JobNotFound for what no post made."""
+    text = str(job_id)
+    if not text.isdigit() or not text.isascii() or len(text) > 20:
+        raise JobNotFound(f"no job {text!r}")
+    return str(int(text))
 
 
 def check_name(kind: str, name: object) -> str:

@@ -14,10 +14,11 @@ import redis
 from . import defaults, streams
 from .callbacks import CallbackSender
 from .connection import Clients
-from .errors import InvalidMessage, JobFailed, JobNotFound
+from .errors import InvalidMessage, JobFailed
 from .events import wait_for_terminal, watch
 from .job import COMPLETED, progress_text
 from .keys import DEFAULT_QUEUE, Keys, check_name
+from .keys import check_job_id as _check_id
 from .listeners import Listener, ListenerStates, Registry, function_name, listener
 from .listing import Listing
 from .notebook import Job, job_options, submit_many
@@ -31,13 +32,6 @@ from .scripts import Scripts
 from .uploads import Upload
 
 log = logging.getLogger("mlq")
-
-
-def _check_id(job_id: Any) -> str:
-    text = str(job_id)
-    if not text.isdigit() or not text.isascii() or len(text) > 20:
-        raise JobNotFound(f"no job {text!r}")
-    return str(int(text))
 
 
 class MLQ:

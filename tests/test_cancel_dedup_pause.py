@@ -67,6 +67,10 @@ def test_cancel_many_by_ids_or_by_queue(q: MLQ) -> None:
     a, b = q.post("a"), q.post("b", delay=60)
     gpu = [q.post("g", queue="gpu"), q.post("h", queue="gpu", delay=60)]
     assert sorted(q.cancel_many(ids=[a, "999"])) == [a]
+    # ids as a client may write them: "007" is job 7; what no post made is left out
+    c = q.post("c", delay=60)
+    assert q.cancel_many(ids=["0" + c, "x1", int(c) + 1000, *range(5000, 9000)]) == [c]
+    assert q.get_job(c)["status"] == "cancelled"
     assert sorted(q.cancel_many(queue="gpu")) == sorted(gpu)
     assert q.get_job(b)["status"] == "scheduled"
     with pytest.raises(InvalidMessage):
