@@ -28,7 +28,7 @@ schema = schemathesis.pytest.from_fixture("api")
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True,
+@settings(max_examples=15, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_no_server_errors_and_answers_match_the_schema(case: schemathesis.Case) -> None:
     # What must hold for any input: no 5xx, and an answer the document describes.
