@@ -51,12 +51,21 @@ def playwright_api() -> Iterator[Any]:
         yield api
 
 
+@pytest.fixture(scope="package")
+def browser(playwright_api: Any) -> Iterator[Any]:
+    """One headless Chromium for every browser test: starting it is the slow part."""
+    chromium = playwright_api.chromium.launch(executable_path=_chromium_path(), headless=True,
+                                              args=CHROMIUM_ARGS)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
 @pytest.fixture
-def browser_context(playwright_api: Any, tmp_path: Path) -> Iterator[Any]:
-    """A fresh headless Chromium profile (its own user-data-dir): no cookies, no cache."""
-    context = playwright_api.chromium.launch_persistent_context(
-        str(tmp_path / "profile"), executable_path=_chromium_path(), headless=True,
-        args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 860})
+def browser_context(browser: Any) -> Iterator[Any]:
+    """A fresh context of that browser for each test: no cookies, no cache, no storage."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
     context.set_default_timeout(WAIT_MS)
     try:
         yield context
