@@ -75,7 +75,7 @@ def browser_context(browser: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser_context: Any) -> Any:
-    """The profile's first tab; JavaScript errors on it fail the test."""
+    """A tab of the fresh context; JavaScript errors on it fail the test."""
     tab = browser_context.pages[0] if browser_context.pages else browser_context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
