@@ -16,6 +16,8 @@ from urllib.error import URLError
 from urllib.parse import urlsplit
 from urllib.request import ProxyHandler, build_opener
 
+from tests.processes import live_processes
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
 #: The tags that run, and how.
@@ -167,25 +169,9 @@ def spawn(command: list[str], cwd: Path, env: dict[str, str], log: Path,
                                 start_new_session=True)
 
 
-def _processes() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, process group) of every live process (zombies left out)."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        fields = stat.rsplit(")", 1)[1].split()  # after the name, which may hold anything
-        if fields[0] != "Z":
-            table[int(entry.name)] = (int(fields[1]), int(fields[2]))
-    return table
-
-
 def _family(group: int) -> set[int]:
     """The processes of a group and all their descendants, wherever they went."""
-    table = _processes()
+    table = live_processes()
     family = {pid for pid, (_, pgid) in table.items() if pgid == group}
     grown = True
     while grown:
@@ -213,7 +199,7 @@ def stop(*processes: subprocess.Popen[bytes], grace: float = 10.0) -> None:
             time.sleep(POLL)
             for process in processes:
                 process.poll()  # reaps a leader, which would otherwise stay a zombie
-            family &= set(_processes())
+            family &= set(live_processes())
         if not family:
             break
     for process in processes:

@@ -19,6 +19,7 @@ import pytest
 
 from mlq.embedded import EmbeddedServer, port_open
 from tests.conftest import wait_until  # noqa: F401 (the fault tests import it from here)
+from tests.processes import live_processes, stat_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -42,31 +43,15 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 # -- processes ----------------------------------------------------------------------------
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name may hold spaces and parentheses: split after the last ')'
-    return text[text.rindex(")") + 2:].split()
-
-
 def pid_alive(pid: int) -> bool:
     """True while `pid` runs (a zombie waiting for its parent counts as gone)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields is not None and fields[0] not in ("Z", "X")
 
 
 def group_pids(pgid: int) -> list[int]:
     """Every live process whose process group is `pgid`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-                found.append(int(entry))
-    return found
-
+    return [pid for pid, (_, group) in live_processes().items() if group == pgid]
 
 
 def tcp_ports(pids: list[int]) -> set[int]:
