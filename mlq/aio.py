@@ -84,6 +84,8 @@ class _Reader:
         self.scripts = self
 
     def position(self, keys: list[Any], args: list[Any]) -> Any:
+        # the ETA's run times are added up first, as Scripts.position does
+        evalsha(self.client, script_source("tally"), *Steps(self.keys).tally_call())
         return evalsha(self.client, script_source("position"), keys, args)
 
 

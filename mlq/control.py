@@ -26,7 +26,13 @@ class Control:
         self.keys = mlq.keys
 
     def pause(self, queue: str) -> None:
-        self.client.sadd(self.keys.paused, check_name("queue", queue))
+        check_name("queue", queue)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.sadd(self.keys.paused, queue)
+        # no post hands a job of a paused queue to an idle worker: it finds none
+        # (and takes do not wait as idle on it while it is paused)
+        pipe.delete(self.keys.idle(queue))
+        pipe.execute()
 
     def resume(self, queue: str) -> None:
         """Unpause, and wake the queue's workers: the jobs that waited are there."""

@@ -170,8 +170,9 @@ class Keys:
         return f"{self.prefix}wake:{name}"
 
     def idle(self, name: str = DEFAULT_QUEUE) -> str:
-        """List of the workers waiting idle on a queue: a post hands its job to one."""
-        return f"{self.prefix}idle:{name}"
+        """Zset of the workers waiting idle on a queue (by when they last said so): a
+        post hands its job to one. Not `idle:`, an older version's list."""
+        return f"{self.prefix}idlers:{name}"
 
     @property
     def handed(self) -> str:
@@ -284,6 +285,11 @@ class Keys:
         """Hash of counters and histograms by queue, function and error kind
         (/metrics' labelled series); metrics.py spells its fields."""
         return self.prefix + "metrics"
+
+    @property
+    def tally(self) -> str:
+        """List of what finish steps counted, not yet added to the counters (metrics.lua)."""
+        return self.prefix + "tally"
 
     @property
     def metric_functions(self) -> str:

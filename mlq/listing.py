@@ -27,9 +27,11 @@ MAX_PAGE = 500
 class Listing:
     """Read-only views of one namespace."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, scripts: Any = None) -> None:
         self.client = client
         self.keys = keys
+        #: the counters are read after scripts.tally() (metrics.lua)
+        self.scripts = scripts
 
     def history(self, minutes: int = 60, now: float | None = None) -> list[dict[str, int]]:
         """Jobs completed and failed per minute over the last `minutes`, oldest first:
@@ -38,10 +40,11 @@ class Listing:
         last = int((time.time() if now is None else now) // 60)
         wanted = range(last - minutes + 1, last + 1)
         pipe = self.client.pipeline(transaction=False)
+        self.scripts.tally(client=pipe)
         for minute in wanted:
             pipe.hmget(self.keys.history(minute), ["completed", "failed"])
         return [{"minute": minute, "completed": int(done or 0), "failed": int(failed or 0)}
-                for minute, (done, failed) in zip(wanted, pipe.execute())]
+                for minute, (done, failed) in zip(wanted, pipe.execute()[1:])]
 
     def job_count(self, queue: str = DEFAULT_QUEUE) -> int:
         """Jobs waiting in `queue`: every priority lane and every owner's list."""
@@ -59,13 +62,14 @@ class Listing:
         """Counts and counters shared by every process (for status and metrics)."""
         queues = self.queue_names()
         pipe = self.client.pipeline(transaction=False)
+        self.scripts.tally(client=pipe)
         pipe.zcard(self.keys.running)
         pipe.llen(self.keys.dead)
         pipe.hgetall(self.keys.stats)
         pipe.get(self.keys.counter)
         pipe.zcard(self.keys.scheduled)
         pipe.hlen(self.keys.waiting_on)
-        processing, dead, raw, ids, scheduled, deferred = pipe.execute()
+        _, processing, dead, raw, ids, scheduled, deferred = pipe.execute()
         waiting = {queue: self.job_count(queue) for queue in queues}
         counters = {k.decode(): v.decode() for k, v in raw.items()}
         buckets = [(b, int(counters.get(bucket_field(b), 0))) for b in RUNTIME_BUCKETS]
@@ -86,7 +90,10 @@ class Listing:
 
     def labelled_metrics(self) -> Labelled:
         """Counters and histograms by queue, function and error kind (metrics.py)."""
-        return parse(self.client.hgetall(self.keys.metrics))
+        pipe = self.client.pipeline(transaction=False)
+        self.scripts.tally(client=pipe)
+        pipe.hgetall(self.keys.metrics)
+        return parse(pipe.execute()[1])
 
     def workers(self) -> list[dict[str, Any]]:
         """Every known worker with its last heartbeat; `alive` False once it expired."""

@@ -2,8 +2,10 @@
 
 They live in Redis (the namespace's metrics hash, Keys.metrics), so that every
 server process answers a scrape with the same numbers. The finish step
-(finish.lua, with lua/metrics.lua in front) adds to them, one HINCRBY per
-distinct field a finish touches. Its fields, '|' between the parts (no queue
+(finish.lua, with lua/metrics.lua in front) appends what it counted to the
+tally list (Keys.tally) in one command; every TALLY_FOLD_AT finishes, and before
+any read of the counts (tally.lua), the waiting entries are added up, one
+HINCRBY per distinct field. Its fields, '|' between the parts (no queue
 or function name can hold one):
 
 - ``completed|<queue>|<function>`` and ``failed|<queue>|<function>|<error_kind>``:
@@ -30,6 +32,9 @@ from .keys import DEFAULT_QUEUE
 #: namespace with generated names never gives Prometheus unbounded series.
 FUNCTIONS_KEPT = 100
 OTHER = "other"
+#: Finish steps whose counts wait in the tally list before one of them adds them
+#: all up: the counters cost a finish one command, not one per field it touches.
+TALLY_FOLD_AT = 64
 #: Bounds (seconds) of the wait histogram: waits span the same range as run times.
 WAIT_BUCKETS = RUNTIME_BUCKETS
 
@@ -54,6 +59,7 @@ def lua_prelude() -> str:
     labels = ", ".join(f"'{bound_label(b)}'" for b in WAIT_BUCKETS)
     return (f"local FUNCTIONS_KEPT, OTHER_FUNCTION = {FUNCTIONS_KEPT}, '{OTHER}'\n"
             f"local RUNTIME_PREFIX = '{RUNTIME_FIELD_PREFIX}'\n"
+            f"local TALLY_FOLD_AT = {TALLY_FOLD_AT}\n"
             f"local WAIT_BOUNDS = {{{bounds}}}\nlocal WAIT_LABELS = {{{labels}}}\n")
 
 

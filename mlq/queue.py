@@ -60,7 +60,7 @@ class MLQ:
                                slot_key=self.keys.prefix)
         self.client = self.clients.main
         self.scripts = Scripts(self.client, self.keys)
-        self.listing = Listing(self.client, self.keys)
+        self.listing = Listing(self.client, self.keys, self.scripts)
         self.recovery = Recovery(self)
         self.control = Control(self)
         self.schedules_store = Schedules(self)

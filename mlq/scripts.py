@@ -31,7 +31,7 @@ _NIL = pack(None)
 _SCRIPT_NAMES = (
     "post", "post_many", "take", "finish", "progress", "requeue", "requeue_dead",
     "purge_dead", "claim_dead", "forget_worker", "register", "unregister", "cancel",
-    "position", "await",
+    "position", "await", "tally",
 )
 
 
@@ -55,7 +55,8 @@ _LIFECYCLE = (_RECORD + _LANES + "local lifecycle_built\nlocal function lifecycl
 _PRELUDES = {"post": _LIFECYCLE, "post_many": _LIFECYCLE,
              "requeue_dead": _RECORD + _LANES, "requeue": _LIFECYCLE,
              "cancel": _LIFECYCLE, "take": _LIFECYCLE + _START,
-             "finish": _LIFECYCLE + metrics_prelude() + _source("metrics")}
+             "finish": _LIFECYCLE + metrics_prelude() + _source("metrics"),
+             "tally": _RECORD + metrics_prelude() + _source("metrics")}
 
 
 class Together:
@@ -138,7 +139,7 @@ class Steps:
                  k.owners(queue), k.index_all, k.index_queue(queue), k.running, k.idle(queue),
                  k.registry_seq],
                 [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
-                 k.heartbeat(""), k.inbox(""), k.job_channel(""), k.idle_flag(""),
+                 k.inbox(""), k.job_channel(""), k.idle_flag(""),
                  repr(defaults.HAND_OVER_WINDOW)])
 
     def post_many_call(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
@@ -155,6 +156,12 @@ class Steps:
                 k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex()),
                 k.prefix, k.paused]
         return keys, args
+
+    def tally_call(self) -> tuple[list[Any], list[Any]]:
+        """The tally step's keys and arguments (see Scripts.tally)."""
+        k = self.keys
+        return ([k.tally, k.stats, k.metrics, k.metric_functions],
+                [k.history_prefix, int(defaults.HISTORY_KEEP)])
 
     def cancel_call(self, job_id: str, queue: str, now: float, priority: int = 0,
                     owner: str | None = None) -> tuple[list[Any], list[Any]]:
@@ -247,8 +254,7 @@ class Scripts(Steps):
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: str, now: float,
                fields: Sequence[Any], bucket: str = "", runtime: float = 0.0,
                ttl: float | None = None) -> int:
-        """Record one attempt's outcome: 1 recorded, 2 recorded as cancelled, 0 fenced
-        off."""
+        """Record one attempt's outcome: 1 recorded, 2 recorded as cancelled, 0 fenced off."""
         return int(self.finish_many(worker_id, [(job_id, attempt, outcome, fields, bucket,
                                                  runtime, now)], ttl)[0])
 
@@ -274,7 +280,11 @@ class Scripts(Steps):
             "finish",
             [k.processing(worker_id), k.running, k.dead, k.stats, k.owner_running,
              k.index_status("completed"), k.index_status("failed"), k.metrics,
-             k.metric_functions, k.prefix], args, client)
+             k.metric_functions, k.prefix, k.tally], args, client)
+
+    def tally(self, client: Any = None) -> Any:
+        """Add up what finishes counted (metrics.lua): run before reading the counters."""
+        return self._run("tally", *self.tally_call(), client)
 
     def _apart(self, job_id: str, fields: Sequence[Any]) -> tuple[Sequence[Any], str, bytes]:
         """(the record's fields, the result key or '', the bytes kept there)."""
@@ -332,7 +342,7 @@ class Scripts(Steps):
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(self.keys.idle_flag(worker_id))
         for queue in queues:
-            pipe.lrem(self.keys.idle(queue), 0, worker_id)
+            pipe.zrem(self.keys.idle(queue), worker_id)
         pipe.execute()
 
     def forget_worker(self, worker_id: str) -> int:
@@ -363,8 +373,12 @@ class Scripts(Steps):
         return first_look(reply)
 
     def position(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """position.lua's answer for the KEYS and ARGV position.py built."""
-        return self._run("position", keys, args)
+        """position.lua's answer for the KEYS and ARGV position.py built, the ETA's
+        run times added up first (tally), in the same round trip."""
+        together = self.together()
+        self.tally(client=together)
+        self._run("position", keys, args, together)
+        return together.send()[1]
 
     def cancel(self, job_id: str, queue: str, now: float, priority: int = 0,
                owner: str | None = None) -> int:

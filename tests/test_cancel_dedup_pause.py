@@ -139,6 +139,18 @@ def test_a_paused_queue_keeps_its_jobs_until_resumed(q: MLQ) -> None:
     assert worker.step(1) and ran == ["other", "held"]
 
 
+def test_a_worker_idle_on_a_queue_is_handed_nothing_once_it_is_paused(q: MLQ) -> None:
+    ran: list[Any] = []
+    worker = _worker(q, ran)
+    assert not worker.step(0.01)  # nothing queued: it waits as idle on the queue
+    q.pause("default")
+    held = q.post("held")
+    assert q.get_job(held)["status"] == "queued" and q.job_count() == 1
+    assert not worker.step(0.2) and ran == []
+    q.resume("default")
+    assert worker.step(1) and ran == ["held"]
+
+
 def test_resuming_wakes_an_idle_worker(q: MLQ) -> None:
     q.pause("default")
     q.create_listener(lambda msg, ctx: msg)

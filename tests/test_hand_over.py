@@ -18,7 +18,7 @@ def _idle_worker(q: MLQ, worker_id: str = "w1", alive: bool = True) -> Worker:
     if alive:
         beat(q.client, q.keys, {worker_id: {}}, timeout=30)
     assert worker.take(0.01) is None  # nothing queued: it now waits as idle
-    assert q.client.lrange(q.keys.idle("default"), 0, -1) == [worker_id.encode()]
+    assert q.client.zrange(q.keys.idle("default"), 0, -1) == [worker_id.encode()]
     return worker
 
 
@@ -28,7 +28,7 @@ def test_a_post_starts_its_job_on_the_idle_worker(q: MLQ) -> None:
     taken: list[dict[str, Any]] = []
     blocked = threading.Thread(target=lambda: taken.extend(worker.take(10) or []))
     blocked.start()  # finds nothing, waits as idle, blocks on its inbox
-    wait_until(lambda: q.client.llen(q.keys.idle("default")) == 1, 10,
+    wait_until(lambda: q.client.zcard(q.keys.idle("default")) == 1, 10,
                "the worker to wait as idle", interval=0.005)
     job_id = q.post({"n": 1})
     blocked.join(10)
@@ -42,11 +42,13 @@ def test_a_post_starts_its_job_on_the_idle_worker(q: MLQ) -> None:
     assert q.wait(job_id, 5)["result"] == {"n": 1}
 
 
-def test_a_worker_whose_heartbeat_is_gone_is_passed_over(q: MLQ) -> None:
+def test_a_worker_whose_idle_claim_lapsed_is_passed_over(q: MLQ) -> None:
+    # it stopped taking (it died while idle): its claim lapses within two blocking waits
     _idle_worker(q, "gone", alive=False)
+    wait_until(lambda: not q.client.exists(q.keys.idle_flag("gone")), 10, "the claim to lapse")
     job_id = q.post("m")
     assert q.get_job(job_id)["status"] == "queued" and q.job_count() == 1
-    assert q.client.llen(q.keys.idle("default")) == 0
+    assert q.client.zcard(q.keys.idle("default")) == 0
     assert q.client.llen(q.keys.wake("default")) == 1  # a live worker is woken instead
 
 
@@ -70,7 +72,7 @@ def test_a_stopping_worker_runs_what_was_handed_to_it(q: MLQ) -> None:
     stop.set()
     worker.run(stop)
     assert q.get_job(job_id)["result"] == "last one"
-    assert q.client.llen(q.keys.idle("default")) == 0
+    assert q.client.zcard(q.keys.idle("default")) == 0
     assert q.client.llen(q.keys.processing("w1")) == 0
 
 

@@ -38,7 +38,7 @@ def test_every_key_of_a_namespace_carries_its_tag_and_no_other_namespace_has_it(
 def test_every_key_shares_the_hash_tag() -> None:
     keys = Keys("app")
     names = [keys.counter, keys.job(1), keys.queue(), keys.processing("w"), keys.running,
-             keys.dead, keys.stats, keys.workers, keys.heartbeat("w"), keys.registry,
+             keys.dead, keys.stats, keys.tally, keys.workers, keys.heartbeat("w"), keys.registry,
              keys.registry_order, keys.registry_seq, keys.data("k"), keys.queues]
     assert all(name.startswith("mlq:{app}:") for name in names)
     assert Keys("a*[b]").pattern == "mlq:{a\\*\\[b\\]}:*"

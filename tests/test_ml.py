@@ -15,7 +15,6 @@ from mlq import MLQ, listener
 from mlq.heartbeat import workers
 from mlq.job import error_kind
 from mlq.supervisor import Supervisor, oom_kill_count
-from tests import listeners
 from tests.conftest import wait_until
 
 

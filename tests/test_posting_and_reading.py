@@ -144,3 +144,5 @@ def test_a_post_sent_twice_makes_one_job(q: MLQ) -> None:
     first = q.scripts.post("default", fields, token="fixed-token")
     assert q.scripts.post("default", fields, token="fixed-token") == first
     assert q.job_count() == 1  # one job, whatever the retries
+    # the retry took no id: the next post gets the one after the first
+    assert int(q.post("next")) == int(first) + 1 and q.stats()["posted"] == 2

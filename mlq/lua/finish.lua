@@ -6,6 +6,7 @@
 -- KEYS[6] index of completed ids   KEYS[7] index of failed ids
 -- KEYS[8] labelled metrics hash   KEYS[9] set of the function labels kept (metrics.lua)
 -- KEYS[10] the namespace's key prefix (lifecycle.lua)
+-- KEYS[11] the tally list: what finishes counted, not yet added up (metrics.lua)
 -- ARGV[1] job key prefix   ARGV[2] job channel prefix   ARGV[3] worker id
 -- ARGV[4] keep each record this many ms (0: forever)
 -- ARGV[5] the per-minute history's key prefix (Keys.history)   ARGV[6] its keys' lifetime, s
@@ -16,8 +17,9 @@
 -- value pairs (result, short_result, error ...), then the job's result key and the
 -- big result kept there ('' and '' for none: the result is in the record)
 -- A job cancelled while it ran ends cancelled, whatever its attempt's outcome.
--- Each recorded attempt is also counted by queue, function and error kind, and
--- its wait since the post measured (metrics.lua).
+-- Each recorded attempt is counted (the stats hash, the per-minute history, and
+-- by queue, function and error kind, with its wait since the post), in one entry
+-- of the tally list for the whole step (metrics.lua).
 -- Returns one number per job: 1 recorded (also when this very finish was already
 -- recorded and is only sent again), 2 recorded as cancelled, 0 when the attempt
 -- was fenced off (requeued, purged, or finished by someone else): then nothing
@@ -37,9 +39,14 @@ while i <= #ARGV do
   local result_key, result = ARGV[last + 1], ARGV[last + 2]
   i = last + 3
   local job_key = ARGV[1] .. id
-  local current = redis.call('HMGET', job_key, 'status', 'worker', 'attempt', 'owner',
-    'finished_by', 'cancel_requested', 'key', 'has_dependents', 'functions', 'streamed',
-    'waited', 'queue', 'call_name', 'timestamp', 'processing_started')
+  -- the whole record: a waiter gets it with the event, without another read
+  local flat = redis.call('HGETALL', job_key)
+  local record = {}
+  for j = 1, #flat, 2 do record[flat[j]] = flat[j + 1] end
+  local current = {record.status, record.worker, record.attempt, record.owner,
+    record.finished_by, record.cancel_requested, record.key, record.has_dependents,
+    record.functions, record.streamed, record.waited, record.queue, record.call_name,
+    record.timestamp, record.processing_started}
   local me = ARGV[3] .. '#' .. attempt
   local answer = 0
   if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then
@@ -127,10 +134,14 @@ while i <= #ARGV do
     -- someone waits for the outcome (await.lua marked it): hand over a small
     -- record with the event, saving a read (a retry is no outcome yet)
     if outcome ~= 'retry' and current[11] then
-      local flat = redis.call('HGETALL', job_key)
-      local size = 0
-      for j = 2, #flat, 2 do size = size + #flat[j] end
-      if size <= 65536 then event[4] = flat end
+      for j = 1, #fields, 2 do record[fields[j]] = fields[j + 1] end
+      local now_flat, size = {}, 0
+      for field, value in pairs(record) do
+        now_flat[#now_flat + 1] = field
+        now_flat[#now_flat + 1] = value
+        size = size + #value
+      end
+      if size <= 65536 then event[4] = now_flat end
     end
     redis.call('PUBLISH', channel, cmsgpack.pack(event))
     if current[10] and outcome ~= 'retry' then
@@ -160,28 +171,13 @@ elseif #done > 1 then
   redis.call('ZREM', KEYS[2], unpack(done))
 end
 for _, ended in ipairs(settled) do lifecycle().settle(P, ended[1], ended[2], ended[3], ended[4]) end
-if #completed > 0 then
-  redis.call('ZADD', KEYS[6], unpack(completed))
-  redis.call('HINCRBY', KEYS[4], 'completed', math.floor(#completed / 2))
-end
+local counts = {math.floor(#completed / 2), math.floor(#failed / 2), buckets, runtime_sum, per_minute}
+if #completed > 0 then redis.call('ZADD', KEYS[6], unpack(completed)) end
 if #failed > 0 then
   redis.call('ZADD', KEYS[7], unpack(failed))
   local dead = {}
   for j = 2, #failed, 2 do dead[#dead + 1] = failed[j] end
   redis.call('RPUSH', KEYS[3], unpack(dead))
-  redis.call('HINCRBY', KEYS[4], 'failed', #dead)
 end
-local counted = false
-for field, n in pairs(buckets) do
-  redis.call('HINCRBY', KEYS[4], field, n)
-  counted = true
-end
-if counted then redis.call('HINCRBYFLOAT', KEYS[4], 'runtime_sum', runtime_sum) end
-write_labelled(KEYS[8], KEYS[9])
-for field, n in pairs(per_minute) do
-  local minute, what = string.match(field, '^(%d+)|(%a+)$')
-  local key = ARGV[5] .. minute
-  -- the minute's first count starts its lifetime
-  if redis.call('HINCRBY', key, what, n) == n then redis.call('EXPIRE', key, ARGV[6]) end
-end
+tally(KEYS[11], counts, KEYS[4], KEYS[8], KEYS[9], ARGV[5], ARGV[6])
 return answers

@@ -10,23 +10,30 @@
 -- KEYS[12] handed-over zset: worker id -> when it must have taken what it was handed
 -- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
 -- ARGV[2] queue name   ARGV[3] owner ('' for none)
--- ARGV[4] processing list prefix   ARGV[5] heartbeat prefix   ARGV[6] inbox prefix
--- ARGV[7] job channel prefix   ARGV[8] idle flag prefix (a worker id completes each)
--- ARGV[9] seconds an idle worker has to take a job handed to it; past that, any
+-- ARGV[4] processing list prefix   ARGV[5] inbox prefix   ARGV[6] job channel prefix
+-- ARGV[7] idle flag prefix (a worker id completes each)
+-- ARGV[8] seconds an idle worker has to take a job handed to it; past that, any
 -- worker's sweep takes the job back (the worker died while idle)
 -- KEYS[13] the namespace's key prefix (lifecycle.lua)   KEYS[14] the paused queues' set
--- ARGV[10] now   ARGV[11] when it is due ('' now)   ARGV[12] start-by deadline ('' none)
--- ARGV[13] dedup key ('' none)   ARGV[14] n, the number of ids it depends on
--- ARGV[15 .. 14+n] those ids
--- ARGV[15+n ..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
+-- ARGV[9] now   ARGV[10] when it is due ('' now)   ARGV[11] start-by deadline ('' none)
+-- ARGV[12] dedup key ('' none)   ARGV[13] n, the number of ids it depends on
+-- ARGV[14 .. 13+n] those ids
+-- ARGV[14+n ..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
 -- Returns the new job id (integer), or {id} of the live job holding the dedup key
 -- (no job made); an error naming an unknown dependency (nothing written).
 local P = KEYS[13]
-local now = tonumber(ARGV[10])
-local seen = redis.call('GET', KEYS[11])
-if seen then return tonumber(seen) end
+local now = tonumber(ARGV[9])
+local dedup = ARGV[12]
+local n = tonumber(ARGV[13])
+-- A post with neither a dedup key nor dependencies learns whether it was sent
+-- before in the same command that keeps its id (below); the others must answer
+-- as they first did, before they look at the jobs they name.
+local plain = dedup == '' and n == 0
+if not plain then
+  local seen = redis.call('GET', KEYS[11])
+  if seen then return tonumber(seen) end
+end
 -- a dedup key names a job while it lives (and key_ttl after): that is the answer
-local dedup = ARGV[13]
 if dedup ~= '' then
   local holder = redis.call('GET', lifecycle().dedup_key(P, dedup))
   if holder and redis.call('EXISTS', lifecycle().job_hash(P, holder)) == 1 then
@@ -35,9 +42,8 @@ if dedup ~= '' then
   end
 end
 -- every dependency is checked before anything is written
-local n = tonumber(ARGV[14])
 local waits_for, failed_dependency = {}, nil
-for i = 15, 14 + n do
+for i = 14, 13 + n do
   local status = redis.call('HGET', lifecycle().job_hash(P, ARGV[i]), 'status')
   if not status then return redis.error_reply('unknown dependency ' .. ARGV[i]) end
   status = cmsgpack.unpack(status)
@@ -47,7 +53,7 @@ for i = 15, 14 + n do
     waits_for[#waits_for + 1] = ARGV[i]
   end
 end
-local delayed = ARGV[11] ~= '' and tonumber(ARGV[11]) > now
+local delayed = ARGV[10] ~= '' and tonumber(ARGV[10]) > now
 local runs_now = not failed_dependency and #waits_for == 0 and not delayed
 local paused = nil
 local function is_paused()
@@ -56,28 +62,34 @@ local function is_paused()
 end
 -- When a worker waits as idle (take.lua) and no job waits before this one, the job
 -- is started for that worker right here and handed over in its inbox: it runs
--- without another round trip, and never enters its lane. A worker whose heartbeat
--- is gone is passed over; so is one whose idle flag is gone (it waits on several
--- queues, and another queue's post handed it a job first).
+-- without another round trip, and never enters its lane. A worker whose idle flag
+-- is gone is passed over: its claim lapsed (it stopped, or died, while idle), or
+-- it waits on several queues and another queue's post handed it a job first. A
+-- paused queue has no idle workers (Control.pause, take.lua): it keeps its jobs.
 local function idle_worker()
-  -- owners' jobs follow the owners' turns; a paused queue keeps its jobs
-  if not runs_now or ARGV[3] ~= '' or redis.call('EXISTS', KEYS[2]) == 1 or is_paused() then
-    return nil
-  end
+  -- owners' jobs follow the owners' turns
+  if not runs_now or ARGV[3] ~= '' or redis.call('EXISTS', KEYS[2]) == 1 then return nil end
   while true do
-    local worker = redis.call('RPOP', KEYS[9])
+    local worker = redis.call('ZPOPMIN', KEYS[9])[1]
     if not worker then return nil end
-    if redis.call('DEL', ARGV[8] .. worker) == 1 and redis.call('EXISTS', ARGV[5] .. worker) == 1 then
-      return worker
-    end
+    if redis.call('DEL', ARGV[7] .. worker) == 1 then return worker end
   end
 end
 
 local id = redis.call('INCR', KEYS[1])
-redis.call('SET', KEYS[11], id, 'EX', 300)
+if plain then
+  local seen = redis.call('SET', KEYS[11], id, 'NX', 'GET', 'EX', 300)
+  if seen then
+    -- sent again after its reply was lost: the first post's id, and no new one
+    redis.call('DECR', KEYS[1])
+    return tonumber(seen)
+  end
+else
+  redis.call('SET', KEYS[11], id, 'EX', 300)
+end
 local fields = {'id', cmsgpack.pack(tostring(id)),
   'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT())}
-for i = 15 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 14 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
 local worker = idle_worker()
 if worker then
   -- the started fields come last: they win over the fresh ones, in Redis and in
@@ -98,7 +110,7 @@ redis.call('ZADD', KEYS[7], id, id)
 redis.call('SADD', KEYS[3], ARGV[2])
 if dedup ~= '' then redis.call('SET', lifecycle().dedup_key(P, dedup), id) end
 -- a job started now has met its start-by deadline
-if ARGV[12] ~= '' and not worker then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[12], id) end
+if ARGV[11] ~= '' and not worker then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[11], id) end
 id = tostring(id)
 if failed_dependency then
   local reason = 'dependency ' .. failed_dependency[1] .. ' ' .. failed_dependency[2]
@@ -114,24 +126,24 @@ if #waits_for > 0 then
   end
   redis.call('HSET', lifecycle().waiting_on_key(P), id, #waits_for)
   redis.call('HSET', job_key, 'status', cmsgpack.pack('deferred'))
-  if ARGV[11] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[11]))) end
+  if ARGV[10] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[10]))) end
   return tonumber(id)
 end
 if delayed then
-  lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[11]))
+  lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[10]))
   return tonumber(id)
 end
 if worker then
   redis.call('LPUSH', ARGV[4] .. worker, id)
-  redis.call('PUBLISH', ARGV[7] .. id, cmsgpack.pack({id, 'started', 0}))
+  redis.call('PUBLISH', ARGV[6] .. id, cmsgpack.pack({id, 'started', 0}))
   redis.call('ZADD', KEYS[8], now, id)
   local size = 0
   for j = 2, #fields, 2 do size = size + #fields[j] end
   -- a large record stays in Redis: the worker takes it (it is its stray)
   local note = 'take'
   if size <= 65536 then note = cmsgpack.pack({redis.call('GET', KEYS[10]) or '0', fields}) end
-  redis.call('LPUSH', ARGV[6] .. worker, note)
-  redis.call('ZADD', KEYS[12], now + tonumber(ARGV[9]), worker)
+  redis.call('LPUSH', ARGV[5] .. worker, note)
+  redis.call('ZADD', KEYS[12], now + tonumber(ARGV[8]), worker)
   return tonumber(id)
 end
 -- Only a post that finds its list empty wakes a worker: while the list holds

@@ -9,7 +9,7 @@
 -- KEYS[4] owner -> running count hash   KEYS[5] the worker's inbox (see post.lua)
 -- KEYS[6] the worker's idle flag (a post hands over one job per time it is set)
 -- KEYS[7 .. 6+plain] plain queue lists, `levels` per queue, in the order to take from
--- then per queue (same order) an owner ring, then a wake list, then an idle-workers list
+-- then per queue (same order) an owner ring, then a wake list, then an idle-workers zset
 -- ARGV[1] job key prefix   ARGV[2] worker id   ARGV[3] now (epoch seconds)
 -- ARGV[4] job channel prefix
 -- ARGV[5] mode, one letter per option (Scripts.take):
@@ -32,7 +32,8 @@
 -- when none is.
 local now = tonumber(ARGV[3])
 local count = tonumber(ARGV[6])
-local answer = {redis.call('GET', KEYS[3]) or '0'}
+-- the registry sequence goes first, read only when a job is started
+local answer = {false}
 local function mode(letter) return string.find(ARGV[5], letter, 1, true) ~= nil end
 local fair = mode('f')
 local strays_only = mode('o')
@@ -50,12 +51,20 @@ local running = {}
 -- processing list, so the strays below hand them over; the inbox only announced them.
 if mode('i') then
   redis.call('DEL', KEYS[5], KEYS[6])
-  for i = 1, queues do redis.call('LREM', KEYS[idles + i], 0, ARGV[2]) end
+  for i = 1, queues do redis.call('ZREM', KEYS[idles + i], ARGV[2]) end
 end
 
--- one call in the common case: nothing scheduled, nothing with a deadline, no pause
+-- one call in the common case: nothing scheduled, nothing with a deadline, no
+-- pause, no periodic job
 local scheduled, expiring, paused_set = KEYS[#KEYS - 4], KEYS[#KEYS - 3], KEYS[#KEYS - 2]
-local waiting_otherwise = redis.call('EXISTS', scheduled, expiring, paused_set)
+local slots = KEYS[#KEYS - 1]
+local waiting_otherwise = redis.call('EXISTS', scheduled, expiring, paused_set, slots)
+local any_slots = false
+if waiting_otherwise > 0 then
+  local others = redis.call('EXISTS', scheduled, expiring, paused_set)
+  any_slots = others < waiting_otherwise
+  waiting_otherwise = others
+end
 if waiting_otherwise > 0 and not strays_only then lifecycle().move_due(P, now, 1000) end
 -- a paused queue is passed over: its lists, its owners' lists, its wake list
 local paused = {}
@@ -178,15 +187,16 @@ if #answer == 1 then
   if idle_ms > 0 then
     redis.call('SET', KEYS[6], 1, 'PX', idle_ms)
     for i = 1, queues do
-      redis.call('LREM', KEYS[idles + i], 0, ARGV[2])
-      redis.call('LPUSH', KEYS[idles + i], ARGV[2])
+      -- a paused queue keeps its jobs (post.lua): it has no idle workers
+      if not paused[i] then redis.call('ZADD', KEYS[idles + i], now, ARGV[2]) end
     end
   end
   -- the next scheduled job or periodic slot: a worker's sweep fires the slots
   local due = nil
-  local due_sets = {KEYS[#KEYS - 1]}
+  local due_sets = {}
   -- the EXISTS above said whether anything is scheduled
-  if waiting_otherwise > 0 then due_sets[2] = scheduled end
+  if any_slots then due_sets[1] = slots end
+  if waiting_otherwise > 0 then due_sets[#due_sets + 1] = scheduled end
   for _, key in ipairs(due_sets) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     if first[2] and (not due or tonumber(first[2]) < due) then due = tonumber(first[2]) end
@@ -194,4 +204,5 @@ if #answer == 1 then
   if not due then return false end
   return tostring(due)
 end
+answer[1] = redis.call('GET', KEYS[3]) or '0'
 return answer

@@ -78,7 +78,7 @@ def victim(own_redis: EmbeddedServer, namespace: str) -> Iterator[subprocess.Pop
 
 
 def idle_listed(q: MLQ, count: int) -> bool:
-    return q.client.llen(q.keys.idle("default")) >= count
+    return q.client.zcard(q.keys.idle("default")) >= count
 
 
 def record_at_once(msg: dict[str, Any], *args: Any) -> dict[str, Any]:
@@ -167,7 +167,7 @@ def test_ctrl_c_while_asyncio_run_still_runs_ends_an_in_process_consumer(
         wait_until(lambda: idle_listed(survivor, 1), 10, "the worker waiting as idle")
         process.send_signal(signal.SIGINT)
         assert process.wait(10) != 0  # KeyboardInterrupt, as Ctrl-C ends any script
-        assert survivor.client.llen(survivor.keys.idle("default")) == 0
+        assert survivor.client.zcard(survivor.keys.idle("default")) == 0
     finally:
         if process.poll() is None:
             process.kill()
@@ -181,7 +181,7 @@ def test_an_in_process_consumer_leaves_the_idle_lists_when_its_process_ends(
     wait_until(lambda: idle_listed(survivor, 1), 10, "worker A waiting as idle")
     victim.send_signal(signum)
     victim.wait(10)
-    assert survivor.client.llen(survivor.keys.idle("default")) == 0
+    assert survivor.client.zcard(survivor.keys.idle("default")) == 0
     job_id = survivor.post({"log": str(tmp_path / "runs"), "sleep": 0})
     assert survivor.get_job(job_id)["status"] == "queued"  # handed to nobody
 
