@@ -37,6 +37,9 @@ IDLE_CLOSE = 30.0
 READ_TIMEOUT = 1.0
 #: Pauses between attempts to read again after the connection failed.
 RETRY_PAUSES = (0.1, 1.0)
+#: Messages that nobody listened to, kept for a wait that starts just after its
+#: post (Dispatcher.mark): its job may have started, or even ended, in between.
+RECENT_KEPT = 4096
 
 
 class Inbox:
@@ -45,6 +48,9 @@ class Inbox:
     def __init__(self) -> None:
         self._messages: collections.deque[Any] = collections.deque()
         self._arrived = threading.Event()
+        #: every message of its channels since the mark it was opened with has
+        #: been put in (Dispatcher.listen): its reader need not look at the state
+        self.caught_up = False
 
     def put(self, message: Any) -> None:
         self._messages.append(message)
@@ -93,19 +99,41 @@ class Dispatcher:
         self._idle_since = time.monotonic()
         self._closed = False
         self.pid = os.getpid()
+        # what mark() and listen(since=) compare: a new connection or subscription
+        # starts a new epoch; messages are numbered as they arrive
+        self._epoch = self._received = self._lost_upto = 0
+        self._recent: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._recent_by_channel: dict[bytes, list[tuple[int, Any]]] = {}
+
+    def mark(self) -> tuple[int, int] | None:
+        """Where the subscription stands, taken before a post is sent: a listen
+        `since` it then hands over what the post's job published in between (None
+        while not subscribed)."""
+        with self._lock:
+            if self._pubsub is None or self._closed:
+                return None
+            return self._epoch, self._received
 
     @contextmanager
-    def listen(self, *channels: str) -> Iterator[Inbox]:
+    def listen(self, *channels: str, since: tuple[int, int] | None = None) -> Iterator[Inbox]:
         """One inbox of the messages of `channels`, from now until the block ends.
 
         Subscribed before this returns, so a state read after it and the messages
-        that follow miss nothing in between.
+        that follow miss nothing in between. With `since` (a mark), the messages
+        since the mark are put in first where all of them are known, and the inbox
+        says so (caught_up): then no state need be read.
         """
         inbox = Inbox()
         names = [channel.encode() for channel in channels]
         with self._lock:
             for name in names:
                 self._inboxes.setdefault(name, set()).add(inbox)
+            if since is not None and self._knows_all_since(since):
+                inbox.caught_up = True
+                for name in names:
+                    for number, data in self._recent_by_channel.pop(name, ()):
+                        if number > since[1]:
+                            inbox.put(data)
         try:
             self.subscribe()
             yield inbox
@@ -124,9 +152,29 @@ class Dispatcher:
         with self._lock:
             return len({id(inbox) for inboxes in self._inboxes.values() for inbox in inboxes})
 
+    def _knows_all_since(self, mark: tuple[int, int]) -> bool:
+        """Every message since `mark` arrived on the connection of now and is still
+        kept (or was handed on): none was lost or dropped from the recent ones."""
+        return (self._pubsub is not None and mark[0] == self._epoch
+                and self._lost_upto <= mark[1])
+
+    def _keep_recent(self, channel: bytes, data: Any) -> None:
+        """Keep a message nobody listened to (under the lock)."""
+        if len(self._recent) >= RECENT_KEPT:
+            self._lost_upto, oldest = self._recent.popleft()
+            kept = self._recent_by_channel.get(oldest)
+            # (a listen may have taken it already)
+            if kept and kept[0][0] == self._lost_upto:
+                kept.pop(0)
+                if not kept:
+                    del self._recent_by_channel[oldest]
+        self._recent.append((self._received, channel))
+        self._recent_by_channel.setdefault(channel, []).append((self._received, data))
+
     def close(self) -> None:
         self._closed = True
         with self._lock:
+            self._epoch += 1
             pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             pubsub.close()
@@ -151,6 +199,7 @@ class Dispatcher:
                 pubsub.close()
                 raise
             self._pubsub, self._connects = pubsub, pubsub.connects
+            self._epoch += 1
             if self._reader is None or not self._reader.is_alive():
                 self._reader = threading.Thread(target=_read, args=(weakref.ref(self),),
                                                 name="mlq-dispatch", daemon=True)
@@ -166,6 +215,7 @@ class Dispatcher:
                 if not self._inboxes and self._pubsub is pubsub:
                     # the next listener starts a reader of its own: this one ends
                     self._pubsub = self._reader = None
+                    self._epoch += 1
                     pubsub.close()
                     return False
         message = pubsub.get_message(timeout=READ_TIMEOUT)
@@ -173,7 +223,10 @@ class Dispatcher:
             return True
         if message["type"] == "pmessage":
             with self._lock:
+                self._received += 1
                 inboxes = list(self._inboxes.get(message["channel"], ()))
+                if not inboxes:
+                    self._keep_recent(message["channel"], message["data"])
             for inbox in inboxes:
                 inbox.put(message["data"])
         elif message["type"] == "psubscribe" and pubsub.connects != self._connects \
@@ -181,12 +234,15 @@ class Dispatcher:
             # subscribed again after a new connection: what was published while it
             # was down is lost, so readers look for themselves
             self._connects = pubsub.connects
+            with self._lock:
+                self._epoch += 1
             self._tell_all(RESYNC)
         return True
 
     def _drop_broken(self) -> None:
         with self._lock:
             pubsub, self._pubsub, self._reader = self._pubsub, None, None
+            self._epoch += 1
         if pubsub is None or self._closed:
             return
         pubsub.close()
@@ -250,6 +306,13 @@ def dispatcher(client: redis.Redis, keys: Keys) -> Dispatcher:
             found = by_namespace[keys.prefix] = Dispatcher(client, keys)
             weakref.finalize(client, found.close)
         return found
+
+
+def live_dispatcher(client: redis.Redis, keys: Keys) -> Dispatcher | None:
+    """The process's dispatcher for `client` and `keys`, where one was made."""
+    with _dispatchers_lock:
+        found = _dispatchers.get(client, {}).get(keys.prefix)
+    return found if found is not None and found.pid == os.getpid() else None
 
 
 def close_dispatchers(client: redis.Redis) -> None:

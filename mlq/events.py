@@ -3,18 +3,19 @@ dispatch.py): never a sleep loop."""
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import redis
 
-from .dispatch import RESYNC, Inbox, dispatcher
+from .dispatch import RESYNC, Inbox, dispatcher, live_dispatcher
 from .errors import REDIS_DOWN
 from .job import TERMINAL
 from .keys import Keys
 from .record import ended_by
-from .serialization import decode_event
+from .serialization import decode_event, pack
 
 #: Even with pub/sub, re-read the record this often while waiting, so a message
 #: lost to a reconnect costs at most this much delay.
@@ -47,18 +48,63 @@ class _Outage:
         self.delay = min(self.delay * 2, OUTAGE_BACKOFF[1])
 
 
+class OwnPosts:
+    """The jobs one client posted while its process's subscription was up.
+
+    Every event of such a job reaches the subscription, and the ones that came
+    before its wait began are kept there (Dispatcher.mark): a wait for it reads
+    nothing first. While the client waits for the jobs it posts, its posts are
+    also marked waited for from the start, so that each finish sends the record
+    along with its event (finish.lua) and the wait reads nothing at all.
+    """
+
+    #: Marks kept: a client that posts this many jobs without waiting for them
+    #: is not one that waits for what it posts.
+    KEPT = 1024
+    WAITED = ["waited", pack(True)]
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client, self.keys = client, keys
+        self._marks: dict[str, tuple[int, int]] = {}
+        self._waits_for_posts = False
+        self._lock = threading.Lock()
+
+    def mark(self) -> tuple[tuple[int, int] | None, list[Any]]:
+        """Taken before a post is sent: (the mark, the record fields to add)."""
+        found = live_dispatcher(self.client, self.keys)
+        mark = found.mark() if found is not None else None
+        return mark, self.WAITED if mark is not None and self._waits_for_posts else []
+
+    def posted(self, job_id: str, mark: tuple[int, int] | None) -> None:
+        if mark is None:
+            return
+        with self._lock:
+            self._marks[job_id] = mark
+            if len(self._marks) > self.KEPT:
+                del self._marks[next(iter(self._marks))]
+                self._waits_for_posts = False
+
+    def since(self, job_id: str) -> tuple[int, int] | None:
+        """The mark of a job this client posted, once (a second wait reads first)."""
+        with self._lock:
+            mark = self._marks.pop(job_id, None)
+            self._waits_for_posts = self._waits_for_posts or mark is not None
+            return mark
+
+
 def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
                       read_record: Callable[[], dict[str, Any]],
                       timeout: float | None = None,
-                      read_status: Callable[[], tuple[str, dict[str, Any] | None]] | None = None
-                      ) -> dict[str, Any]:
+                      read_status: Callable[[], tuple[str, dict[str, Any] | None]] | None = None,
+                      since: tuple[int, int] | None = None) -> dict[str, Any]:
     """Block until the job is completed or failed and return its record.
 
     Listens first, then reads the job's state, so an event published between
     the two is not missed. `read_status`, when given, is that cheaper first
     look: (status, the ended job's record if it came along; else it is read).
-    TimeoutError when
-    `timeout` passes first.
+    `since`: the mark taken before the job was posted (OwnPosts); where the
+    subscription has every event since then, no first look is needed.
+    TimeoutError when `timeout` passes first.
     """
     def ended() -> dict[str, Any] | None:
         if read_status is not None:
@@ -72,8 +118,9 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
 
     deadline = None if timeout is None else time.monotonic() + timeout
     outage = _Outage()
-    with _listening(client, keys, keys.job_channel(job_id), outage, deadline) as inbox:
-        look = True  # read the state: first, after a quiet period, after an outage
+    with _listening(client, keys, keys.job_channel(job_id), outage, deadline, since) as inbox:
+        # read the state: first (unless caught up), after a quiet period, after an outage
+        look = not inbox.caught_up
         while True:
             try:
                 record = ended() if look else None
@@ -98,7 +145,8 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
 
 @contextmanager
 def _listening(client: redis.Redis, keys: Keys, channel: str, outage: _Outage,
-               deadline: float | None = None) -> Iterator[Inbox]:
+               deadline: float | None = None,
+               since: tuple[int, int] | None = None) -> Iterator[Inbox]:
     """The process's shared subscription, listening on `channel`; a Redis that is
     away when the subscription is first made is ridden out like any outage."""
     while True:
@@ -108,7 +156,7 @@ def _listening(client: redis.Redis, keys: Keys, channel: str, outage: _Outage,
             break
         except REDIS_DOWN as exc:
             outage.ride(exc, deadline)
-    with dispatcher(client, keys).listen(channel) as inbox:
+    with dispatcher(client, keys).listen(channel, since=since) as inbox:
         yield inbox
 
 

@@ -87,14 +87,18 @@ def enqueue(mlq: MLQ, msg: Any, callback: str | None = None,
             functions: list[str] | None = None, **options: Any) -> Posted:
     """MLQ.post, saying whether the dedup key found an existing job."""
     request = checked_post(mlq, msg, callback, functions, **options)
+    mark, waited = mlq.own_posts.mark()
     try:
-        reply = mlq.scripts.post(request.queue, request.fields, None, request.priority,
-                                 request.owner, request.token, request.replicas,
-                                 request.lifecycle)
+        reply = mlq.scripts.post(request.queue, request.fields + waited, None,
+                                 request.priority, request.owner, request.token,
+                                 request.replicas, request.lifecycle)
     except redis.ResponseError as exc:
         check_dependencies_known(exc)
         raise
-    return posted(reply)
+    answer = posted(reply)
+    if not answer.duplicate:
+        mlq.own_posts.posted(answer.id, mark)
+    return answer
 
 
 def check_dependencies_known(error: redis.ResponseError) -> None:

@@ -15,7 +15,7 @@ from . import defaults, streams
 from .callbacks import CallbackSender
 from .connection import Clients
 from .errors import InvalidMessage, JobFailed
-from .events import wait_for_terminal, watch
+from .events import OwnPosts, wait_for_terminal, watch
 from .job import COMPLETED, progress_text
 from .keys import DEFAULT_QUEUE, Keys, check_name
 from .keys import check_job_id as _check_id
@@ -61,9 +61,8 @@ class MLQ:
         self.client = self.clients.main
         self.scripts = Scripts(self.client, self.keys)
         self.listing = Listing(self.client, self.keys, self.scripts)
-        self.recovery = Recovery(self)
-        self.control = Control(self)
-        self.schedules_store = Schedules(self)
+        self.own_posts = OwnPosts(self.client, self.keys)
+        self.recovery, self.control, self.schedules_store = Recovery(self), Control(self), Schedules(self)
         self.secret = secret
         self.registry = Registry(self.client, self.keys, self.scripts, secret,
                                  max_function_size=max_function_size)
@@ -208,7 +207,8 @@ class MLQ:
         job_id = _check_id(job_id)
         record = wait_for_terminal(self.client, self.keys, job_id,
                                    lambda: self.get_job(job_id), timeout,
-                                   read_status=lambda: self.scripts.await_status(job_id))
+                                   read_status=lambda: self.scripts.await_status(job_id),
+                                   since=self.own_posts.since(job_id))
         # the record an event carries is small: a big result is only marked in it
         return with_result_kept_apart(self.client, self.keys, job_id, record)
 

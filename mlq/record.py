@@ -88,8 +88,9 @@ FIELDS: tuple[Field, ...] = (
           public=False),
     Field("key_ttl", "seconds the dedup key outlives the job", public=False),
     Field("has_dependents", "True once a job waits for it (Keys.dependents)", public=False),
-    Field("waited", "True once MLQ.wait looked at it: the finish sends the record with "
-                    "its event (await.lua)", public=False),
+    Field("waited", "True once MLQ.wait looked at it, or from its post by a client that "
+                    "waits for its posts (events.OwnPosts): the finish sends the record "
+                    "with its event (await.lua)", public=False),
     Field("streamed", "True once a listener emitted a chunk: the finish ends the stream "
                       "(streams.py)", public=False),
     Field("lane_seq", "its number among the jobs that joined its lane at the back "
