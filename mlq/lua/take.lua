@@ -54,16 +54,25 @@ if mode('i') then
   for i = 1, queues do redis.call('ZREM', KEYS[idles + i], ARGV[2]) end
 end
 
--- one call in the common case: nothing scheduled, nothing with a deadline, no
--- pause, no periodic job
+-- The common case when a worker runs out of work: no stray, nothing scheduled,
+-- nothing with a deadline, no pause, no periodic job, and every list empty. One
+-- EXISTS over all of them tells; otherwise each is looked at below.
 local scheduled, expiring, paused_set = KEYS[#KEYS - 4], KEYS[#KEYS - 3], KEYS[#KEYS - 2]
 local slots = KEYS[#KEYS - 1]
-local waiting_otherwise = redis.call('EXISTS', scheduled, expiring, paused_set, slots)
-local any_slots = false
-if waiting_otherwise > 0 then
-  local others = redis.call('EXISTS', scheduled, expiring, paused_set)
-  any_slots = others < waiting_otherwise
-  waiting_otherwise = others
+local probe = {scheduled, expiring, paused_set, slots}
+if mode('s') then probe[#probe + 1] = KEYS[1] end
+if count > 0 and not strays_only then
+  for k = 7, wakes do probe[#probe + 1] = KEYS[k] end
+end
+local nothing = redis.call('EXISTS', unpack(probe)) == 0
+local waiting_otherwise, any_slots = 0, false
+if not nothing then
+  waiting_otherwise = redis.call('EXISTS', scheduled, expiring, paused_set, slots)
+  if waiting_otherwise > 0 then
+    local others = redis.call('EXISTS', scheduled, expiring, paused_set)
+    any_slots = others < waiting_otherwise
+    waiting_otherwise = others
+  end
 end
 if waiting_otherwise > 0 and not strays_only then lifecycle().move_due(P, now, 1000) end
 -- a paused queue is passed over: its lists, its owners' lists, its wake list
@@ -88,7 +97,7 @@ end
 -- re-sent by the client), or an id moved there and never started. Hand those
 -- over first instead of stranding them.
 local strays = {}
-if mode('s') then strays = redis.call('LRANGE', KEYS[1], 0, -1) end
+if mode('s') and not nothing then strays = redis.call('LRANGE', KEYS[1], 0, -1) end
 for _, id in ipairs(strays) do
   if count <= 0 then break end
   local current = redis.call('HMGET', ARGV[1] .. id, 'status', 'worker')
@@ -117,7 +126,7 @@ end
 -- tells whether any higher level holds a job (the common case: none).
 if strays_only then count = 0 end
 -- the common case when idle: every list is empty, which one EXISTS tells
-local queued = count > 0 and redis.call('EXISTS', unpack(KEYS, 7, wakes)) > 0
+local queued = count > 0 and not nothing and redis.call('EXISTS', unpack(KEYS, 7, wakes)) > 0
 local first = 7
 local group = 1
 while queued and count > 0 and first <= 6 + plain do
