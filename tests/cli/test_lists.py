@@ -80,7 +80,8 @@ def test_workers_lists_heartbeats_with_short_unique_ids(cli: Cli, queue: MLQ) ->
 
 def test_functions_lists_registered_and_reported_listeners(cli: Cli, queue: MLQ) -> None:
     assert cli("functions", "--json").out.strip() == "[]"
-    queue.create_listener(shout)
+    # registered, and run by no worker of this process: only the one beaten below
+    queue.register_listener(shout)
     beat(queue.client, queue.keys, {LONG_IDS[0]: {"host": HOST, "pid": 1,
                                                   "functions": ["local_only", "shout"]}},
          timeout=30)
