@@ -224,3 +224,22 @@ class SharedRoundTrips:
             # a plain command goes out again too: a WAIT must follow the writes it confirms
             pending = [call for call in pending if call in unloaded or call.script is None]
         raise NoScriptError("Redis lost the scripts again while they were loaded")
+
+
+class Together:
+    """Steps collected to go out in one round trip (see Scripts.together); a
+    finish followed by a take go as one script call (finish_take.lua)."""
+
+    def __init__(self, round_trips: SharedRoundTrips, scripts: dict[str, Any]) -> None:
+        self.round_trips, self.scripts = round_trips, scripts
+        self.calls: list[tuple[Any, Sequence[Any]]] = []
+
+    def send(self) -> list[Any]:
+        """Each step's reply, in order."""
+        if [script for script, _ in self.calls] == [self.scripts["finish"], self.scripts["take"]]:
+            (_, finish), (_, take) = self.calls  # each (number of keys, *keys, *args)
+            args = (finish[0] + take[0], *finish[1:finish[0] + 1], *take[1:take[0] + 1],
+                    finish[0], len(finish) - 1 - finish[0], *finish[finish[0] + 1:],
+                    *take[take[0] + 1:])
+            return self.round_trips.evalsha_many([(self.scripts["finish_take"], args)])[0]
+        return self.round_trips.evalsha_many(self.calls)

@@ -22,7 +22,7 @@ from . import defaults
 from .errors import JobNotFound, NotReplicated
 from .keys import LUA_KEY_BUILDERS, LUA_LANE_BUILDERS, PRIORITIES, Keys
 from .metrics import lua_prelude as metrics_prelude
-from .roundtrips import SharedRoundTrips
+from .roundtrips import SharedRoundTrips, Together
 from .record import STORED_RESULT, first_look, lua_prelude
 from .serialization import ApartResult, pack
 
@@ -31,7 +31,7 @@ _NIL = pack(None)
 _SCRIPT_NAMES = (
     "post", "post_many", "take", "finish", "progress", "requeue", "requeue_dead",
     "purge_dead", "claim_dead", "forget_worker", "register", "unregister", "cancel",
-    "position", "await", "tally",
+    "position", "await", "tally", "finish_take",
 )
 
 
@@ -52,23 +52,15 @@ _LANES = LUA_LANE_BUILDERS + _source("lanes")
 _LIFECYCLE = (_RECORD + _LANES + "local lifecycle_built\nlocal function lifecycle()\n"
               "if lifecycle_built then return lifecycle_built end\n"
               + LUA_KEY_BUILDERS + _source("lifecycle") + "end\n")
+_METRICS = metrics_prelude() + _source("metrics")
 _PRELUDES = {"post": _LIFECYCLE, "post_many": _LIFECYCLE,
              "requeue_dead": _RECORD + _LANES, "requeue": _LIFECYCLE,
              "cancel": _LIFECYCLE, "take": _LIFECYCLE + _START,
-             "finish": _LIFECYCLE + metrics_prelude() + _source("metrics"),
-             "tally": _RECORD + metrics_prelude() + _source("metrics")}
-
-
-class Together:
-    """Steps collected to go out in one round trip (see Scripts.together)."""
-
-    def __init__(self, round_trips: SharedRoundTrips) -> None:
-        self.round_trips = round_trips
-        self.calls: list[tuple[Any, Sequence[Any]]] = []
-
-    def send(self) -> list[Any]:
-        """Each step's reply, in order."""
-        return self.round_trips.evalsha_many(self.calls)
+             "finish": _LIFECYCLE + _METRICS, "tally": _RECORD + _METRICS,
+             # each step a function whose parameters stand in for KEYS and ARGV
+             "finish_take": _LIFECYCLE + _METRICS + _START + "".join(
+                 f"local function {step}_step(KEYS, ARGV)\n{_source(step)}\nend\n"
+                 for step in ("finish", "take"))}
 
 
 @functools.lru_cache(maxsize=None)
@@ -190,7 +182,7 @@ class Scripts(Steps):
     def together(self) -> Together:
         """Steps to send in one round trip: pass it as each step's `client`, then
         call its send()."""
-        return Together(self.round_trips)
+        return Together(self.round_trips, self._scripts)
 
     def post(self, queue: str, fields: Sequence[Any], client: Any = None,
              priority: int = 0, owner: str | None = None, token: str | None = None,

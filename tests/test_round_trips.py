@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 import redis
 
 from mlq import MLQ
+from mlq.embedded import EmbeddedServer
 from mlq.worker import Worker
 
 THREADS = 8
@@ -110,6 +112,31 @@ def test_a_running_worker_does_not_ask_redis_for_its_scripts_before_each_step(q:
     finally:
         stop.set()
         runner.join(10)
+
+
+def test_a_post_and_its_wait_are_two_script_calls(tmp_path: Path) -> None:
+    """The post; the worker's finish of the job with the take of its next, one script
+    (finish_take.lua); and nothing from the wait, for a job its own client posted.
+    (A server of its own: the counts are the whole server's.)"""
+    with EmbeddedServer(port=None, data_dir=tmp_path) as server:
+        q = MLQ("calls", redis_url=server.url)
+        worker = Worker(q, "w1", local_listeners={"echo": lambda msg, ctx: msg})
+        stop = threading.Event()
+        # blocking long: no take runs out of time while the round trips below are made
+        runner = threading.Thread(target=worker.run, args=(stop, 30))
+        runner.start()
+        try:
+            for warm_up in range(2):  # the shared subscription is up, the posts marked
+                q.wait(q.post(warm_up), 10)
+            before = _calls(q, "evalsha")
+            for n in range(20):
+                assert q.wait(q.post(n), 10)["result"] == n
+            assert _calls(q, "evalsha") - before == 2 * 20
+        finally:
+            stop.set()
+            q.client.lpush(q.keys.wake("default"), 1)  # ends its wait at once
+            runner.join(10)
+            q.close()
 
 
 def _calls(q: MLQ, command: str) -> int:

@@ -131,7 +131,7 @@ while i <= #ARGV do
     local channel = ARGV[2] .. id
     local event = {id, outcome, progress}
     if outcome == 'retry' then event = {id, 'scheduled'} end
-    -- someone waits for the outcome (await.lua marked it): hand over a small
+    -- someone waits for the outcome (await.lua or the post marked it): hand over a small
     -- record with the event, saving a read (a retry is no outcome yet)
     if outcome ~= 'retry' and current[11] then
       for j = 1, #fields, 2 do record[fields[j]] = fields[j + 1] end
