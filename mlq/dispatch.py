@@ -39,7 +39,9 @@ READ_TIMEOUT = 1.0
 RETRY_PAUSES = (0.1, 1.0)
 #: Messages that nobody listened to, kept for a wait that starts just after its
 #: post (Dispatcher.mark): its job may have started, or even ended, in between.
+#: At most this many, and this many bytes (an event may carry a record).
 RECENT_KEPT = 4096
+RECENT_BYTES = 8 << 20
 
 
 class Inbox:
@@ -101,8 +103,8 @@ class Dispatcher:
         self.pid = os.getpid()
         # what mark() and listen(since=) compare: a new connection or subscription
         # starts a new epoch; messages are numbered as they arrive
-        self._epoch = self._received = self._lost_upto = 0
-        self._recent: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._epoch = self._received = self._lost_upto = self._recent_bytes = 0
+        self._recent: collections.deque[tuple[int, bytes, int]] = collections.deque()
         self._recent_by_channel: dict[bytes, list[tuple[int, Any]]] = {}
 
     def mark(self) -> tuple[int, int] | None:
@@ -160,15 +162,19 @@ class Dispatcher:
 
     def _keep_recent(self, channel: bytes, data: Any) -> None:
         """Keep a message nobody listened to (under the lock)."""
-        if len(self._recent) >= RECENT_KEPT:
-            self._lost_upto, oldest = self._recent.popleft()
+        size = len(data) if isinstance(data, bytes) else 0
+        while self._recent and (len(self._recent) >= RECENT_KEPT
+                                or self._recent_bytes + size > RECENT_BYTES):
+            self._lost_upto, oldest, dropped = self._recent.popleft()
+            self._recent_bytes -= dropped
             kept = self._recent_by_channel.get(oldest)
             # (a listen may have taken it already)
             if kept and kept[0][0] == self._lost_upto:
                 kept.pop(0)
                 if not kept:
                     del self._recent_by_channel[oldest]
-        self._recent.append((self._received, channel))
+        self._recent.append((self._received, channel, size))
+        self._recent_bytes += size
         self._recent_by_channel.setdefault(channel, []).append((self._received, data))
 
     def close(self) -> None:

@@ -54,21 +54,19 @@ def _wait_at_once(mlq: MLQ, job_id: str) -> dict[str, Any]:
 
 
 def _subscribed(mlq: MLQ, worker: Worker) -> str:
-    """A first post and its wait: the process's subscription is up from then on."""
-    first = mlq.post("first")
-    assert worker.step(1)
-    assert mlq.wait(first, 10)["result"] == "first"
-    return first
+    """A first post and its wait: the process's subscription is up from then on.
+    Then a second: the first wait for a job posted while subscribed, after which
+    the client's posts are marked waited for (the finish sends their records)."""
+    for message in ("first", "second"):
+        job_id = mlq.post(message)
+        assert worker.step(1)
+        assert mlq.wait(job_id, 10)["result"] == message
+    return job_id
 
 
 def test_a_wait_for_a_job_its_client_posted_sends_nothing(
         q: MLQ, poster: MLQ, worker: Worker, no_rereads: None) -> None:
     _subscribed(poster, worker)
-    # its first wait for a job posted while subscribed: from then on its posts are
-    # marked waited for, since this client waits for what it posts
-    warm = poster.post("warm")
-    assert worker.step(1)
-    assert poster.wait(warm, 10)["result"] == "warm"
     for message in ("ended before its wait", "ended during its wait"):
         job_id = poster.post(message)
         sent = _commands_of(q, "poster")
@@ -101,17 +99,21 @@ def test_a_second_wait_for_the_same_job_looks_first(
     assert _wait_at_once(q, job_id)["result"] == "twice"
 
 
+@pytest.mark.parametrize("limit", [("RECENT_KEPT", 4), ("RECENT_BYTES", 1)])
 def test_a_wait_looks_first_when_the_kept_events_ran_out(
-        q: MLQ, worker: Worker, no_rereads: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "RECENT_KEPT", 4)
-    _subscribed(q, worker)
-    job_id = q.post("early")
+        q: MLQ, poster: MLQ, worker: Worker, no_rereads: None,
+        monkeypatch: pytest.MonkeyPatch, limit: tuple[str, int]) -> None:
+    monkeypatch.setattr(dispatch, *limit)
+    _subscribed(poster, worker)
+    job_id = poster.post("early")
     for n in range(6):
-        q.post(n)
+        poster.post(n)
     while worker.step(0.1):
         pass
-    # the later jobs' events pushed this one's out of the few kept
-    assert _wait_at_once(q, job_id)["result"] == "early"
+    sent = _commands_of(q, "poster")
+    # the later jobs' events pushed this one's out of the few kept: it reads first
+    assert _wait_at_once(poster, job_id)["result"] == "early"
+    assert _commands_of(q, "poster") > sent
 
 
 def test_a_wait_looks_first_when_the_subscription_was_made_again_since_the_post(
