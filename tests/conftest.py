@@ -33,6 +33,39 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
         time.sleep(interval)  # the pause between two polls, not a wait for anything
 
 
+#: For the tests that use 127.0.0.1:6379 and :5000 themselves, as the docs write them
+#: (the embedded default, the HTTP server's default port): run in parallel (pytest.ini),
+#: they would find each other's servers there, so they share one xdist group, which
+#: one worker runs test after test.
+fixed_ports = pytest.mark.xdist_group("fixed-loopback-ports")
+
+
+#: The group of the files that count the commands the whole session server received (INFO
+#: commandstats): handed out first, so that the worker that takes it has run nothing else,
+#: and no client that another file's test left running can add to the counts.
+FIRST_GROUP = "counts-server-commands"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: every test file is one group, so that its module-scoped
+    fixtures (a server, a built wheel, a browser) start once rather than once per worker;
+    FIRST_GROUP is handed out first, then the groups that hold a `slow` test, so that the
+    run does not end on one long file while the other workers have nothing left to do."""
+    if not getattr(config.option, "loadgroup", False):  # set on the workers of --dist loadgroup
+        return
+    group_of: dict[pytest.Item, str] = {}
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            mark = item.get_closest_marker("xdist_group")
+        group_of[item] = mark.args[0] if mark.args else mark.kwargs.get("name", "default")
+    slow = {group_of[item] for item in items if item.get_closest_marker("slow")}
+    # stable: the order within a group stays the files' own
+    items.sort(key=lambda item: (group_of[item] != FIRST_GROUP, group_of[item] not in slow))
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     """A throwaway Redis-compatible server on a free loopback port."""

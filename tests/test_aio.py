@@ -1,5 +1,5 @@
-"""The asyncio client (mlq.aio.AsyncMLQ) under pytest-asyncio, against the
-session's real server: the same answers and errors as MLQ, waits pushed through
+"""The asyncio client (mlq.aio.AsyncMLQ) under pytest-asyncio, against a real
+server of this file's own: the same answers and errors as MLQ, waits pushed through
 one shared subscription, streams that resume where they stopped."""
 
 from __future__ import annotations
@@ -17,9 +17,19 @@ import redis.asyncio
 from mlq import MLQ, InvalidMessage, JobNotFound
 from mlq.aio import AsyncMLQ
 from mlq.defaults import STORED_APART
+from mlq.embedded import EmbeddedServer
 from mlq.worker import Worker
 
 pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server of this file alone: test_many_waits_share_one_subscription counts the
+    PSUBSCRIBEs the whole server receives, so clients that tests of other files left in
+    this process (an xdist worker runs many files) must not be connected to it."""
+    with EmbeddedServer(port=None, data_dir=tmp_path_factory.mktemp("redis-aio")) as server:
+        yield server.url
 
 
 @pytest_asyncio.fixture

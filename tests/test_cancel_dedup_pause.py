@@ -13,6 +13,10 @@ from mlq.errors import InvalidName
 from mlq.worker import Worker
 from tests.conftest import CallbackRecorder, wait_until
 
+# counts what the whole session server received: in the group of such files, which an
+# xdist worker runs before any other file has left clients on its server (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("counts-server-commands")
+
 
 def _worker(q: MLQ, ran: list[Any], name: str = "w", **options: Any) -> Worker:
     return Worker(q, name, local_listeners={"l": lambda msg, ctx: ran.append(msg)}, **options)

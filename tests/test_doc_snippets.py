@@ -70,10 +70,12 @@ import pytest
 import redis
 
 from mlq.embedded import EmbeddedServer, embedded_password, port_open
+from tests.conftest import fixed_ports
 from tests.doc_snippets import (DOCS, POLL, TIMEOUT, Shell, Snippet, answers, first_warning,
                                 parse, report, spawn, stop, verdict, wait_for, warnings_in)
 
 PORTS = (6379, 5000)
+pytestmark = fixed_ports
 #: Seconds a background snippet runs at least before it is judged.
 START_UP = 1.0
 

@@ -11,6 +11,7 @@ import pytest
 
 from mlq import MLQ
 from mlq.embedded import EmbeddedServer, port_open
+from tests.conftest import fixed_ports
 
 PRODUCER = """\
 import time
@@ -54,6 +55,7 @@ def port_6379(tmp_path: Path) -> Iterator[int]:
         yield server.port
 
 
+@fixed_ports
 def test_original_quick_start(tmp_path: Path, port_6379: int) -> None:
     root = Path(__file__).resolve().parent.parent
     producer, worker = tmp_path / "producer.py", tmp_path / "worker.py"

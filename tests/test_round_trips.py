@@ -17,6 +17,10 @@ from mlq import MLQ
 from mlq.embedded import EmbeddedServer
 from mlq.worker import Worker
 
+# counts what the whole session server received: in the group of such files, which an
+# xdist worker runs before any other file has left clients on its server (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("counts-server-commands")
+
 THREADS = 8
 POSTS_EACH = 60
 

@@ -166,6 +166,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_2000_jobs_over_4_children_run_once_each(q: MLQ, supervise: Any, tmp_path: Path) -> None:
     log = tmp_path / "executions.log"
     q.register_listener(listeners.sleepy)

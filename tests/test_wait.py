@@ -16,6 +16,10 @@ from mlq.serialization import pack
 from mlq.worker import Worker
 from tests.conftest import wait_until
 
+# counts what the whole session server received: in the group of such files, which an
+# xdist worker runs before any other file has left clients on its server (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("counts-server-commands")
+
 
 def _listeners(q: MLQ) -> int:
     return dispatcher(q.client, q.keys).listeners()
@@ -53,10 +57,15 @@ def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
     job_id = q.post("m")
     assert worker.step(1)
     assert q.wait(job_id, 5)["status"] == "failed"
-    # the failure's event again, as a finish sends it (with the record), while nobody listens
+    # the failure's event again, as a finish sends it (with the record), while nobody
+    # listens; it has come before the requeue (a wait can tell no event still on its
+    # way from a new one)
     channel = q.keys.job_channel(job_id)
     failed = [part for item in q.client.hgetall(q.keys.job(job_id)).items() for part in item]
+    shared = dispatcher(q.client, q.keys)
+    received = shared._received
     q.client.publish(channel, pack([job_id, "failed", -1, failed]))
+    wait_until(lambda: shared._received > received, 10, "the old event to come")
     assert q.requeue_dead(job_id) == 1
     waited, (waiter,) = _wait_in_threads(q, [job_id], 10)
     # the job runs only once the waiter listens: it must wait for this outcome

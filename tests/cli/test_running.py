@@ -15,7 +15,7 @@ import requests
 
 from mlq.embedded import free_port, port_open
 from mlq.queue import MLQ
-from tests.conftest import wait_until
+from tests.conftest import fixed_ports, wait_until
 
 from .conftest import Running, base_env, run_controller
 
@@ -128,6 +128,7 @@ def test_consumer_with_a_bad_import_is_a_usage_error(redis_url: str, namespace: 
     assert "--import" in done.assert_one_line_error()
 
 
+@fixed_ports
 def test_embedded_redis_when_none_is_named(spawn: Spawn, tmp_path: Path, namespace: str) -> None:
     home = tmp_path / "home"
     home.mkdir()

@@ -11,6 +11,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from mlq.embedded import free_port
@@ -43,6 +44,10 @@ def _healthy(port: int) -> bool:
         return False
 
 
+# Thirty starts of a Python process with a server and a worker are CPU work: beside
+# the other xdist workers (pytest.ini) they can take more than the suite's 120 s.
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_stopping_consumer_server_30_times_prints_no_fatal_error(
         redis_url: str, namespace: str) -> None:
     with ThreadPoolExecutor(AT_ONCE) as pool:

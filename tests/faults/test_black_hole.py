@@ -71,6 +71,7 @@ class SilentProxy:
             end.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_a_silent_network_for_10_s_strands_nobody(own_redis: EmbeddedServer,
                                                   commands: Commands, tmp_path: Path) -> None:

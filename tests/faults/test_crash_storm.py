@@ -64,6 +64,7 @@ def _executions(log: Path) -> dict[str, list[int]]:
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_crash_storm(own_redis: EmbeddedServer, commands: Commands, tmp_path: Path) -> None:
     url, namespace = own_redis.url, "storm"

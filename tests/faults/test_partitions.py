@@ -265,6 +265,7 @@ def healthz(net: Network, base: str) -> int:
     return net.call("server", lambda: requests.get(f"{base}/healthz", timeout=10).status_code)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_flapping_redis_link_loses_no_acknowledged_post(
         net: Network, redis_host: HostRedis, tmp_path: Path) -> None:

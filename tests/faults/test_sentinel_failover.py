@@ -90,6 +90,7 @@ def _watch_events(url: str, seen: list[str]) -> None:
                 seen.append(line[7:].decode())
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("replicas", [0, 1])
 def test_master_killed_mid_run(sentinel_setup: SentinelSetup, commands: Commands,

@@ -27,6 +27,9 @@ def api(server: ServerProcess) -> schemathesis.schemas.BaseSchema:
 schema = schemathesis.pytest.from_fixture("api")
 
 
+# Generating the cases is CPU work, slower beside the other xdist workers (pytest.ini).
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))

@@ -139,6 +139,7 @@ def test_an_unknown_job_is_a_404(server: ServerProcess) -> None:
     assert (response.status_code, "error" in response.json()) == (404, True)
 
 
+@pytest.mark.slow
 def test_a_thousand_open_event_streams_hold_at_most_two_redis_connections(
         tmp_path: Path, redis_url: str, worker: MLQ) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
