@@ -121,9 +121,9 @@ class Dispatcher:
         """One inbox of the messages of `channels`, from now until the block ends.
 
         Subscribed before this returns, so a state read after it and the messages
-        that follow miss nothing in between. With `since` (a mark), the messages
-        since the mark are put in first where all of them are known, and the inbox
-        says so (caught_up): then no state need be read.
+        that follow miss nothing in between. With `since` (a mark), the latest
+        message of each channel since the mark is put in first where all of them
+        are known, and the inbox says so (caught_up): then no state need be read.
         """
         inbox = Inbox()
         names = [channel.encode() for channel in channels]
@@ -133,9 +133,12 @@ class Dispatcher:
             if since is not None and self._knows_all_since(since):
                 inbox.caught_up = True
                 for name in names:
-                    for number, data in self._recent_by_channel.pop(name, ()):
-                        if number > since[1]:
-                            inbox.put(data)
+                    # the latest alone: a job's events are its states, and an outcome
+                    # followed by a requeue is an outcome no more
+                    latest = [data for number, data in self._recent_by_channel.pop(name, ())
+                              if number > since[1]][-1:]
+                    for data in latest:
+                        inbox.put(data)
         try:
             self.subscribe()
             yield inbox

@@ -15,6 +15,7 @@ import redis
 
 from mlq import MLQ, dispatch, events
 from mlq.dispatch import dispatcher
+from mlq.serialization import unpack_raw_from_lua as unpack
 from mlq.worker import Worker
 from tests.conftest import wait_until
 
@@ -134,3 +135,33 @@ def test_a_wait_looks_first_when_the_subscription_was_made_again_since_the_post(
                "the subscription to be made again")
     record = _wait_at_once(q, job_id)
     assert (record["id"], record["status"]) == (job_id, "completed")
+
+
+def test_a_wait_after_a_requeue_is_not_handed_the_outcome_before_it(
+        q: MLQ, no_rereads: None) -> None:
+    outcomes = iter([RuntimeError("first attempt fails"), "second attempt works"])
+
+    def flaky(msg: Any, *args: Any) -> str:
+        outcome = next(outcomes) if msg == "flaky" else msg
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    worker = Worker(q, "w1", local_listeners={"flaky": flaky})
+    _subscribed(q, worker)
+    job_id = q.post("flaky")  # its failure is kept for the wait to come
+    assert worker.step(1)
+    assert q.requeue_dead(job_id) == 1
+    # the requeue's event has come, after the failure's (not still on its way)
+    shared, channel = dispatcher(q.client, q.keys), q.keys.job_channel(job_id).encode()
+    wait_until(lambda: unpack(shared._recent_by_channel[channel][-1][1])[1] == b"queued", 10,
+               "the requeue's event")
+    waited: list[dict[str, Any]] = []
+    waiter = threading.Thread(target=lambda: waited.append(q.wait(job_id, 60)), daemon=True)
+    waiter.start()
+    wait_until(lambda: dispatcher(q.client, q.keys).listeners() == 1, 10,
+               "the wait to listen", interval=0.005)
+    assert worker.step(1)
+    waiter.join(20)
+    assert waited and (waited[0]["status"], waited[0]["result"]) == ("completed",
+                                                                     "second attempt works")
