@@ -80,13 +80,15 @@ def test_post_refuses_broken_json_and_posts_nothing(cli: Cli, queue: MLQ, msg: s
                                             ("--wait", "--timeout")])
 def test_post_wait_timeout_on_a_queue_nobody_serves_exits_1(cli: Cli, queue: MLQ,
                                                             how: str, limit: str) -> None:
-    started = time.monotonic()
     done = cli("post", "x", "--queue", "nobody", how, limit, "0.5")
-    elapsed = time.monotonic() - started
+    ended = time.time()
     line = done.assert_one_line_error(1)
     job_id = done.out.strip()
     assert f"job {job_id} did not end within 0.5 s" in line and "queued" in line
-    assert elapsed < 5, elapsed  # the wait ended near its limit, not at a default
+    # the wait ended near its limit, not at a default (from the post on: the start of
+    # the command's interpreter is no part of it, and is slow on a loaded machine)
+    waited = ended - queue.get_job(job_id)["timestamp"]
+    assert waited < 4, waited
     assert queue.get_job(job_id)["status"] == "queued"  # still posted
 
 
