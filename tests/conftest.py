@@ -33,6 +33,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
         time.sleep(interval)  # the pause between two polls, not a wait for anything
 
 
+def end_as_subscriptions_drop(q: MLQ, job_id: str, like: str) -> None:
+    """End the job as the server's pub/sub connections are killed, in one step, so
+    that no event of it reaches anybody: its record becomes that of the ended job
+    `like` (but its id)."""
+    ended = {name: value for name, value in q.client.hgetall(q.keys.job(like)).items()
+             if name != b"id"}
+    with q.client.pipeline(transaction=True) as pipe:
+        pipe.client_kill_filter(_type="pubsub")
+        pipe.hset(q.keys.job(job_id), mapping=ended)
+        pipe.execute()
+
+
 #: For the tests that use 127.0.0.1:6379 and :5000 themselves, as the docs write them
 #: (the embedded default, the HTTP server's default port): run in parallel (pytest.ini),
 #: they would find each other's servers there, so they share one xdist group, which

@@ -17,7 +17,7 @@ from mlq import MLQ, dispatch, events
 from mlq.dispatch import dispatcher
 from mlq.serialization import unpack_raw_from_lua as unpack
 from mlq.worker import Worker
-from tests.conftest import wait_until
+from tests.conftest import end_as_subscriptions_drop, wait_until
 
 
 def _commands_of(q: MLQ, name: str) -> int:
@@ -123,13 +123,7 @@ def test_a_wait_looks_first_when_the_subscription_was_made_again_since_the_post(
     shared = dispatcher(q.client, q.keys)
     connects = shared._pubsub.connects
     job_id = q.post("during the outage")
-    # the job ends as the connection drops, in one step: its event reaches nobody
-    ended = {name: value for name, value in q.client.hgetall(q.keys.job(first)).items()
-             if name != b"id"}
-    with q.client.pipeline(transaction=True) as pipe:
-        pipe.client_kill_filter(_type="pubsub")
-        pipe.hset(q.keys.job(job_id), mapping=ended)
-        pipe.execute()
+    end_as_subscriptions_drop(q, job_id, like=first)
     # (and the reader has heard it, telling the listeners of then to look again)
     wait_until(lambda: shared._pubsub is not None and shared._connects > connects, 10,
                "the subscription to be made again")

@@ -14,7 +14,7 @@ from mlq import MLQ, dispatch, events
 from mlq.dispatch import dispatcher
 from mlq.serialization import pack
 from mlq.worker import Worker
-from tests.conftest import wait_until
+from tests.conftest import end_as_subscriptions_drop, wait_until
 
 # counts what the whole session server received: in the group of such files, which an
 # xdist worker runs before any other file has left clients on its server (tests/conftest.py)
@@ -108,13 +108,7 @@ def test_a_wait_outlives_the_loss_of_the_shared_connection(
     wait_until(lambda: q.client.hexists(q.keys.job(job_id), "waited"), 10,
                "the waiter's first look", interval=0.005)
     connects = shared._pubsub.connects
-    # the job ends as the connection drops, in one step: its event reaches nobody
-    ended = {name: value for name, value in q.client.hgetall(q.keys.job(done)).items()
-             if name != b"id"}
-    with q.client.pipeline(transaction=True) as pipe:
-        pipe.client_kill_filter(_type="pubsub")
-        pipe.hset(q.keys.job(job_id), mapping=ended)
-        pipe.execute()
+    end_as_subscriptions_drop(q, job_id, like=done)
     waiter.join(60)
     assert waited and (waited[0]["id"], waited[0]["result"]) == (job_id, "done")
     assert shared._pubsub.connects > connects
