@@ -39,14 +39,10 @@ while i <= #ARGV do
   local result_key, result = ARGV[last + 1], ARGV[last + 2]
   i = last + 3
   local job_key = ARGV[1] .. id
-  -- the whole record: a waiter gets it with the event, without another read
-  local flat = redis.call('HGETALL', job_key)
-  local record = {}
-  for j = 1, #flat, 2 do record[flat[j]] = flat[j + 1] end
-  local current = {record.status, record.worker, record.attempt, record.owner,
-    record.finished_by, record.cancel_requested, record.key, record.has_dependents,
-    record.functions, record.streamed, record.waited, record.queue, record.call_name,
-    record.timestamp, record.processing_started}
+  -- the fields it needs, not the whole record: a message may be megabytes
+  local current = redis.call('HMGET', job_key, 'status', 'worker', 'attempt', 'owner',
+    'finished_by', 'cancel_requested', 'key', 'has_dependents', 'functions', 'streamed',
+    'waited', 'queue', 'call_name', 'timestamp', 'processing_started')
   local me = ARGV[3] .. '#' .. attempt
   local answer = 0
   if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then
@@ -134,14 +130,10 @@ while i <= #ARGV do
     -- someone waits for the outcome (await.lua or the post marked it): hand over a small
     -- record with the event, saving a read (a retry is no outcome yet)
     if outcome ~= 'retry' and current[11] then
-      for j = 1, #fields, 2 do record[fields[j]] = fields[j + 1] end
-      local now_flat, size = {}, 0
-      for field, value in pairs(record) do
-        now_flat[#now_flat + 1] = field
-        now_flat[#now_flat + 1] = value
-        size = size + #value
-      end
-      if size <= 65536 then event[4] = now_flat end
+      local flat = redis.call('HGETALL', job_key)
+      local size = 0
+      for j = 2, #flat, 2 do size = size + #flat[j] end
+      if size <= 65536 then event[4] = flat end
     end
     redis.call('PUBLISH', channel, cmsgpack.pack(event))
     if current[10] and outcome ~= 'retry' then
