@@ -30,7 +30,8 @@ class Listing:
     def __init__(self, client: redis.Redis, keys: Keys, scripts: Any = None) -> None:
         self.client = client
         self.keys = keys
-        #: the counters are read after scripts.tally() (metrics.lua)
+        #: the counters are read after scripts.tally() (metrics.lua); a Listing
+        #: without scripts reads no counters (the asyncio client's job_count)
         self.scripts = scripts
 
     def history(self, minutes: int = 60, now: float | None = None) -> list[dict[str, int]]:
