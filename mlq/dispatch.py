@@ -37,9 +37,10 @@ IDLE_CLOSE = 30.0
 READ_TIMEOUT = 1.0
 #: Pauses between attempts to read again after the connection failed.
 RETRY_PAUSES = (0.1, 1.0)
-#: Messages that nobody listened to, kept for a wait that starts just after its
-#: post (Dispatcher.mark): its job may have started, or even ended, in between.
-#: At most this many, and this many bytes (an event may carry a record).
+#: The latest messages, kept for a wait that starts just after its post
+#: (Dispatcher.mark): its job may have started, or even ended, in between, and
+#: another reader in the process may have been listening to it then. At most
+#: this many, and this many bytes (an event may carry a record).
 RECENT_KEPT = 4096
 RECENT_BYTES = 8 << 20
 
@@ -164,7 +165,7 @@ class Dispatcher:
                 and self._lost_upto <= mark[1])
 
     def _keep_recent(self, channel: bytes, data: Any) -> None:
-        """Keep a message nobody listened to (under the lock)."""
+        """Keep a message (under the lock)."""
         size = len(data) if isinstance(data, bytes) else 0
         while self._recent and (len(self._recent) >= RECENT_KEPT
                                 or self._recent_bytes + size > RECENT_BYTES):
@@ -234,8 +235,7 @@ class Dispatcher:
             with self._lock:
                 self._received += 1
                 inboxes = list(self._inboxes.get(message["channel"], ()))
-                if not inboxes:
-                    self._keep_recent(message["channel"], message["data"])
+                self._keep_recent(message["channel"], message["data"])
             for inbox in inboxes:
                 inbox.put(message["data"])
         elif message["type"] == "psubscribe" and pubsub.connects != self._connects \

@@ -159,3 +159,20 @@ def test_a_wait_after_a_requeue_is_not_handed_the_outcome_before_it(
     waiter.join(20)
     assert waited and (waited[0]["status"], waited[0]["result"]) == ("completed",
                                                                      "second attempt works")
+
+
+def test_a_wait_is_handed_an_outcome_that_another_reader_heard_first(
+        q: MLQ, worker: Worker, no_rereads: None) -> None:
+    _subscribed(q, worker)
+    job_id = q.post("watched")
+    # an event stream of the same process follows the job to its end, before the wait
+    states: list[str] = []
+    watcher = threading.Thread(target=lambda: states.extend(
+        state["status"] for state in q.watch(job_id, keepalive=60) if state is not None))
+    watcher.start()
+    wait_until(lambda: dispatcher(q.client, q.keys).listeners() == 1, 10,
+               "the stream to listen", interval=0.005)
+    assert worker.step(1)
+    watcher.join(10)
+    assert states and states[-1] == "completed"
+    assert _wait_at_once(q, job_id)["result"] == "watched"
