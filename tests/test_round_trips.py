@@ -16,6 +16,7 @@ import redis
 from mlq import MLQ
 from mlq.embedded import EmbeddedServer
 from mlq.worker import Worker
+from tests.conftest import wait_until
 
 # counts what the whole session server received: in the group of such files, which an
 # xdist worker runs before any other file has left clients on its server (tests/conftest.py)
@@ -130,6 +131,10 @@ def test_a_post_and_its_wait_are_two_script_calls(tmp_path: Path) -> None:
         runner = threading.Thread(target=worker.run, args=(stop, 30))
         runner.start()
         try:
+            # it waits as idle before the first post: no post leaves it a wake token
+            # to take on later, in the middle of the round trips counted
+            wait_until(lambda: q.client.zcard(q.keys.idle("default")) == 1, 10,
+                       "the worker to wait as idle", interval=0.005)
             for warm_up in range(2):  # the shared subscription is up, the posts marked
                 q.wait(q.post(warm_up), 10)
             before = _calls(q, "evalsha")
