@@ -17,7 +17,8 @@ from typing import Any, Callable
 from .keys import DEFAULT_QUEUE
 from .listeners import Listener, function_name
 from .queue import MLQ
-from .worker import Worker, WorkerHooks
+from .hooks import WorkerHooks
+from .worker import Worker
 
 
 @dataclass

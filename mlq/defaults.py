@@ -103,3 +103,7 @@ AUTO_BATCH = 32
 #: Seconds a per-minute count of finished jobs is kept (Keys.history): the
 #: dashboard charts the last hour.
 HISTORY_KEEP = 2 * 3600
+
+#: Bytes of field values up to which a record is small: a post hands it to an idle
+#: worker whole, and a finish reads it whole (the Lua scripts use the same figure).
+SMALL_RECORD = 64 * 1024

@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from . import defaults
 from .callbacks import check_callback_url
 from .errors import InvalidMessage, JobNotFound, ListenerError
 from .job import CANCELLED as CANCELLED_STATUS
@@ -240,6 +241,12 @@ def _as_ended(record: dict[str, Any]) -> dict[str, Any]:
     record.pop("lane_seq", None)
     record.update(position=None, eta_s=None)
     return record
+
+
+def is_small(flat: Sequence[bytes]) -> bool:
+    """Whether a record (a take's flat field, value list) is small enough for a
+    finish to read whole: a message may be megabytes (the scripts use the same size)."""
+    return sum(len(value) for value in flat[1::2]) <= defaults.SMALL_RECORD
 
 
 def handed_over(data: bytes) -> tuple[str, dict[str, Any]]:

@@ -248,13 +248,15 @@ class Scripts(Steps):
                ttl: float | None = None) -> int:
         """Record one attempt's outcome: 1 recorded, 2 recorded as cancelled, 0 fenced off."""
         return int(self.finish_many(worker_id, [(job_id, attempt, outcome, fields, bucket,
-                                                 runtime, now)], ttl)[0])
+                                                 runtime, now, False)], ttl)[0])
 
     def finish_many(self, worker_id: str,
-                    outcomes: Sequence[tuple[str, int, str, Sequence[Any], str, float, float]],
+                    outcomes: Sequence[tuple[str, int, str, Sequence[Any], str, float, float,
+                                             bool]],
                     ttl: float | None = None, client: Any = None) -> Any:
         """Record several attempts' outcomes in one step, each (job id, attempt,
-        outcome, fields, histogram bucket, run time, finish time): a list of
+        outcome, fields, histogram bucket, run time, finish time, whether its record
+        is small enough to read whole, SMALL_RECORD): a list of
         1 recorded / 2 recorded as cancelled / 0 fenced off (sent together, that
         list is its reply). A 'retry' outcome's fields hold its next_attempt_at.
 
@@ -264,10 +266,10 @@ class Scripts(Steps):
         args: list[Any] = [k.job_prefix, k.job_channel(""), worker_id,
                            int(ttl * 1000) if ttl else 0, k.history_prefix,
                            int(defaults.HISTORY_KEEP)]
-        for job_id, attempt, outcome, fields, bucket, runtime, finished in outcomes:
+        for job_id, attempt, outcome, fields, bucket, runtime, finished, small in outcomes:
             fields, key, data = self._apart(job_id, fields)
             args += [job_id, attempt, outcome, bucket, repr(runtime), repr(finished),
-                     len(fields) // 2, *fields, key, data]
+                     "1" if small else "", len(fields) // 2, *fields, key, data]
         return self._run(
             "finish",
             [k.processing(worker_id), k.running, k.dead, k.stats, k.owner_running,

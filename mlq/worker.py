@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 from . import defaults
 from .batching import Batches
 from .errors import REDIS_DOWN, InvalidMessage
+from .hooks import WorkerHooks
 from .job import COMPLETED, runtime_bucket
 from .joblog import job_fields, log_outcome
 from .lifecycle import RETRY, retried
 from .listeners import Listener, listener_context, warn_once_without_secret
 from .notebook import execute_call
 from .reaper import Sweep
-from .record import CALL_FIELD, Outcome, handed_over, outcome_of, outcome_of_error, record_from_hash
+from .record import (CALL_FIELD, Outcome, handed_over, is_small, outcome_of, outcome_of_error,
+                     record_from_hash)
 from .serialization import pack
 from .streams import Emitter
 
@@ -43,19 +45,7 @@ class _Outcome(NamedTuple):
     short: str | None
     runtime: float
     finished: float
-
-
-class WorkerHooks:
-    """What a worker tells its supervisor; the in-process default does nothing."""
-
-    def job_started(self, worker_id: str, job_id: str, attempt: int, timeout: float | None) -> None:
-        pass
-
-    def job_ended(self, worker_id: str, job_id: str) -> None:
-        pass
-
-    def batch_fitted(self, worker_id: str, size: int) -> None:  # after a batch's OOM
-        pass
+    small: bool  # its record is small enough for the finish to read whole
 
 
 class Worker:
@@ -90,7 +80,8 @@ class Worker:
         #: together (defaults.RECORD_WITHIN)
         self._pending: list[_Outcome] = []
         self._pending_since = 0.0
-        #: smoothed run time of recent jobs; how many to take at once follows from it
+        self._small: set[str] = set()  # ids of the jobs taken whose records are small
+        #: smoothed run time of recent jobs: how many to take at once follows
         self._typical_runtime: float | None = None
         self._found_nothing = False
         #: when the next scheduled job is due, as the last take that found nothing
@@ -192,6 +183,7 @@ class Worker:
             if popped[1] != HAND_OVER_LARGE:
                 sequence, record = handed_over(popped[1])
                 self.mlq.registry.refresh(sequence)
+                self._small.add(record["id"])  # a large one is not handed over
                 return [record]
             # a large record: it waits in our processing list, the take hands it over
         answer = self._take_now(count, holding)
@@ -243,7 +235,9 @@ class Worker:
 
     def _decode(self, answer: list[Any]) -> list[dict[str, Any]]:
         self.mlq.registry.refresh(answer[0].decode())
-        return [record_from_hash(flat) for flat in answer[1:]]
+        records = [record_from_hash(flat) for flat in answer[1:]]
+        self._small.update(r["id"] for r, flat in zip(records, answer[1:]) if is_small(flat))
+        return records
 
     # -- one job ------------------------------------------------------------
     def run_job(self, record: dict[str, Any], last: bool = True) -> None:
@@ -272,8 +266,7 @@ class Worker:
         emitter = Emitter(self.mlq, record["id"])  # streamed chunks (streams.py)
         try:
             listeners = self.mlq.registry.resolve(record["functions"], self.local)
-            value = None
-            context = {**self.context(record), "emit": emitter.emit}
+            value, context = None, {**self.context(record), "emit": emitter.emit}
             for name, function in listeners:
                 context["state"] = self.mlq.listener_states.state_for(name, function)
                 value = emitter.collect(self.call(function, record["msg"], context),
@@ -285,8 +278,7 @@ class Worker:
 
     def run_awaitable(self, awaitable: Any) -> Any:
         """Run a coroutine a listener returned, on this worker's own event loop."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
+        self._loop = self._loop or asyncio.new_event_loop()
         return self._loop.run_until_complete(awaitable)
 
     def context(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -312,7 +304,9 @@ class Worker:
         self._typical_runtime = runtime if typical is None else 0.8 * typical + 0.2 * runtime
         if not self._pending:
             self._pending_since = now
-        self._pending.append(_Outcome(record, outcome, fields, short, runtime, now))
+        small = record["id"] in self._small
+        self._small.discard(record["id"])  # it may run again, taken anew
+        self._pending.append(_Outcome(record, outcome, fields, short, runtime, now, small))
         if last or now - self._pending_since >= defaults.RECORD_WITHIN:
             self._record_pending(take_next=last and self._may_take_ahead())
 
@@ -321,7 +315,7 @@ class Worker:
         jobs in the same round trip."""
         pending, self._pending = self._pending, []
         outcomes = [(o.record["id"], o.record["attempt"], o.outcome, o.fields,
-                     runtime_bucket(o.runtime), o.runtime, o.finished) for o in pending]
+                     runtime_bucket(o.runtime), o.runtime, o.finished, o.small) for o in pending]
         answers = self._record_and_take_next(outcomes) if take_next else None
         pause, cap = defaults.RECONNECT_BACKOFF
         while answers is None:
@@ -390,10 +384,8 @@ class Worker:
     # -- listener helpers ---------------------------------------------------
     def update_progress(self, job_id: str, attempt: int, value: Any) -> bool:
         try:
-            packed = pack(value)
-            event_value = value
+            packed, event_value = pack(value), value
         except InvalidMessage:
-            packed = pack(str(value))
-            event_value = str(value)
+            packed, event_value = pack(str(value)), str(value)
         event = pack([job_id, "started", event_value])
         return bool(self.mlq.scripts.progress(job_id, self.worker_id, attempt, packed, event))

@@ -13,7 +13,9 @@
 -- then per job: id, attempt, 'completed' | 'failed' | 'retry' (scheduled to run
 -- again when its next_attempt_at, one of its values, is due), run-time histogram
 -- bucket field ('' for none), run time seconds, finish time (epoch seconds),
--- number of record values n, then n field, msgpack
+-- '1' when its record is small enough to read whole ('' otherwise: a message may be
+-- megabytes, and only the fields needed are read), number of record values n, then
+-- n field, msgpack
 -- value pairs (result, short_result, error ...), then the job's result key and the
 -- big result kept there ('' and '' for none: the result is in the record)
 -- A job cancelled while it ran ends cancelled, whatever its attempt's outcome.
@@ -29,20 +31,48 @@ local ttl = tonumber(ARGV[4])
 local answers, done, completed, failed, settled = {}, {}, {}, {}, {}
 local buckets, runtime_sum = {}, 0
 
+-- a record read before an HSET of `fields`, as it reads after it
+local function updated(flat, fields)
+  local at = {}
+  for j = 1, #flat, 2 do at[flat[j]] = j end
+  local out = {unpack(flat)}
+  for j = 1, #fields, 2 do
+    local k = at[fields[j]]
+    if k then
+      out[k + 1] = fields[j + 1]
+    else
+      out[#out + 1] = fields[j]
+      out[#out + 1] = fields[j + 1]
+      at[fields[j]] = #out - 1
+    end
+  end
+  return out
+end
+
 local i = 7
 local per_minute = {}
 while i <= #ARGV do
   local id, attempt, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local bucket, runtime, finished = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
-  local n = tonumber(ARGV[i + 6])
-  local first, last = i + 7, i + 6 + 2 * n
+  local whole = ARGV[i + 6] == '1'
+  local n = tonumber(ARGV[i + 7])
+  local first, last = i + 8, i + 7 + 2 * n
   local result_key, result = ARGV[last + 1], ARGV[last + 2]
   i = last + 3
   local job_key = ARGV[1] .. id
-  -- the fields it needs, not the whole record: a message may be megabytes
-  local current = redis.call('HMGET', job_key, 'status', 'worker', 'attempt', 'owner',
-    'finished_by', 'cancel_requested', 'key', 'has_dependents', 'functions', 'streamed',
-    'waited', 'queue', 'call_name', 'timestamp', 'processing_started')
+  local needed = {'status', 'worker', 'attempt', 'owner', 'finished_by', 'cancel_requested',
+    'key', 'has_dependents', 'functions', 'streamed', 'waited', 'queue', 'call_name',
+    'timestamp', 'processing_started'}
+  local current, flat = {}, nil
+  if whole then
+    -- one read serves both the checks below and a waiter's copy of the record
+    flat = redis.call('HGETALL', job_key)
+    local by_name = {}
+    for j = 1, #flat, 2 do by_name[flat[j]] = flat[j + 1] end
+    for j, name in ipairs(needed) do current[j] = by_name[name] or false end
+  else
+    current = redis.call('HMGET', job_key, unpack(needed))
+  end
   local me = ARGV[3] .. '#' .. attempt
   local answer = 0
   if not current[1] or cmsgpack.unpack(current[1]) ~= 'started' then
@@ -130,10 +160,14 @@ while i <= #ARGV do
     -- someone waits for the outcome (await.lua or the post marked it): hand over a small
     -- record with the event, saving a read (a retry is no outcome yet)
     if outcome ~= 'retry' and current[11] then
-      local flat = redis.call('HGETALL', job_key)
-      local size = 0
-      for j = 2, #flat, 2 do size = size + #flat[j] end
-      if size <= 65536 then event[4] = flat end
+      if flat then
+        event[4] = updated(flat, fields)
+      else
+        flat = redis.call('HGETALL', job_key)
+        local size = 0
+        for j = 2, #flat, 2 do size = size + #flat[j] end
+        if size <= 65536 then event[4] = flat end
+      end
     end
     redis.call('PUBLISH', channel, cmsgpack.pack(event))
     if current[10] and outcome ~= 'retry' then
