@@ -86,9 +86,8 @@ class Keys:
         return f"{self.job_prefix}{job_id}"
 
     def result(self, job_id: str | int) -> str:
-        """A big result's bytes, kept apart from its record (defaults.STORED_APART) so
-        that they can be read in chunks. Only the step that completes the job writes
-        it, and every step that deletes the record deletes it too."""
+        """A big result's bytes apart from its record (defaults.STORED_APART), read in
+        chunks. Only the step completing the job writes it; any deleting the record too."""
         return f"{self.prefix}result:{job_id}"
 
     def stream(self, job_id: str | int) -> str:
@@ -170,8 +169,9 @@ class Keys:
         return f"{self.prefix}wake:{name}"
 
     def idle(self, name: str = DEFAULT_QUEUE) -> str:
-        """Zset of the workers waiting idle on a queue (by when they last said so): a
-        post hands its job to one. Not `idle:`, an older version's list."""
+        """Zset of the workers idle on a queue, scored by when their claim lapses: a post
+        hands its job to one. One idle on several queues is '+' and its id, with an
+        idle_flag. Not `idle:`, an older version's list."""
         return f"{self.prefix}idlers:{name}"
 
     @property

@@ -336,7 +336,7 @@ class Scripts(Steps):
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(self.keys.idle_flag(worker_id))
         for queue in queues:
-            pipe.zrem(self.keys.idle(queue), worker_id)
+            pipe.zrem(self.keys.idle(queue), worker_id, "+" + worker_id)  # Keys.idle
         pipe.execute()
 
     def forget_worker(self, worker_id: str) -> int:

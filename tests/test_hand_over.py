@@ -5,6 +5,7 @@ twice whichever way the worker picks it up."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from mlq import MLQ
@@ -45,7 +46,8 @@ def test_a_post_starts_its_job_on_the_idle_worker(q: MLQ) -> None:
 def test_a_worker_whose_idle_claim_lapsed_is_passed_over(q: MLQ) -> None:
     # it stopped taking (it died while idle): its claim lapses within two blocking waits
     _idle_worker(q, "gone", alive=False)
-    wait_until(lambda: not q.client.exists(q.keys.idle_flag("gone")), 10, "the claim to lapse")
+    lapses = q.client.zscore(q.keys.idle("default"), "gone")  # scored by when
+    wait_until(lambda: time.time() > lapses, 10, "the claim to lapse")
     job_id = q.post("m")
     assert q.get_job(job_id)["status"] == "queued" and q.job_count() == 1
     assert q.client.zcard(q.keys.idle("default")) == 0

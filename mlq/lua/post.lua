@@ -11,7 +11,7 @@
 -- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
 -- ARGV[2] queue name   ARGV[3] owner ('' for none)
 -- ARGV[4] processing list prefix   ARGV[5] inbox prefix   ARGV[6] job channel prefix
--- ARGV[7] idle flag prefix (a worker id completes each)
+-- ARGV[7] idle flag prefix (a worker id completes each; take.lua)
 -- ARGV[8] seconds an idle worker has to take a job handed to it; past that, any
 -- worker's sweep takes the job back (the worker died while idle)
 -- KEYS[13] the namespace's key prefix (lifecycle.lua)   KEYS[14] the paused queues' set
@@ -62,16 +62,26 @@ local function is_paused()
 end
 -- When a worker waits as idle (take.lua) and no job waits before this one, the job
 -- is started for that worker right here and handed over in its inbox: it runs
--- without another round trip, and never enters its lane. A worker whose idle flag
--- is gone is passed over: its claim lapsed (it stopped, or died, while idle), or
--- it waits on several queues and another queue's post handed it a job first. A
--- paused queue has no idle workers (Control.pause, take.lua): it keeps its jobs.
+-- without another round trip, and never enters its lane. A worker whose claim
+-- lapsed (it stopped, or died, while idle) is passed over, and so is one that waits
+-- on several queues once another queue's post handed it a job (its idle flag is
+-- gone). A paused queue has no idle workers (Control.pause, take.lua): it keeps
+-- its jobs.
 local function idle_worker()
   -- owners' jobs follow the owners' turns
   if not runs_now or ARGV[3] ~= '' or redis.call('EXISTS', KEYS[2]) == 1 then return nil end
   while true do
-    local worker = redis.call('ZPOPMIN', KEYS[9])[1]
-    if not worker then return nil end
+    -- scored by when its claim lapses: the latest claim first
+    local popped = redis.call('ZPOPMAX', KEYS[9])
+    if not popped[1] then return nil end
+    if tonumber(popped[2]) < now then
+      -- so have all the others' claims
+      redis.call('DEL', KEYS[9])
+      return nil
+    end
+    local worker = popped[1]
+    if string.sub(worker, 1, 1) ~= '+' then return worker end
+    worker = string.sub(worker, 2)
     if redis.call('DEL', ARGV[7] .. worker) == 1 then return worker end
   end
 end

@@ -7,7 +7,8 @@
 -- KEYS[1] worker's processing list   KEYS[2] running zset
 -- KEYS[3] registry sequence (returned so the worker notices new listeners at no cost)
 -- KEYS[4] owner -> running count hash   KEYS[5] the worker's inbox (see post.lua)
--- KEYS[6] the worker's idle flag (a post hands over one job per time it is set)
+-- KEYS[6] the worker's idle flag, for a worker on several queues: a post hands over
+-- one job per time it is set (post.lua)
 -- KEYS[7 .. 6+plain] plain queue lists, `levels` per queue, in the order to take from
 -- then per queue (same order) an owner ring, then a wake list, then an idle-workers zset
 -- ARGV[1] job key prefix   ARGV[2] worker id   ARGV[3] now (epoch seconds)
@@ -51,7 +52,7 @@ local running = {}
 -- processing list, so the strays below hand them over; the inbox only announced them.
 if mode('i') then
   redis.call('DEL', KEYS[5], KEYS[6])
-  for i = 1, queues do redis.call('ZREM', KEYS[idles + i], ARGV[2]) end
+  for i = 1, queues do redis.call('ZREM', KEYS[idles + i], ARGV[2], '+' .. ARGV[2]) end
 end
 
 -- The common case when a worker runs out of work: no stray, nothing scheduled,
@@ -194,10 +195,16 @@ if #answer == 1 then
   -- nothing to do: from now on a post may hand its job straight to this worker
   local idle_ms = tonumber(ARGV[10])
   if idle_ms > 0 then
-    redis.call('SET', KEYS[6], 1, 'PX', idle_ms)
+    -- scored by when the claim lapses; a worker on one queue needs no flag, so
+    -- its name has no '+' (names have none)
+    local member = ARGV[2]
+    if queues > 1 then
+      redis.call('SET', KEYS[6], 1, 'PX', idle_ms)
+      member = '+' .. ARGV[2]
+    end
     for i = 1, queues do
       -- a paused queue keeps its jobs (post.lua): it has no idle workers
-      if not paused[i] then redis.call('ZADD', KEYS[idles + i], now, ARGV[2]) end
+      if not paused[i] then redis.call('ZADD', KEYS[idles + i], now + idle_ms / 1000, member) end
     end
   end
   -- the next scheduled job or periodic slot: a worker's sweep fires the slots
