@@ -175,12 +175,6 @@ class Keys:
         return f"{self.prefix}idlers:{name}"
 
     @property
-    def handed(self) -> str:
-        """Zset of workers a post handed a job to, scored by when they must have
-        taken it: a worker that has not (it died while idle) has its jobs taken back."""
-        return self.prefix + "handed"
-
-    @property
     def sweep_lock(self) -> str:
         """Held for a sweep interval by the one worker that sweeps for all."""
         return self.prefix + "sweep_lock"

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import defaults
 from .errors import REDIS_DOWN
+from .record import handed_over
 from .recovery import Recovered
 from .serialization import unpack
 
@@ -61,27 +62,38 @@ class Reaper:
         expired. What every live worker runs in its loop (see Worker.sweep)."""
         report = ReapReport()
         client, keys = self.mlq.client, self.mlq.keys
-        for raw_worker in client.zrangebyscore(keys.handed, "-inf", now):
-            worker_id = raw_worker.decode()
-            if not client.zrem(keys.handed, worker_id):
-                continue  # another sweep claimed it
-            if client.llen(keys.inbox(worker_id)) == 0:
-                continue  # it took what it was handed: alive
-            client.delete(keys.inbox(worker_id))
-            self.mlq.scripts.leave_idle_lists(worker_id, self.mlq.queue_names())
-            self._recover_all(worker_id, now, f"worker {worker_id} did not take the job "
-                              "handed to it while idle", report)
         worker_ids = [w.decode() for w in client.smembers(keys.workers)]
         pipe = client.pipeline(transaction=False)
         for worker_id in worker_ids:
             pipe.get(keys.heartbeat(worker_id))
-        beats = pipe.execute() if worker_ids else []
-        for worker_id, beat in zip(worker_ids, beats):
-            if self._alive(beat, now):
-                continue
-            self._recover_all(worker_id, now, f"worker {worker_id} stopped heartbeating", report)
-            self.mlq.scripts.forget_worker(worker_id)
+            pipe.lindex(keys.inbox(worker_id), -1)  # the oldest note: seconds, usually none
+        found = pipe.execute() if worker_ids else []
+        for worker_id, beat, note in zip(worker_ids, found[0::2], found[1::2]):
+            if not self._alive(beat, now):
+                self._recover_all(worker_id, now, f"worker {worker_id} stopped heartbeating",
+                                  report)
+                self.mlq.scripts.forget_worker(worker_id)
+            elif note and handed_over(note)[0] < now - defaults.HAND_OVER_WINDOW \
+                    and self._claim_inbox(worker_id, note):
+                self.mlq.scripts.leave_idle_lists(worker_id, self.mlq.queue_names())
+                self._recover_all(worker_id, now, f"worker {worker_id} did not take the job "
+                                  "handed to it while idle", report)
         return report
+
+    def _claim_inbox(self, worker_id: str, note: bytes) -> bool:
+        """Empty the inbox of a worker that left `note` there too long, unless it
+        took the note meanwhile (then it is alive) or another sweep claimed it."""
+        inbox = self.mlq.keys.inbox(worker_id)
+
+        def claim(pipe: Any) -> bool:
+            if pipe.lindex(inbox, -1) != note:
+                return False
+            pipe.multi()
+            pipe.delete(inbox)
+            return True
+
+        # a change to the inbox meanwhile makes it look again (redis-py's transaction)
+        return bool(self.mlq.client.transaction(claim, inbox, value_from_callable=True))
 
     def _recover_all(self, worker_id: str, now: float, reason: str, report: ReapReport) -> None:
         done = self.mlq.recovery.recover_worker(worker_id, self.max_retries, now, reason)

@@ -117,8 +117,8 @@ class Steps:
         keys, args = self._fixed(("post", queue, priority, owner),
                                  lambda: self._post_parts(queue, priority, owner))
         life = lifecycle or Lifecycle()
-        keys = [*keys, self.keys.posted(token or os.urandom(9).hex()), self.keys.handed,
-                self.keys.prefix, self.keys.paused]
+        keys = [*keys, self.keys.posted(token or os.urandom(9).hex()), self.keys.prefix,
+                self.keys.paused]
         args = [*args, repr(time.time()), _optional(life.due), _optional(life.expires_at),
                 life.key or "", len(life.depends_on), *life.depends_on, *fields]
         return keys, args
@@ -131,8 +131,7 @@ class Steps:
                  k.owners(queue), k.index_all, k.index_queue(queue), k.running, k.idle(queue),
                  k.registry_seq],
                 [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
-                 k.inbox(""), k.job_channel(""), k.idle_flag(""),
-                 repr(defaults.HAND_OVER_WINDOW)])
+                 k.inbox(""), k.job_channel(""), k.idle_flag("")])
 
     def post_many_call(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
                        owner: str | None = None, lifecycle: Lifecycle | None = None

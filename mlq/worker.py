@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlq.worker")
 
-#: What a post leaves in an idle worker's inbox for a record too large to hand over.
-HAND_OVER_LARGE = b"take"
-
 
 class _Outcome(NamedTuple):
     """A finished attempt whose outcome is not recorded yet."""
@@ -180,8 +177,8 @@ class Worker:
             return None
         if popped[0].decode() == inbox:
             self._idle = False  # the post took this worker off the idle list
-            if popped[1] != HAND_OVER_LARGE:
-                sequence, record = handed_over(popped[1])
+            _, sequence, record = handed_over(popped[1])
+            if record is not None:
                 self.mlq.registry.refresh(sequence)
                 self._small.add(record["id"])  # a large one is not handed over
                 return [record]

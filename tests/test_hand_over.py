@@ -8,8 +8,9 @@ import threading
 import time
 from typing import Any
 
-from mlq import MLQ
+from mlq import MLQ, defaults
 from mlq.heartbeat import beat
+from mlq.reaper import Reaper
 from mlq.worker import Worker
 from tests.conftest import wait_until
 
@@ -82,7 +83,8 @@ def test_a_large_record_is_handed_over_through_the_processing_list(q: MLQ) -> No
     worker = _idle_worker(q)
     big = "x" * 200_000
     job_id = q.post(big)
-    assert q.client.lrange(q.keys.inbox("w1"), 0, -1) == [b"take"]
+    (note,) = q.client.lrange(q.keys.inbox("w1"), 0, -1)
+    assert len(note) < 100  # only when it was handed over
     taken = worker.take(5)
     assert taken and taken[0]["id"] == job_id and taken[0]["msg"] == big
 
@@ -99,3 +101,33 @@ def test_a_worker_on_two_queues_is_handed_one_job(q: MLQ) -> None:
     assert taken and [r["id"] for r in taken] == [first]
     worker.run_job(taken[0])
     assert [r["id"] for r in worker.take(0) or []] == [second]
+
+
+def test_a_job_handed_to_a_worker_that_never_takes_it_is_taken_back(q: MLQ) -> None:
+    """The worker died while idle, its heartbeat not yet expired: the note it left in
+    its inbox says since when, and a sweep past HAND_OVER_WINDOW takes the job back."""
+    _idle_worker(q, "gone")
+    job_id = q.post("m")
+    assert q.get_job(job_id)["worker"] == "gone"
+    handed_at = time.time()
+    reaper = Reaper(q)
+    assert reaper.recover_dead_workers(handed_at).requeued == []  # in time, so far
+    assert q.client.llen(q.keys.inbox("gone")) == 1
+    report = reaper.recover_dead_workers(handed_at + defaults.HAND_OVER_WINDOW + 1)
+    assert report.requeued == [job_id]
+    record = q.get_job(job_id)
+    assert (record["status"], record["worker"]) == ("queued", None)
+    assert q.client.llen(q.keys.inbox("gone")) == 0
+    assert q.client.zcard(q.keys.idle("default")) == 0
+    live = Worker(q, "live", local_listeners={"echo": lambda msg, ctx: msg})
+    taken = live.take(0)
+    assert taken and taken[0]["id"] == job_id
+
+
+def test_a_worker_that_took_its_job_is_left_alone_by_the_sweep(q: MLQ) -> None:
+    worker = _idle_worker(q)
+    job_id = q.post("m")
+    taken = worker.take(1)  # from its inbox
+    assert taken and taken[0]["id"] == job_id
+    assert Reaper(q).recover_dead_workers(time.time() + 60).requeued == []
+    assert q.get_job(job_id)["worker"] == "w1"

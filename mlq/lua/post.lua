@@ -7,24 +7,21 @@
 -- KEYS[8] running zset   KEYS[9] the queue's idle workers   KEYS[10] registry sequence
 -- KEYS[11] this post's idempotency key: a post re-sent after a lost reply returns
 -- the id it already made instead of making a second job
--- KEYS[12] handed-over zset: worker id -> when it must have taken what it was handed
 -- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
 -- ARGV[2] queue name   ARGV[3] owner ('' for none)
 -- ARGV[4] processing list prefix   ARGV[5] inbox prefix   ARGV[6] job channel prefix
 -- ARGV[7] idle flag prefix (a worker id completes each; take.lua)
--- ARGV[8] seconds an idle worker has to take a job handed to it; past that, any
--- worker's sweep takes the job back (the worker died while idle)
--- KEYS[13] the namespace's key prefix (lifecycle.lua)   KEYS[14] the paused queues' set
--- ARGV[9] now   ARGV[10] when it is due ('' now)   ARGV[11] start-by deadline ('' none)
--- ARGV[12] dedup key ('' none)   ARGV[13] n, the number of ids it depends on
--- ARGV[14 .. 13+n] those ids
--- ARGV[14+n ..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
+-- KEYS[12] the namespace's key prefix (lifecycle.lua)   KEYS[13] the paused queues' set
+-- ARGV[8] now   ARGV[9] when it is due ('' now)   ARGV[10] start-by deadline ('' none)
+-- ARGV[11] dedup key ('' none)   ARGV[12] n, the number of ids it depends on
+-- ARGV[13 .. 12+n] those ids
+-- ARGV[13+n ..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
 -- Returns the new job id (integer), or {id} of the live job holding the dedup key
 -- (no job made); an error naming an unknown dependency (nothing written).
-local P = KEYS[13]
-local now = tonumber(ARGV[9])
-local dedup = ARGV[12]
-local n = tonumber(ARGV[13])
+local P = KEYS[12]
+local now = tonumber(ARGV[8])
+local dedup = ARGV[11]
+local n = tonumber(ARGV[12])
 -- A post with neither a dedup key nor dependencies learns whether it was sent
 -- before in the same command that keeps its id (below); the others must answer
 -- as they first did, before they look at the jobs they name.
@@ -43,7 +40,7 @@ if dedup ~= '' then
 end
 -- every dependency is checked before anything is written
 local waits_for, failed_dependency = {}, nil
-for i = 14, 13 + n do
+for i = 13, 12 + n do
   local status = redis.call('HGET', lifecycle().job_hash(P, ARGV[i]), 'status')
   if not status then return redis.error_reply('unknown dependency ' .. ARGV[i]) end
   status = cmsgpack.unpack(status)
@@ -53,11 +50,11 @@ for i = 14, 13 + n do
     waits_for[#waits_for + 1] = ARGV[i]
   end
 end
-local delayed = ARGV[10] ~= '' and tonumber(ARGV[10]) > now
+local delayed = ARGV[9] ~= '' and tonumber(ARGV[9]) > now
 local runs_now = not failed_dependency and #waits_for == 0 and not delayed
 local paused = nil
 local function is_paused()
-  if paused == nil then paused = redis.call('SISMEMBER', KEYS[14], ARGV[2]) == 1 end
+  if paused == nil then paused = redis.call('SISMEMBER', KEYS[13], ARGV[2]) == 1 end
   return paused
 end
 -- When a worker waits as idle (take.lua) and no job waits before this one, the job
@@ -99,7 +96,7 @@ else
 end
 local fields = {'id', cmsgpack.pack(tostring(id)),
   'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT())}
-for i = 14 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 13 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
 local worker = idle_worker()
 if worker then
   -- the started fields come last: they win over the fresh ones, in Redis and in
@@ -120,7 +117,7 @@ redis.call('ZADD', KEYS[7], id, id)
 redis.call('SADD', KEYS[3], ARGV[2])
 if dedup ~= '' then redis.call('SET', lifecycle().dedup_key(P, dedup), id) end
 -- a job started now has met its start-by deadline
-if ARGV[11] ~= '' and not worker then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[11], id) end
+if ARGV[10] ~= '' and not worker then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[10], id) end
 id = tostring(id)
 if failed_dependency then
   local reason = 'dependency ' .. failed_dependency[1] .. ' ' .. failed_dependency[2]
@@ -136,11 +133,11 @@ if #waits_for > 0 then
   end
   redis.call('HSET', lifecycle().waiting_on_key(P), id, #waits_for)
   redis.call('HSET', job_key, 'status', cmsgpack.pack('deferred'))
-  if ARGV[10] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[10]))) end
+  if ARGV[9] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[9]))) end
   return tonumber(id)
 end
 if delayed then
-  lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[10]))
+  lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[9]))
   return tonumber(id)
 end
 if worker then
@@ -149,11 +146,12 @@ if worker then
   redis.call('ZADD', KEYS[8], now, id)
   local size = 0
   for j = 2, #fields, 2 do size = size + #fields[j] end
-  -- a large record stays in Redis: the worker takes it (it is its stray)
-  local note = 'take'
-  if size <= 65536 then note = cmsgpack.pack({redis.call('GET', KEYS[10]) or '0', fields}) end
-  redis.call('LPUSH', ARGV[5] .. worker, note)
-  redis.call('ZADD', KEYS[12], now + tonumber(ARGV[8]), worker)
+  -- The note says when it was handed over: a worker that has not taken it within
+  -- HAND_OVER_WINDOW died while idle, and a sweep takes its jobs back (reaper.py).
+  -- A large record stays in Redis: the worker takes it (it is its stray).
+  local note = {now}
+  if size <= 65536 then note = {now, redis.call('GET', KEYS[10]) or '0', fields} end
+  redis.call('LPUSH', ARGV[5] .. worker, cmsgpack.pack(note))
   return tonumber(id)
 end
 -- Only a post that finds its list empty wakes a worker: while the list holds
