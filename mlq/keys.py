@@ -116,21 +116,18 @@ class Keys:
         return f"{self.owned_prefix(name)}{owner}"
 
     def lane(self, name: str = DEFAULT_QUEUE, priority: int = 0, owner: str | None = None) -> str:
-        """The list a job waits in: its queue's at its priority, or, at the default
-        priority with an owner, its owner's list in that queue."""
+        """A job's list: its queue's at its priority, or its owner's at the default one."""
         return self.owned(name, owner) if owner and not priority else self.queue(name, priority)
 
     def lane_joined(self, name: str = DEFAULT_QUEUE, priority: int = 0,
                     owner: str | None = None) -> str:
-        """Counter of the jobs that ever joined a lane at its back: each job keeps its
-        number (the record's lane_seq), so position.py counts the jobs behind it
-        without walking the list."""
+        """Counter of the jobs that ever joined a lane at its back: each keeps its number
+        (lane_seq), so position.py counts the jobs behind it without walking the list."""
         return self.lane(name, priority, owner) + ":joined"
 
     def lane_removed(self, name: str = DEFAULT_QUEUE, priority: int = 0,
                      owner: str | None = None) -> str:
-        """Zset of the numbers (lane_seq) of jobs taken out of a lane's middle
-        (cancelled, expired): not among the jobs behind any other."""
+        """Zset of the lane_seq of jobs taken out of a lane's middle (cancelled, expired)."""
         return self.lane(name, priority, owner) + ":removed"
 
     def owned_prefix(self, name: str) -> str:
@@ -164,14 +161,13 @@ class Keys:
         return f"{self.prefix}index:tmp:{token}"
 
     def wake(self, name: str = DEFAULT_QUEUE) -> str:
-        """Tokens pushed when work arrives for idle workers; they block on them
-        (BLPOP), then take the job in one atomic step from whichever list holds it."""
+        """Tokens pushed when work arrives; idle workers block on them (BLPOP), then take."""
         return f"{self.prefix}wake:{name}"
 
     def idle(self, name: str = DEFAULT_QUEUE) -> str:
         """Zset of the workers idle on a queue, scored by when their claim lapses: a post
         hands its job to one. One idle on several queues is '+' and its id, with an
-        idle_flag. Not `idle:`, an older version's list."""
+        idle_flag."""
         return f"{self.prefix}idlers:{name}"
 
     @property
@@ -183,6 +179,11 @@ class Keys:
         """Set while a worker waits idle; a post that hands it a job clears it, so a
         worker on several queues' idle lists is handed one job, not one per queue."""
         return f"{self.prefix}idle_flag:{worker_id}"
+
+    @property
+    def idle_queues(self) -> str:
+        """Set of the queues workers waited idle on (a registry change clears them)."""
+        return self.prefix + "idle_queues"
 
     def inbox(self, worker_id: str) -> str:
         """List an idle worker blocks on: the records of jobs posts started for it."""
@@ -320,6 +321,11 @@ class Keys:
     @property
     def registry_seq(self) -> str:
         return self.prefix + "registry:seq"
+
+    def registry_changed(self, seq: str) -> str:
+        """Exists once the registry changed after sequence `seq`: the EXISTS an idle
+        take makes anyway tells a worker whose listeners are out of date (take.lua)."""
+        return f"{self.prefix}registry:after:{seq}"
 
     def data(self, key: str) -> str:
         return f"{self.prefix}data:{key}"

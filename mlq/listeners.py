@@ -239,6 +239,11 @@ class Registry:
                 for i, n in enumerate(names)]
 
     # -- reading ------------------------------------------------------------
+    @property
+    def loaded_seq(self) -> str | None:
+        """The registry sequence of the listeners loaded; None before the first load."""
+        return self._loaded_seq
+
     def refresh(self, seq: str | None = None) -> None:
         """Reload the registry when `seq` (from the take step) differs from what is loaded."""
         if seq is not None and seq == self._loaded_seq:

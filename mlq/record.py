@@ -249,14 +249,11 @@ def is_small(flat: Sequence[bytes]) -> bool:
     return sum(len(value) for value in flat[1::2]) <= defaults.SMALL_RECORD
 
 
-def handed_over(note: bytes) -> tuple[float, str, dict[str, Any] | None]:
-    """What a post hands an idle worker (post.lua): (when, registry sequence, the
-    started record); no sequence or record for a large record, which the worker takes."""
-    when, *rest = unpack_raw_from_lua(note)
-    if not rest:
-        return float(when), "", None
-    sequence, flat = rest
-    return float(when), sequence.decode(), record_from_hash(flat)
+def handed_over(note: bytes) -> tuple[float, dict[str, Any] | None]:
+    """What a post hands an idle worker (post.lua): (when, the started record); no
+    record for a large one, which the worker takes."""
+    when, *flat = unpack_raw_from_lua(note)
+    return float(when), record_from_hash(flat[0]) if flat else None
 
 
 # -- outcomes: the fields a finish writes ------------------------------------------

@@ -57,6 +57,7 @@ _PRELUDES = {"post": _LIFECYCLE, "post_many": _LIFECYCLE,
              "requeue_dead": _RECORD + _LANES, "requeue": _LIFECYCLE,
              "cancel": _LIFECYCLE, "take": _LIFECYCLE + _START,
              "finish": _LIFECYCLE + _METRICS, "tally": _RECORD + _METRICS,
+             "register": _source("registry"), "unregister": _source("registry"),
              # each step a function whose parameters stand in for KEYS and ARGV
              "finish_take": _LIFECYCLE + _METRICS + _START + "".join(
                  f"local function {step}_step(KEYS, ARGV)\n{_source(step)}\nend\n"
@@ -128,8 +129,7 @@ class Steps:
         """A post's keys and arguments but its token, time and record."""
         k = self.keys
         return ([k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
-                 k.owners(queue), k.index_all, k.index_queue(queue), k.running, k.idle(queue),
-                 k.registry_seq],
+                 k.owners(queue), k.index_all, k.index_queue(queue), k.running, k.idle(queue)],
                 [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
                  k.inbox(""), k.job_channel(""), k.idle_flag("")])
 
@@ -217,9 +217,11 @@ class Scripts(Steps):
     def take(self, queues: str | Sequence[str], worker_id: str, now: float,
              count: int = 1, fair: bool = False, max_running_per_owner: int = 0,
              strays: bool = True, client: Any = None, was_idle: bool = False,
-             idle_for: float = 0.0, strays_only: bool = False) -> Any:
+             idle_for: float = 0.0, strays_only: bool = False,
+             registry_seq: str | None = None) -> Any:
         """Start up to `count` jobs on a worker (see take.lua for the flags);
-        `idle_for`: when none is there, wait as idle, claiming it for this many seconds."""
+        `idle_for`: when none is there, wait as idle, claiming it for this many seconds;
+        `registry_seq`: the registry sequence the worker loaded (None: none yet)."""
         names = (queues,) if isinstance(queues, str) else tuple(queues)
         keys, owned_prefixes, lanes = self._fixed(("take", names, worker_id),
                                                   lambda: self._take_parts(names, worker_id))
@@ -228,7 +230,9 @@ class Scripts(Steps):
         args = [self.keys.job_prefix, worker_id, repr(now), self.keys.job_channel(""), mode,
                 count, max_running_per_owner, lanes, len(PRIORITIES),
                 str(int(idle_for * 1000)), *owned_prefixes, *names]
-        return self._run("take", keys, args, client)
+        changed = (self.keys.registry_seq if registry_seq is None
+                   else self.keys.registry_changed(registry_seq))
+        return self._run("take", [*keys, changed], args, client)
 
     def _take_parts(self, names: tuple[str, ...], worker_id: str
                     ) -> tuple[list[str], list[str], int]:
@@ -347,14 +351,17 @@ class Scripts(Steps):
     def register(self, name: str, blob: bytes) -> int:
         k = self.keys
         return self._run(
-            "register", [k.registry, k.registry_order, k.registry_seq, k.registry_times],
-            [name, blob, k.registry_channel, repr(time.time())])
+            "register", [k.registry, k.registry_order, k.registry_seq, k.registry_times,
+                         k.queues, k.idle_queues],
+            [name, blob, k.registry_channel, repr(time.time()), k.registry_changed(""),
+             k.idle("")])
 
     def unregister(self, name: str) -> int:
         k = self.keys
         return self._run(
-            "unregister", [k.registry, k.registry_order, k.registry_seq, k.registry_times],
-            [name, k.registry_channel])
+            "unregister", [k.registry, k.registry_order, k.registry_seq, k.registry_times,
+                           k.queues, k.idle_queues],
+            [name, k.registry_channel, k.registry_changed(""), k.idle("")])
 
     def await_status(self, job_id: str) -> tuple[Any, dict[str, Any] | None]:
         """The job's status, marking it waited for (await.lua: its finish then sends

@@ -86,6 +86,7 @@ class Worker:
         self._block_until = 0.0
         #: on its queues' idle lists: a post may hand a started job to this worker
         self._idle = False
+        self._listed_idle = False  # its queues are in Keys.idle_queues
         self._stop: threading.Event | None = None
         self._block = defaults.BLOCK_TIMEOUT  # the run loop's blocking wait
         self._sweep = Sweep(mlq, worker_id)
@@ -177,9 +178,9 @@ class Worker:
             return None
         if popped[0].decode() == inbox:
             self._idle = False  # the post took this worker off the idle list
-            _, sequence, record = handed_over(popped[1])
+            record = handed_over(popped[1])[1]
+            # its listeners were current when it began to wait (registry.lua)
             if record is not None:
-                self.mlq.registry.refresh(sequence)
                 self._small.add(record["id"])  # a large one is not handed over
                 return [record]
             # a large record: it waits in our processing list, the take hands it over
@@ -197,6 +198,9 @@ class Worker:
         """The take step; `idle_for`: when nothing is there, wait as idle for up to
         that many seconds (a post may then hand its job straight to this worker)."""
         was_idle = self._idle
+        if idle_for and not self._listed_idle:  # a registry change finds it (registry.lua)
+            self.mlq.client.sadd(self.mlq.keys.idle_queues, *self.queues)
+            self._listed_idle = True
         # until an answer says otherwise: a reply lost on the wire may have left
         # this worker on the idle lists, and the next take must clear them
         self._idle = was_idle or idle_for > 0
@@ -206,7 +210,8 @@ class Worker:
                                        max_running_per_owner=self.max_running_per_owner,
                                        strays=not holding, client=client,
                                        was_idle=was_idle, idle_for=idle_for,
-                                       strays_only=strays_only)
+                                       strays_only=strays_only,
+                                       registry_seq=self.mlq.registry.loaded_seq)
         if client is None:
             answer = self._started_any(answer, now)
             self._idle = idle_for > 0 and not answer

@@ -131,3 +131,68 @@ def test_a_worker_that_took_its_job_is_left_alone_by_the_sweep(q: MLQ) -> None:
     assert taken and taken[0]["id"] == job_id
     assert Reaper(q).recover_dead_workers(time.time() + 60).requeued == []
     assert q.get_job(job_id)["worker"] == "w1"
+
+
+def _shout(suffix: str) -> Any:
+    def shout(msg: str, *args: Any) -> str:
+        return msg.upper() + suffix
+    return shout
+
+
+def _wait_as_idle(q: MLQ, worker: Worker) -> None:
+    # the first take may only load the listeners: a worker whose listeners are out
+    # of date does not wait as idle
+    for _ in range(3):
+        assert worker.take(0.01) in (None, [])
+        if q.client.zcard(q.keys.idle("default")):
+            return
+    raise AssertionError("the worker never waited as idle")
+
+
+def _handed_while_blocked(q: MLQ, worker: Worker, producer: MLQ, msg: str) -> Any:
+    """Post while the worker blocks as idle, so that the job reaches it in its inbox;
+    the job's result."""
+    for _ in range(3):
+        taken: list[dict[str, Any]] = []
+        blocked = threading.Thread(target=lambda: taken.extend(worker.take(10) or []))
+        blocked.start()
+        wait_until(lambda: not blocked.is_alive() or q.client.zcard(q.keys.idle("default")),
+                   10, "the worker to wait as idle", interval=0.005)
+        if blocked.is_alive():
+            break
+        assert taken == []  # it only loaded the listeners
+    job_id = producer.post(msg)
+    blocked.join(10)
+    assert taken and taken[0]["id"] == job_id
+    worker.run_job(taken[0])
+    return q.get_job(job_id)["result"]
+
+
+def test_a_listener_replaced_while_a_worker_waits_idle_runs_in_its_new_version(
+        q: MLQ, redis_url: str) -> None:
+    producer = MLQ(q.namespace, redis_url=redis_url)  # a registry of its own
+    producer.register_listener(_shout(""))
+    worker = Worker(q, "w1")
+    _wait_as_idle(q, worker)
+    producer.register_listener(_shout("!"))
+    # a post hands a job over with no registry sequence: the worker is no longer idle
+    assert q.client.zcard(q.keys.idle("default")) == 0
+    assert _handed_while_blocked(q, worker, producer, "hi") == "HI!"
+    producer.remove_listener("shout")
+    assert q.client.zcard(q.keys.idle("default")) == 0
+    assert _handed_while_blocked(q, worker, producer, "hi") is None  # no listener left
+    producer.close()
+
+
+def test_a_listener_replaced_while_a_worker_runs_is_loaded_before_it_waits_idle(
+        q: MLQ, redis_url: str) -> None:
+    producer = MLQ(q.namespace, redis_url=redis_url)
+    producer.register_listener(_shout(""))
+    worker = Worker(q, "w1")
+    job_id = producer.post("one")
+    (record,) = worker.take(1) or []  # the listeners it loads are the first version
+    producer.register_listener(_shout("!"))
+    worker.run_job(record)
+    assert q.get_job(job_id)["result"] == "ONE"
+    assert _handed_while_blocked(q, worker, producer, "two") == "TWO!"
+    producer.close()

@@ -4,21 +4,21 @@
 -- KEYS[4] the queue's wake list   KEYS[5] the queue's owner ring
 -- KEYS[6] index of all ids   KEYS[7] index of the queue's ids
 -- (an owned job's list is its owner's list in that queue)
--- KEYS[8] running zset   KEYS[9] the queue's idle workers   KEYS[10] registry sequence
--- KEYS[11] this post's idempotency key: a post re-sent after a lost reply returns
+-- KEYS[8] running zset   KEYS[9] the queue's idle workers
+-- KEYS[10] this post's idempotency key: a post re-sent after a lost reply returns
 -- the id it already made instead of making a second job
 -- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
 -- ARGV[2] queue name   ARGV[3] owner ('' for none)
 -- ARGV[4] processing list prefix   ARGV[5] inbox prefix   ARGV[6] job channel prefix
 -- ARGV[7] idle flag prefix (a worker id completes each; take.lua)
--- KEYS[12] the namespace's key prefix (lifecycle.lua)   KEYS[13] the paused queues' set
+-- KEYS[11] the namespace's key prefix (lifecycle.lua)   KEYS[12] the paused queues' set
 -- ARGV[8] now   ARGV[9] when it is due ('' now)   ARGV[10] start-by deadline ('' none)
 -- ARGV[11] dedup key ('' none)   ARGV[12] n, the number of ids it depends on
 -- ARGV[13 .. 12+n] those ids
 -- ARGV[13+n ..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
 -- Returns the new job id (integer), or {id} of the live job holding the dedup key
 -- (no job made); an error naming an unknown dependency (nothing written).
-local P = KEYS[12]
+local P = KEYS[11]
 local now = tonumber(ARGV[8])
 local dedup = ARGV[11]
 local n = tonumber(ARGV[12])
@@ -27,14 +27,14 @@ local n = tonumber(ARGV[12])
 -- as they first did, before they look at the jobs they name.
 local plain = dedup == '' and n == 0
 if not plain then
-  local seen = redis.call('GET', KEYS[11])
+  local seen = redis.call('GET', KEYS[10])
   if seen then return tonumber(seen) end
 end
 -- a dedup key names a job while it lives (and key_ttl after): that is the answer
 if dedup ~= '' then
   local holder = redis.call('GET', lifecycle().dedup_key(P, dedup))
   if holder and redis.call('EXISTS', lifecycle().job_hash(P, holder)) == 1 then
-    redis.call('SET', KEYS[11], holder, 'EX', 300)
+    redis.call('SET', KEYS[10], holder, 'EX', 300)
     return {tonumber(holder)}
   end
 end
@@ -54,7 +54,7 @@ local delayed = ARGV[9] ~= '' and tonumber(ARGV[9]) > now
 local runs_now = not failed_dependency and #waits_for == 0 and not delayed
 local paused = nil
 local function is_paused()
-  if paused == nil then paused = redis.call('SISMEMBER', KEYS[13], ARGV[2]) == 1 end
+  if paused == nil then paused = redis.call('SISMEMBER', KEYS[12], ARGV[2]) == 1 end
   return paused
 end
 -- When a worker waits as idle (take.lua) and no job waits before this one, the job
@@ -85,14 +85,14 @@ end
 
 local id = redis.call('INCR', KEYS[1])
 if plain then
-  local seen = redis.call('SET', KEYS[11], id, 'NX', 'GET', 'EX', 300)
+  local seen = redis.call('SET', KEYS[10], id, 'NX', 'GET', 'EX', 300)
   if seen then
     -- sent again after its reply was lost: the first post's id, and no new one
     redis.call('DECR', KEYS[1])
     return tonumber(seen)
   end
 else
-  redis.call('SET', KEYS[11], id, 'EX', 300)
+  redis.call('SET', KEYS[10], id, 'EX', 300)
 end
 local fields = {'id', cmsgpack.pack(tostring(id)),
   'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT())}
@@ -150,7 +150,7 @@ if worker then
   -- HAND_OVER_WINDOW died while idle, and a sweep takes its jobs back (reaper.py).
   -- A large record stays in Redis: the worker takes it (it is its stray).
   local note = {now}
-  if size <= 65536 then note = {now, redis.call('GET', KEYS[10]) or '0', fields} end
+  if size <= 65536 then note = {now, fields} end
   redis.call('LPUSH', ARGV[5] .. worker, cmsgpack.pack(note))
   return tonumber(id)
 end

@@ -23,14 +23,18 @@
 -- milliseconds ('0': it does not): its claim lapses unless a take renews it, so a
 -- post never hands a job to a worker that died while idle
 -- ARGV[11..] each queue's owner list prefix, then each queue's name
--- KEYS[last - 4 .. last] the scheduled set, the deadlines set, the paused set, the
--- periodic jobs' next slots, the namespace's key prefix (lifecycle.lua)
+-- KEYS[last - 5 .. last] the scheduled set, the deadlines set, the paused set, the
+-- periodic jobs' next slots, the namespace's key prefix (lifecycle.lua), and the key
+-- that exists once the registry changed after the sequence this worker loaded
+-- (Keys.registry_changed)
 -- Before taking, due scheduled jobs move to their queues and late ones expire
 -- (move_due): any worker's take does it for every queue.
 -- Returns {registry sequence, {field, value, ...}, ...}: one flat record per started
 -- job. When nothing was started (empty or paused queues, or ids whose records are
 -- gone or not queued): when the next scheduled job is due (a string), or false
--- when none is.
+-- when none is; or {registry sequence} alone when the worker's listeners are out
+-- of date: it does not wait as idle, since a post hands it a job without a
+-- sequence (post.lua), and it loads them before it takes again.
 local now = tonumber(ARGV[3])
 local count = tonumber(ARGV[6])
 -- the registry sequence goes first, read only when a job is started
@@ -42,7 +46,8 @@ local limit = tonumber(ARGV[7])
 local plain = tonumber(ARGV[8])
 local levels = tonumber(ARGV[9])
 local queues = (#ARGV - 10) / 2
-local P = KEYS[#KEYS]
+local P = KEYS[#KEYS - 1]
+local registry_changed = KEYS[#KEYS]
 local rings = 6 + plain
 local wakes = rings + queues
 local idles = wakes + queues
@@ -58,9 +63,9 @@ end
 -- The common case when a worker runs out of work: no stray, nothing scheduled,
 -- nothing with a deadline, no pause, no periodic job, and every list empty. One
 -- EXISTS over all of them tells; otherwise each is looked at below.
-local scheduled, expiring, paused_set = KEYS[#KEYS - 4], KEYS[#KEYS - 3], KEYS[#KEYS - 2]
-local slots = KEYS[#KEYS - 1]
-local probe = {scheduled, expiring, paused_set, slots}
+local scheduled, expiring, paused_set = KEYS[#KEYS - 5], KEYS[#KEYS - 4], KEYS[#KEYS - 3]
+local slots = KEYS[#KEYS - 2]
+local probe = {scheduled, expiring, paused_set, slots, registry_changed}
 if mode('s') then probe[#probe + 1] = KEYS[1] end
 if count > 0 and not strays_only then
   for k = 7, wakes do probe[#probe + 1] = KEYS[k] end
@@ -191,7 +196,8 @@ if count <= 0 and not strays_only then
     end
   end
 end
-if #answer == 1 then
+local out_of_date = #answer == 1 and not nothing and redis.call('EXISTS', registry_changed) == 1
+if #answer == 1 and not out_of_date then
   -- nothing to do: from now on a post may hand its job straight to this worker
   local idle_ms = tonumber(ARGV[10])
   if idle_ms > 0 then
