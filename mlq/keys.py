@@ -1,8 +1,6 @@
-"""The only place a Redis key or channel name is spelled.
-
-Every key of a namespace carries the same hash tag, ``{namespace}``, so all of
-them live in one slot and a Redis Cluster can run each atomic step.
-"""
+"""The only place a Redis key or channel name is spelled. Every key of a namespace
+carries the same hash tag, ``{namespace}``: all of them live in one slot, so a Redis
+Cluster can run each atomic step."""
 
 from __future__ import annotations
 
@@ -176,8 +174,7 @@ class Keys:
         return self.prefix + "sweep_lock"
 
     def idle_flag(self, worker_id: str) -> str:
-        """Set while a worker waits idle; a post that hands it a job clears it, so a
-        worker on several queues' idle lists is handed one job, not one per queue."""
+        """Set while a worker on several queues waits idle: a post handing it a job clears it."""
         return f"{self.prefix}idle_flag:{worker_id}"
 
     @property
@@ -223,8 +220,8 @@ class Keys:
     # -- lifecycle: waiting for a time, for other jobs, for a resume ---------
     @property
     def scheduled(self) -> str:
-        """Zset: id of a job waiting for its time (a delay, or a retry's backoff) ->
-        when it is due. The take step of any worker moves due ones to their queue."""
+        """Zset: id of a job waiting for its time (a delay, a retry's backoff) -> when it
+        is due. Any worker's take step moves due ones to their queue."""
         return self.prefix + "scheduled"
 
     @property
@@ -267,9 +264,8 @@ class Keys:
 
     @property
     def history_prefix(self) -> str:
-        """Per-minute hashes of the jobs completed and failed (fields `completed`,
-        `failed`), named by the minute (epoch seconds // 60), each expiring after
-        defaults.HISTORY_KEEP: the dashboard's chart, kept in Redis alone."""
+        """Per-minute hashes of the jobs completed and failed, named by the minute
+        (epoch seconds // 60), expiring after defaults.HISTORY_KEEP: the dashboard's chart."""
         return self.prefix + "history:"
 
     def history(self, minute: int) -> str:
@@ -277,9 +273,13 @@ class Keys:
 
     @property
     def metrics(self) -> str:
-        """Hash of counters and histograms by queue, function and error kind
-        (/metrics' labelled series); metrics.py spells its fields."""
+        """Hash of /metrics' labelled counters and histograms (metrics.py spells them)."""
         return self.prefix + "metrics"
+
+    @property
+    def index_log(self) -> str:
+        """List of the ids posted lately, not yet in the indexes (index_log.lua)."""
+        return self.prefix + "index_log"
 
     @property
     def tally(self) -> str:
@@ -323,8 +323,7 @@ class Keys:
         return self.prefix + "registry:seq"
 
     def registry_changed(self, seq: str) -> str:
-        """Exists once the registry changed after sequence `seq`: the EXISTS an idle
-        take makes anyway tells a worker whose listeners are out of date (take.lua)."""
+        """Exists once the registry changed after sequence `seq` (registry.lua)."""
         return f"{self.prefix}registry:after:{seq}"
 
     def data(self, key: str) -> str:

@@ -57,7 +57,14 @@ class Listing:
         return sum(int(n) for n in pipe.execute())
 
     def queue_names(self) -> list[str]:
+        self.catch_up()
         return sorted(q.decode() for q in self.client.smembers(self.keys.queues)) or [DEFAULT_QUEUE]
+
+    def catch_up(self) -> None:
+        """Write the indexes and counters that posts and finishes left for later
+        (index_log.lua, metrics.lua), before reading them."""
+        if self.scripts is not None:
+            self.scripts.tally()
 
     def stats(self) -> dict[str, Any]:
         """Counts and counters shared by every process (for status and metrics)."""
@@ -131,6 +138,7 @@ class Listing:
         if status is not None and status not in STATUSES:
             raise InvalidMessage(f"status must be one of {', '.join(STATUSES)}")
         offset, limit = max(int(offset), 0), min(max(int(limit), 1), MAX_PAGE)
+        self.catch_up()
         if status == QUEUED:
             total, ids = self._queued_page(queue, offset, limit)
         elif status == DEFERRED:

@@ -119,6 +119,7 @@ class Recovery:
     def purge_dead(self, job_id: str | None = None) -> int:
         """Delete one dead letter, or all of them (claimed as for requeue_dead)."""
         scripts = self.mlq.scripts
+        scripts.tally()  # its ids reach the indexes before they leave them
         if job_id is not None:
             if not int(scripts.purge_dead(job_id, self.placement(job_id)[0])):
                 raise JobNotFound(f"job {job_id!r} is not a dead letter")

@@ -3,8 +3,7 @@
 Each wrapper passes every key through KEYS, but for the steps that learn or
 walk job ids inside the script (post, post_many, take, finish): they get the
 job key prefix and append the id, and the key is still in the namespace's
-hash-tag slot. Lua shared by several steps is put in front of each (_PRELUDES):
-the record's outcomes from record.py, lanes.lua and start_job.lua.
+hash-tag slot. Lua shared by several steps is put in front of each (_PRELUDES).
 """
 
 from __future__ import annotations
@@ -52,8 +51,8 @@ _LANES = LUA_LANE_BUILDERS + _source("lanes")
 _LIFECYCLE = (_RECORD + _LANES + "local lifecycle_built\nlocal function lifecycle()\n"
               "if lifecycle_built then return lifecycle_built end\n"
               + LUA_KEY_BUILDERS + _source("lifecycle") + "end\n")
-_METRICS = metrics_prelude() + _source("metrics")
-_PRELUDES = {"post": _LIFECYCLE, "post_many": _LIFECYCLE,
+_METRICS = _source("index_log") + metrics_prelude() + _source("metrics")
+_PRELUDES = {"post": _LIFECYCLE + _source("index_log"), "post_many": _LIFECYCLE,
              "requeue_dead": _RECORD + _LANES, "requeue": _LIFECYCLE,
              "cancel": _LIFECYCLE, "take": _LIFECYCLE + _START,
              "finish": _LIFECYCLE + _METRICS, "tally": _RECORD + _METRICS,
@@ -129,9 +128,9 @@ class Steps:
         """A post's keys and arguments but its token, time and record."""
         k = self.keys
         return ([k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
-                 k.owners(queue), k.index_all, k.index_queue(queue), k.running, k.idle(queue)],
+                 k.owners(queue), k.index_all, k.index_log, k.running, k.idle(queue)],
                 [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
-                 k.inbox(""), k.job_channel(""), k.idle_flag("")])
+                 k.inbox(""), k.job_channel(""), k.idle_flag(""), k.index_queue("")])
 
     def post_many_call(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
                        owner: str | None = None, lifecycle: Lifecycle | None = None
@@ -151,8 +150,9 @@ class Steps:
     def tally_call(self) -> tuple[list[Any], list[Any]]:
         """The tally step's keys and arguments (see Scripts.tally)."""
         k = self.keys
-        return ([k.tally, k.stats, k.metrics, k.metric_functions],
-                [k.history_prefix, int(defaults.HISTORY_KEEP)])
+        return ([k.tally, k.stats, k.metrics, k.metric_functions, k.index_status("completed"),
+                 k.index_log, k.index_all, k.queues],
+                [k.history_prefix, int(defaults.HISTORY_KEEP), k.index_queue("")])
 
     def cancel_call(self, job_id: str, queue: str, now: float, priority: int = 0,
                     owner: str | None = None) -> tuple[list[Any], list[Any]]:

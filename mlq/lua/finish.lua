@@ -123,7 +123,6 @@ while i <= #ARGV do
       failed[#failed + 1] = id
     elseif outcome == 'completed' then
       completed[#completed + 1] = id
-      completed[#completed + 1] = id
     elseif outcome == 'cancelled' then
       redis.call('ZADD', lifecycle().status_index_key(P, 'cancelled'), id, id)
       redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
@@ -197,13 +196,12 @@ elseif #done > 1 then
   redis.call('ZREM', KEYS[2], unpack(done))
 end
 for _, ended in ipairs(settled) do lifecycle().settle(P, ended[1], ended[2], ended[3], ended[4]) end
-local counts = {math.floor(#completed / 2), math.floor(#failed / 2), buckets, runtime_sum, per_minute}
-if #completed > 0 then redis.call('ZADD', KEYS[6], unpack(completed)) end
+local counts = {#completed, math.floor(#failed / 2), buckets, runtime_sum, per_minute}
 if #failed > 0 then
   redis.call('ZADD', KEYS[7], unpack(failed))
   local dead = {}
   for j = 2, #failed, 2 do dead[#dead + 1] = failed[j] end
   redis.call('RPUSH', KEYS[3], unpack(dead))
 end
-tally(KEYS[11], counts, KEYS[4], KEYS[8], KEYS[9], ARGV[5], ARGV[6])
+tally(KEYS[11], counts, completed, KEYS[4], KEYS[8], KEYS[9], ARGV[5], ARGV[6], KEYS[6])
 return answers

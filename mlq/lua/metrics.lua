@@ -1,7 +1,8 @@
 -- Prepended to finish and tally: the counters of the stats hash, the labelled
--- counters and histograms of metrics.py (its docstring spells the fields) and the
--- per-minute history. A finish does not write them: it appends what it counted,
--- summed over all the jobs it records, to the tally list in one RPUSH (tally).
+-- counters and histograms of metrics.py (its docstring spells the fields), the
+-- per-minute history and the index of completed ids. A finish does not write them:
+-- it appends what it counted, summed over all the jobs it records, and the ids it
+-- completed to the tally list in one RPUSH (tally).
 -- fold_tally adds the waiting entries up and writes one HINCRBY per distinct
 -- field: once TALLY_FOLD_AT entries wait, and before anything reads the counts
 -- (tally.lua). FUNCTIONS_KEPT, OTHER_FUNCTION, RUNTIME_PREFIX, WAIT_BOUNDS,
@@ -139,14 +140,15 @@ local function write_counts(counts, stats, history, history_keep)
   end
 end
 
-local function fold_tally(list, stats, labelled, kept, history, history_keep)
+local function fold_tally(list, stats, labelled, kept, history, history_keep, completed_index)
   local entries = redis.call('LRANGE', list, 0, -1)
   if #entries == 0 then return end
   redis.call('DEL', list)
   metric_groups, metric_waits = {}, {}
-  local counts = {0, 0, {}, 0, {}}
+  local counts, completed = {0, 0, {}, 0, {}}, {}
   for _, packed in ipairs(entries) do
     local entry = cmsgpack.unpack(packed)
+    for _, id in ipairs(entry[4]) do completed[#completed + 1] = id end
     local its = entry[1]
     counts[1], counts[2], counts[4] = counts[1] + its[1], counts[2] + its[2], counts[4] + its[4]
     add_counts(counts[3], its[3])
@@ -170,12 +172,17 @@ local function fold_tally(list, stats, labelled, kept, history, history_keep)
   end
   write_counts(counts, stats, history, history_keep)
   write_labelled(labelled, kept)
+  zadd_ids(completed_index, completed)
   metric_groups, metric_waits = {}, {}
 end
 
--- One finish's counts (see write_counts) and the attempts count_attempt saw.
-local function tally(list, counts, stats, labelled, kept, history, history_keep)
+-- One finish's counts (see write_counts), the attempts count_attempt saw and the ids
+-- it completed (for the index of completed ids, written by fold_tally).
+local function tally(list, counts, completed, stats, labelled, kept, history, history_keep,
+                     completed_index)
   if not next(metric_groups) then return end
-  local waiting = redis.call('RPUSH', list, cmsgpack.pack({counts, metric_groups, metric_waits}))
-  if waiting >= TALLY_FOLD_AT then fold_tally(list, stats, labelled, kept, history, history_keep) end
+  local entry = cmsgpack.pack({counts, metric_groups, metric_waits, completed})
+  if redis.call('RPUSH', list, entry) >= TALLY_FOLD_AT then
+    fold_tally(list, stats, labelled, kept, history, history_keep, completed_index)
+  end
 end

@@ -2,7 +2,7 @@
 -- start it on a worker that waits as idle.
 -- KEYS[1] counter   KEYS[2] queue list (of the job's priority)   KEYS[3] queue-names set
 -- KEYS[4] the queue's wake list   KEYS[5] the queue's owner ring
--- KEYS[6] index of all ids   KEYS[7] index of the queue's ids
+-- KEYS[6] index of all ids   KEYS[7] the index log (index_log.lua)
 -- (an owned job's list is its owner's list in that queue)
 -- KEYS[8] running zset   KEYS[9] the queue's idle workers
 -- KEYS[10] this post's idempotency key: a post re-sent after a lost reply returns
@@ -11,17 +11,18 @@
 -- ARGV[2] queue name   ARGV[3] owner ('' for none)
 -- ARGV[4] processing list prefix   ARGV[5] inbox prefix   ARGV[6] job channel prefix
 -- ARGV[7] idle flag prefix (a worker id completes each; take.lua)
+-- ARGV[8] the queues' id index prefix (a queue name completes each)
 -- KEYS[11] the namespace's key prefix (lifecycle.lua)   KEYS[12] the paused queues' set
--- ARGV[8] now   ARGV[9] when it is due ('' now)   ARGV[10] start-by deadline ('' none)
--- ARGV[11] dedup key ('' none)   ARGV[12] n, the number of ids it depends on
--- ARGV[13 .. 12+n] those ids
--- ARGV[13+n ..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
+-- ARGV[9] now   ARGV[10] when it is due ('' now)   ARGV[11] start-by deadline ('' none)
+-- ARGV[12] dedup key ('' none)   ARGV[13] n, the number of ids it depends on
+-- ARGV[14 .. 13+n] those ids
+-- ARGV[14+n ..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
 -- Returns the new job id (integer), or {id} of the live job holding the dedup key
 -- (no job made); an error naming an unknown dependency (nothing written).
 local P = KEYS[11]
-local now = tonumber(ARGV[8])
-local dedup = ARGV[11]
-local n = tonumber(ARGV[12])
+local now = tonumber(ARGV[9])
+local dedup = ARGV[12]
+local n = tonumber(ARGV[13])
 -- A post with neither a dedup key nor dependencies learns whether it was sent
 -- before in the same command that keeps its id (below); the others must answer
 -- as they first did, before they look at the jobs they name.
@@ -40,7 +41,7 @@ if dedup ~= '' then
 end
 -- every dependency is checked before anything is written
 local waits_for, failed_dependency = {}, nil
-for i = 13, 12 + n do
+for i = 14, 13 + n do
   local status = redis.call('HGET', lifecycle().job_hash(P, ARGV[i]), 'status')
   if not status then return redis.error_reply('unknown dependency ' .. ARGV[i]) end
   status = cmsgpack.unpack(status)
@@ -50,7 +51,7 @@ for i = 13, 12 + n do
     waits_for[#waits_for + 1] = ARGV[i]
   end
 end
-local delayed = ARGV[9] ~= '' and tonumber(ARGV[9]) > now
+local delayed = ARGV[10] ~= '' and tonumber(ARGV[10]) > now
 local runs_now = not failed_dependency and #waits_for == 0 and not delayed
 local paused = nil
 local function is_paused()
@@ -96,7 +97,7 @@ else
 end
 local fields = {'id', cmsgpack.pack(tostring(id)),
   'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT())}
-for i = 13 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 14 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
 local worker = idle_worker()
 if worker then
   -- the started fields come last: they win over the fresh ones, in Redis and in
@@ -112,12 +113,10 @@ elseif runs_now then
 end
 local job_key = ARGV[1] .. id
 redis.call('HSET', job_key, unpack(fields))
-redis.call('ZADD', KEYS[6], id, id)
-redis.call('ZADD', KEYS[7], id, id)
-redis.call('SADD', KEYS[3], ARGV[2])
+log_posted(KEYS[7], id, ARGV[2], KEYS[6], KEYS[3], ARGV[8])
 if dedup ~= '' then redis.call('SET', lifecycle().dedup_key(P, dedup), id) end
 -- a job started now has met its start-by deadline
-if ARGV[10] ~= '' and not worker then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[10], id) end
+if ARGV[11] ~= '' and not worker then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[11], id) end
 id = tostring(id)
 if failed_dependency then
   local reason = 'dependency ' .. failed_dependency[1] .. ' ' .. failed_dependency[2]
@@ -133,11 +132,11 @@ if #waits_for > 0 then
   end
   redis.call('HSET', lifecycle().waiting_on_key(P), id, #waits_for)
   redis.call('HSET', job_key, 'status', cmsgpack.pack('deferred'))
-  if ARGV[9] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[9]))) end
+  if ARGV[10] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[10]))) end
   return tonumber(id)
 end
 if delayed then
-  lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[9]))
+  lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[10]))
   return tonumber(id)
 end
 if worker then
