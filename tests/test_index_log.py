@@ -1,0 +1,48 @@
+"""A post leaves its ids for the listing's indexes in the index log, and a finish
+its completed ids in its tally entry (index_log.lua, metrics.lua): whatever reads
+the indexes sees every job posted and ended, and the log never grows long."""
+
+from __future__ import annotations
+
+from mlq import MLQ
+from mlq.worker import Worker
+
+
+def _echo_worker(q: MLQ, queues: tuple[str, ...] = ("default",)) -> Worker:
+    return Worker(q, "w", queues=queues, local_listeners={"echo": lambda msg, ctx: msg})
+
+
+def _fail(msg: str, ctx: object) -> None:
+    raise ValueError(msg)
+
+
+def test_a_listing_right_after_posts_and_finishes_shows_every_job(q: MLQ) -> None:
+    ids = [q.post(n) for n in range(3)] + [q.post("gpu job", queue="gpu")]
+    assert q.queue_names() == ["default", "gpu"]
+    worker = _echo_worker(q)
+    assert worker.step(0)
+    total, page = q.list_jobs()
+    assert total == 4 and [r["id"] for r in page] == ids[::-1]
+    assert q.list_jobs(queue="gpu")[0] == 1
+    total, page = q.list_jobs(status="completed")
+    assert total == 1 and page[0]["id"] == ids[0]
+
+
+def test_the_index_log_stays_short_when_nothing_reads_it(q: MLQ) -> None:
+    for n in range(300):
+        q.post(n)
+    # the posts themselves wrote the indexes every so often
+    assert q.client.llen(q.keys.index_log) < 128
+    assert q.client.zcard(q.keys.index_all) >= 300 - 128
+    assert q.list_jobs()[0] == 300 and q.client.llen(q.keys.index_log) == 0
+
+
+def test_a_dead_letter_purged_before_any_listing_leaves_no_trace_in_it(q: MLQ) -> None:
+    kept, doomed = q.post("kept"), q.post("doomed", queue="gpu")
+    worker = Worker(q, "w", queues=("gpu",), local_listeners={"fail": _fail})
+    assert worker.step(0)
+    assert q.get_job(doomed)["status"] == "failed"
+    assert q.purge_dead() == 1
+    total, page = q.list_jobs()
+    assert total == 1 and [r["id"] for r in page] == [kept]
+    assert q.list_jobs(queue="gpu")[0] == 0
