@@ -376,6 +376,7 @@ local function lane_key(P, queue, priority, owner)
 end
 local function owners_key(P, queue) return P .. 'owners:' .. queue end
 local function wake_key(P, queue) return P .. 'wake:' .. queue end
+local function idle_key(P, queue) return P .. 'idlers:' .. queue end
 local function channel_key(P, id) return P .. 'events:' .. id end
 local function chunks_channel_key(P, id) return P .. 'chunks:' .. id end
 local function stream_key(P, id) return P .. 'stream:' .. id end

@@ -144,7 +144,7 @@ class Steps:
             args += [len(fields) // 2, *fields]
         keys = [k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
                 k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex()),
-                k.prefix, k.paused]
+                k.prefix, k.paused, k.idle(queue)]
         return keys, args
 
     def tally_call(self) -> tuple[list[Any], list[Any]]:
@@ -306,7 +306,7 @@ class Scripts(Steps):
             "requeue",
             [k.job(job_id), k.processing(worker_id), k.running, self.lane(queue, priority, owner),
              k.dead, k.stats, k.wake(queue), k.owner_running, k.owners(queue),
-             k.index_status("failed"), k.prefix],
+             k.index_status("failed"), k.prefix, k.idle(queue)],
             [job_id, max_retries, repr(now), reason, k.job_channel(job_id)])
 
     def claim_dead(self, token: str, now: float, abandoned_before: float) -> list[str]:
@@ -323,7 +323,7 @@ class Scripts(Steps):
         return self._run(
             "requeue_dead",
             [dead or k.dead, k.job(job_id), self.lane(queue, priority, owner), k.stats, k.wake(queue),
-             k.owners(queue), k.index_status("failed"), k.result(job_id)],
+             k.owners(queue), k.index_status("failed"), k.result(job_id), k.idle(queue)],
             [job_id, k.job_channel(job_id)])
 
     def purge_dead(self, job_id: str, queue: str, dead: str | None = None) -> int:

@@ -152,6 +152,8 @@ def _wait_as_idle(q: MLQ, worker: Worker) -> None:
 def _handed_while_blocked(q: MLQ, worker: Worker, producer: MLQ, msg: str) -> Any:
     """Post while the worker blocks as idle, so that the job reaches it in its inbox;
     the job's result."""
+    # a wake token an earlier post left would end the wait at once
+    q.client.delete(q.keys.wake("default"))
     for _ in range(3):
         taken: list[dict[str, Any]] = []
         blocked = threading.Thread(target=lambda: taken.extend(worker.take(10) or []))
@@ -196,3 +198,36 @@ def test_a_listener_replaced_while_a_worker_runs_is_loaded_before_it_waits_idle(
     assert q.get_job(job_id)["result"] == "ONE"
     assert _handed_while_blocked(q, worker, producer, "two") == "TWO!"
     producer.close()
+
+
+def _fail(msg: Any, ctx: Any) -> None:
+    raise ValueError(msg)
+
+
+def test_a_post_does_not_pass_jobs_that_joined_the_queue_otherwise(q: MLQ) -> None:
+    """A post hands its job to an idle worker without looking at the queue: what puts
+    jobs in it otherwise takes the idle workers off the idle list first."""
+    failing = Worker(q, "f", local_listeners={"fail": _fail})
+    dead = q.post("dead letter")
+    assert failing.step(0) and q.get_job(dead)["status"] == "failed"
+    worker = Worker(q, "w1", local_listeners={"echo": lambda msg, ctx: msg})
+    _wait_as_idle(q, worker)  # a first take may end on the wake token the post left
+    elsewhere = Worker(q, "x", queues=("other",))
+
+    def due_meanwhile() -> list[str]:
+        later = q.post("later", delay=0.05)
+        time.sleep(0.1)
+        assert elsewhere.take(0) in (None, [])  # any take moves due jobs to their queue
+        return [later]
+
+    for joins in (lambda: [dead] if q.requeue_dead(dead) else [],
+                  lambda: q.post_many(["many 1", "many 2"]), due_meanwhile):
+        joined = joins()
+        assert q.client.zcard(q.keys.idle("default")) == 0
+        after = q.post("after them")
+        assert q.get_job(after)["status"] == "queued"
+        taken = worker.take(0, count=10) or []
+        assert [r["id"] for r in taken] == [*joined, after]
+        for record in taken:
+            worker.run_job(record)
+        _wait_as_idle(q, worker)

@@ -79,6 +79,7 @@ def test_the_lua_key_builders_name_the_same_keys_as_keys_py(q: MLQ) -> None:
         "lane_key(P, 'gpu', 0, 'ann')": k.owned("gpu", "ann"),
         "owners_key(P, 'gpu')": k.owners("gpu"),
         "wake_key(P, 'gpu')": k.wake("gpu"),
+        "idle_key(P, 'gpu')": k.idle("gpu"),
         "channel_key(P, '7')": k.job_channel("7"),
         "chunks_channel_key(P, '7')": k.chunks_channel("7"),
         "stream_key(P, '7')": k.stream("7"),

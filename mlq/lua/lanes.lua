@@ -8,6 +8,17 @@ local function wake(wake_list)
   redis.call('LTRIM', wake_list, 0, 63)
 end
 
+-- Jobs joined a queue other than by a post's own step (requeued, due, released by
+-- their dependencies, posted many at once): wake a worker for them, and take the
+-- queue's workers off its idle list. A post hands its job to an idle worker
+-- without looking at the lanes (post.lua): that keeps the queue's order only while
+-- a queue with idle workers has no job waiting. They wait as idle again once a
+-- take finds nothing.
+local function wake_for_joined(wake_list, idle_list)
+  wake(wake_list)
+  redis.call('DEL', idle_list)
+end
+
 -- Put an owner with waiting jobs on its queue's ring of owners, once. `first`: at
 -- the head (a job taken back has waited already), else at the tail (a new owner
 -- waits its turn). No owner (nil or ''): nothing to do.

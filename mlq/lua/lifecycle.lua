@@ -109,7 +109,7 @@ local function settle(P, id, record, status, now)
       end
     end
   end
-  for queue in pairs(woken) do wake(wake_key(P, queue)) end
+  for queue in pairs(woken) do wake_for_joined(wake_key(P, queue), idle_key(P, queue)) end
 end
 
 -- A job taken out of its lane's middle (cancelled, expired) keeps its number in
@@ -163,7 +163,7 @@ local function move_due(P, now, limit)
         woken[enqueue(P, id, now)] = true
       end
     end
-    for queue in pairs(woken) do wake(wake_key(P, queue)) end
+    for queue in pairs(woken) do wake_for_joined(wake_key(P, queue), idle_key(P, queue)) end
   end
   local late = redis.call('ZRANGEBYSCORE', expiring_key(P), '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(late) do expire(P, id, now) end

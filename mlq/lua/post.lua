@@ -58,16 +58,18 @@ local function is_paused()
   if paused == nil then paused = redis.call('SISMEMBER', KEYS[12], ARGV[2]) == 1 end
   return paused
 end
--- When a worker waits as idle (take.lua) and no job waits before this one, the job
--- is started for that worker right here and handed over in its inbox: it runs
--- without another round trip, and never enters its lane. A worker whose claim
+-- When a worker waits as idle (take.lua), the job is started for that worker right
+-- here and handed over in its inbox: it runs without another round trip, and never
+-- enters its lane. No job waits before it: a queue's idle workers found its lanes
+-- empty, and whatever puts jobs in them but a post takes the workers off the idle
+-- list (lanes.lua, wake_for_joined); a post that finds none pushes its job. A worker whose claim
 -- lapsed (it stopped, or died, while idle) is passed over, and so is one that waits
 -- on several queues once another queue's post handed it a job (its idle flag is
 -- gone). A paused queue has no idle workers (Control.pause, take.lua): it keeps
 -- its jobs.
 local function idle_worker()
   -- owners' jobs follow the owners' turns
-  if not runs_now or ARGV[3] ~= '' or redis.call('EXISTS', KEYS[2]) == 1 then return nil end
+  if not runs_now or ARGV[3] ~= '' then return nil end
   while true do
     -- scored by when its claim lapses: the latest claim first
     local popped = redis.call('ZPOPMAX', KEYS[9])

@@ -3,6 +3,7 @@
 -- owner ring, index of all ids, index of the queue's ids, this chunk's idempotency
 -- key (a chunk re-sent after a lost reply returns the ids it already made)
 -- KEYS[9] the namespace's key prefix (lifecycle.lua)   KEYS[10] the paused queues' set
+-- KEYS[11] the queue's idle workers
 -- ARGV[1] job key prefix   ARGV[2] queue name   ARGV[3] owner ('' for none)
 -- ARGV[4] when they are due ('' now)   ARGV[5] their start-by deadline ('' none)
 -- ARGV[6] now
@@ -63,6 +64,6 @@ local waiting = redis.call('LPUSH', KEYS[2], unpack(ids))
 join_ring(KEYS[5], ARGV[3])
 -- the list was empty: wake a worker (a take that leaves work behind wakes the next)
 if waiting == #ids and redis.call('SISMEMBER', KEYS[10], ARGV[2]) == 0 then
-  wake(KEYS[4])
+  wake_for_joined(KEYS[4], KEYS[11])
 end
 return {first, last}

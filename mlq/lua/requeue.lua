@@ -7,6 +7,7 @@
 -- KEYS[7] the queue's wake list   KEYS[8] owner -> running count hash
 -- KEYS[9] the queue's owner ring (an owned job goes back to its owner's list, KEYS[4])
 -- KEYS[10] index of failed ids   KEYS[11] the namespace's key prefix (lifecycle.lua)
+-- KEYS[12] the queue's idle workers
 -- ARGV[1] id   ARGV[2] max retries   ARGV[3] now   ARGV[4] reason   ARGV[5] job channel
 -- Returns 0 nothing done, 1 requeued, 2 failed (retries used up), 3 put back
 -- untouched (it had been moved but never started), 4 ended cancelled.
@@ -21,7 +22,7 @@ redis.call('HDEL', KEYS[1], 'lane_seq')
 if status == 'queued' then
   redis.call('RPUSH', KEYS[4], ARGV[1])
   join_ring(KEYS[9], cmsgpack.unpack(redis.call('HGET', KEYS[1], 'owner') or nil_value), true)
-  wake(KEYS[7])
+  wake_for_joined(KEYS[7], KEYS[12])
   return 3
 end
 if status ~= 'started' then return 0 end
@@ -54,7 +55,7 @@ else
     'last_error', cmsgpack.pack(ARGV[4]), unpack(RECOVERED()))
   redis.call('RPUSH', KEYS[4], ARGV[1])
   join_ring(KEYS[9], owner, true)
-  wake(KEYS[7])
+  wake_for_joined(KEYS[7], KEYS[12])
   redis.call('HINCRBY', KEYS[6], 'requeued', 1)
   event = cmsgpack.pack({ARGV[1], 'queued'})
   code = 1
