@@ -107,3 +107,7 @@ HISTORY_KEEP = 2 * 3600
 #: Bytes of field values up to which a record is small: a post hands it to an idle
 #: worker whole, and a finish reads it whole (the Lua scripts use the same figure).
 SMALL_RECORD = 64 * 1024
+
+#: Seconds of one hash of posts' tokens (Keys.post_tokens): a post sent again after
+#: a lost reply looks in the hashes of this window and the last (index_log.lua).
+POST_TOKENS_WINDOW = 300

@@ -100,6 +100,10 @@ class Keys:
         """Short-lived: the id one post made, so a re-sent post makes no second job."""
         return f"{self.prefix}posted:{token}"
 
+    def post_tokens(self, window: int) -> str:
+        """Hash: token -> id of the posts of one POST_TOKENS_WINDOW (index_log.lua)."""
+        return f"{self.prefix}post_tokens:{window}"
+
     def queue(self, name: str = DEFAULT_QUEUE, priority: int = 0) -> str:
         """The list of a queue's jobs at one priority level (0, the default, has the plain name)."""
         base = f"{self.prefix}queue:{name}"
@@ -163,9 +167,8 @@ class Keys:
         return f"{self.prefix}wake:{name}"
 
     def idle(self, name: str = DEFAULT_QUEUE) -> str:
-        """Zset of the workers idle on a queue, scored by when their claim lapses: a post
-        hands its job to one. One idle on several queues is '+' and its id, with an
-        idle_flag."""
+        """Zset of the workers idle on a queue, scored by when their claim lapses; one
+        idle on several queues is '+' and its id, with an idle_flag (post.lua)."""
         return f"{self.prefix}idlers:{name}"
 
     @property
@@ -288,8 +291,7 @@ class Keys:
 
     @property
     def metric_functions(self) -> str:
-        """Set of the function labels counted under their own name: past
-        metrics.FUNCTIONS_KEPT of them, new ones are counted as 'other'."""
+        """Set of the function labels counted by name (metrics.FUNCTIONS_KEPT at most)."""
         return self.prefix + "metrics:functions"
 
     # -- workers ----------------------------------------------------------
@@ -334,14 +336,12 @@ class Keys:
         return f"{self.prefix}events:{job_id}"
 
     def chunks_channel(self, job_id: str | int) -> str:
-        """An empty notice per entry appended to the job's stream, so that
-        readers sharing one subscription learn of it without a blocking read each."""
+        """An empty notice per entry of the job's stream: no blocking read per reader."""
         return f"{self.prefix}chunks:{job_id}"
 
     @property
     def events_pattern(self) -> str:
-        """PSUBSCRIBE pattern for every job's event channel: one subscription serves
-        every wait and event stream of a process (dispatch.py)."""
+        """PSUBSCRIBE pattern of every job's events: one subscription per process."""
         return _escape_glob(self.prefix + "events:") + "*"
 
     @property

@@ -41,11 +41,17 @@ def _disconnect_all(connections: list[Any]) -> None:
 
 
 class _Call:
-    __slots__ = ("script", "args", "reply", "error", "done", "lead", "abandoned")
+    __slots__ = ("script", "args", "again", "sent", "reply", "error", "done", "lead",
+                 "abandoned")
 
-    def __init__(self, script: Script | None, args: Sequence[Any]) -> None:
+    def __init__(self, script: Script | None, args: Sequence[Any],
+                 again: Sequence[Any] | None = None) -> None:
         self.script = script
         self.args = args
+        #: the arguments to send once it may have run: a post then looks for the job
+        #: it made (post.lua), since its reply may be all that was lost
+        self.again = again
+        self.sent = False
         self.reply: Any = None
         self.error: BaseException | None = None
         self.done: threading.Event | None = None  # only a call that waits for another's trip
@@ -85,13 +91,14 @@ class SharedRoundTrips:
         """The script's reply, as `script(keys, args)` would give it."""
         return self.evalsha_many([(script, (numkeys, *keys_and_args))])[0]
 
-    def evalsha_many(self, calls: Sequence[tuple[Script | None, Sequence[Any]]]) -> list[Any]:
+    def evalsha_many(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Each call's reply, all sent in one round trip, in order; the first
-        error reply is raised. A call without a script is a plain command, whose
-        arguments are the command's words."""
+        error reply is raised. Each call: (script, arguments) or (script, arguments,
+        the arguments to send instead once it may have run). A call without a
+        script is a plain command, whose arguments are the command's words."""
         if os.getpid() != self._pid:
             self._reset()
-        mine = [_Call(script, args) for script, args in calls]
+        mine = [_Call(*call) for call in calls]
         last = mine[-1]  # the one that waits or leads for the group
         with self._lock:
             self._queued += mine
@@ -196,8 +203,10 @@ class SharedRoundTrips:
                     self._loaded.add(script.sha)
                     commands.append(hiredis.pack_command(("SCRIPT", "LOAD", script.script)))
                     readers.append(None)
+                args = call.again if call.sent and call.again is not None else call.args
+                call.sent = True
                 # hiredis packs in C what redis-py's packer walks argument by argument
-                commands.append(hiredis.pack_command(("EVALSHA", script.sha, *call.args)))
+                commands.append(hiredis.pack_command(("EVALSHA", script.sha, *args)))
                 readers.append(call)
             unloaded: list[_Call] = []
             try:

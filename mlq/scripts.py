@@ -1,4 +1,5 @@
-"""The atomic steps: one Lua file each in mlq/lua/, one typed wrapper each.
+"""The atomic steps: one Lua file each in mlq/lua/, one typed wrapper each (the
+keys and arguments of a producer's steps are built in steps.py).
 
 Each wrapper passes every key through KEYS, but for the steps that learn or
 walk job ids inside the script (post, post_many, take, finish): they get the
@@ -11,9 +12,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import redis
 
@@ -22,6 +22,7 @@ from .errors import JobNotFound, NotReplicated
 from .keys import LUA_KEY_BUILDERS, LUA_LANE_BUILDERS, PRIORITIES, Keys
 from .metrics import lua_prelude as metrics_prelude
 from .roundtrips import SharedRoundTrips, Together
+from .steps import Lifecycle, Steps
 from .record import STORED_RESULT, first_look, lua_prelude
 from .serialization import ApartResult, pack
 
@@ -37,9 +38,6 @@ _SCRIPT_NAMES = (
 def _source(name: str) -> str:
     return resources.files("mlq").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
-
-#: Most sets of fixed call parts one Scripts keeps (see Scripts._fixed).
-FIXED_PARTS_KEPT = 1024
 
 #: Lua shared by several steps, put in front of each (a script cannot import). The
 #: fields each outcome writes come from record.py, where every field is declared;
@@ -85,83 +83,6 @@ def id_range(reply: Sequence[Any]) -> list[str]:
     return [str(i) for i in range(int(reply[0]), int(reply[1]) + 1)]
 
 
-class Steps:
-    """The keys and arguments of the steps a producer sends, built without sending
-    anything: Scripts sends them with redis-py, the asyncio client (aio.py) awaits
-    the same scripts with the same arguments."""
-
-    def __init__(self, keys: Keys) -> None:
-        self.keys = keys
-        self._fixed_parts: dict[tuple[Any, ...], Any] = {}
-
-    def _fixed(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
-        """What every call of one kind sends unchanged (keys, fixed arguments),
-        built once; the cache stays small however many owners or workers come."""
-        found = self._fixed_parts.get(key)
-        if found is None:
-            found = build()
-            if len(self._fixed_parts) < FIXED_PARTS_KEPT:
-                self._fixed_parts[key] = found
-        return found
-
-    def lane(self, queue: str, priority: int = 0, owner: str | None = None) -> str:
-        """The list a job waits in: its queue's list at its priority, or, for a job of
-        the default priority with an owner, its owner's list (a priority jumps the
-        owners' round-robin)."""
-        return self.keys.owned(queue, owner) if owner and not priority else self.keys.queue(queue, priority)
-
-    def post_call(self, queue: str, fields: Sequence[Any], priority: int = 0,
-                  owner: str | None = None, token: str | None = None,
-                  lifecycle: Lifecycle | None = None) -> tuple[list[Any], list[Any]]:
-        """The post step's keys and arguments (see Scripts.post)."""
-        keys, args = self._fixed(("post", queue, priority, owner),
-                                 lambda: self._post_parts(queue, priority, owner))
-        life = lifecycle or Lifecycle()
-        keys = [*keys, self.keys.posted(token or os.urandom(9).hex()), self.keys.prefix,
-                self.keys.paused]
-        args = [*args, repr(time.time()), _optional(life.due), _optional(life.expires_at),
-                life.key or "", len(life.depends_on), *life.depends_on, *fields]
-        return keys, args
-
-    def _post_parts(self, queue: str, priority: int, owner: str | None
-                    ) -> tuple[list[str], list[str]]:
-        """A post's keys and arguments but its token, time and record."""
-        k = self.keys
-        return ([k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
-                 k.owners(queue), k.index_all, k.index_log, k.running, k.idle(queue)],
-                [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
-                 k.inbox(""), k.job_channel(""), k.idle_flag(""), k.index_queue("")])
-
-    def post_many_call(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
-                       owner: str | None = None, lifecycle: Lifecycle | None = None
-                       ) -> tuple[list[Any], list[Any]]:
-        """The post_many step's keys and arguments (see Scripts.post_many)."""
-        k = self.keys
-        life = lifecycle or Lifecycle()
-        args: list[Any] = [k.job_prefix, queue, "" if priority else owner or "",
-                           _optional(life.due), _optional(life.expires_at), repr(time.time())]
-        for fields in records:
-            args += [len(fields) // 2, *fields]
-        keys = [k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
-                k.owners(queue), k.index_all, k.index_queue(queue), k.posted(os.urandom(9).hex()),
-                k.prefix, k.paused, k.idle(queue)]
-        return keys, args
-
-    def tally_call(self) -> tuple[list[Any], list[Any]]:
-        """The tally step's keys and arguments (see Scripts.tally)."""
-        k = self.keys
-        return ([k.tally, k.stats, k.metrics, k.metric_functions, k.index_status("completed"),
-                 k.index_log, k.index_all, k.queues],
-                [k.history_prefix, int(defaults.HISTORY_KEEP), k.index_queue("")])
-
-    def cancel_call(self, job_id: str, queue: str, now: float, priority: int = 0,
-                    owner: str | None = None) -> tuple[list[Any], list[Any]]:
-        """The cancel step's keys and arguments (see Scripts.cancel)."""
-        k = self.keys
-        return ([k.job(job_id), self.lane(queue, priority, owner), k.prefix],
-                [job_id, repr(now), k.control_channel("")])
-
-
 class Scripts(Steps):
     """The Lua steps of one namespace, bound to one Redis client."""
 
@@ -191,18 +112,28 @@ class Scripts(Steps):
         _confirmed. `lifecycle`: when it is due, its deadline, its dedup key and
         what it depends on. The reply: the new id, or [id] of the live job that
         holds the dedup key (no job made)."""
-        keys, args = self.post_call(queue, fields, priority, owner, token, lifecycle)
-        if client is None:
-            return self._confirmed("post", (len(keys), *keys, *args), replicas)
-        return self._run("post", keys, args, client)
+        life = lifecycle or Lifecycle()
+        if client is not None or token is not None or life.key or life.depends_on:
+            keys, args = self.post_call(queue, fields, priority, owner, token, life)
+            return self._run("post", keys, args, client) if client is not None \
+                else self._confirmed("post", (len(keys), *keys, *args), replicas)
+        # sent through the shared round trips, which know when they send it again
+        token = os.urandom(9).hex()
+        keys, args = self.post_call(queue, fields, priority, owner, token, life, "first " + token)
+        again = [*args]
+        again[8] = "again " + token
+        return self._confirmed("post", (len(keys), *keys, *args), replicas,
+                               (len(keys), *keys, *again))
 
-    def _confirmed(self, name: str, call: Sequence[Any], replicas: int) -> Any:
+    def _confirmed(self, name: str, call: Sequence[Any], replicas: int,
+                   again: Sequence[Any] | None = None) -> Any:
         """The script's reply; with `replicas`, once that many replicas hold what it
-        wrote (WAIT right after it, on the same connection), else NotReplicated."""
+        wrote (WAIT right after it, on the same connection), else NotReplicated.
+        `again`: the call to send instead once it may have run (SharedRoundTrips)."""
         if not replicas:
-            return self.round_trips.evalsha(self._scripts[name], *call)
+            return self.round_trips.evalsha_many([(self._scripts[name], call, again)])[0]
         reply, reached = self.round_trips.evalsha_many(
-            [(self._scripts[name], call),
+            [(self._scripts[name], call, again),
              (None, ("WAIT", replicas, int(defaults.REPLICAS_TIMEOUT * 1000)))])
         return replicated(name, reply, reached, replicas)
 
@@ -384,17 +315,3 @@ class Scripts(Steps):
                owner: str | None = None) -> int:
         """1 cancelled while waiting, 2 stop requested while running, 0 already ended."""
         return self._run("cancel", *self.cancel_call(job_id, queue, now, priority, owner))
-
-
-@dataclass(frozen=True)
-class Lifecycle:
-    """What a post says about a job's life besides its record (see post.lua)."""
-
-    due: float | None = None
-    expires_at: float | None = None
-    key: str | None = None
-    depends_on: tuple[str, ...] = ()
-
-
-def _optional(value: float | None) -> str:
-    return "" if value is None else repr(float(value))

@@ -5,6 +5,7 @@ the indexes sees every job posted and ended, and the log never grows long."""
 from __future__ import annotations
 
 from mlq import MLQ
+from mlq.posting import checked_post
 from mlq.worker import Worker
 
 
@@ -46,3 +47,23 @@ def test_a_dead_letter_purged_before_any_listing_leaves_no_trace_in_it(q: MLQ) -
     total, page = q.list_jobs()
     assert total == 1 and [r["id"] for r in page] == [kept]
     assert q.list_jobs(queue="gpu")[0] == 0
+
+
+def test_a_post_sent_again_finds_its_job_before_and_after_its_index_was_written(
+        q: MLQ) -> None:
+    """What the shared round trips send again once a post's reply was lost (post.lua:
+    'again <token>'); its token waits in the index log, then in the tokens' hash."""
+    sha = q.scripts._scripts["post"].sha
+
+    def send(sent: str) -> str:
+        keys, args = q.scripts.post_call("default", checked_post(q, "m").fields, sent=sent)
+        return str(q.client.evalsha(sha, len(keys), *keys, *args))
+
+    first = send("first t1")
+    assert send("again t1") == first  # found in the index log
+    q.list_jobs()  # writes the index: the token moves to the hash of the five minutes
+    assert q.client.llen(q.keys.index_log) == 0
+    assert send("again t1") == first
+    second = send("again t2")  # its first send never ran: a new job
+    assert int(second) == int(first) + 1
+    assert q.list_jobs()[0] == 2 and int(q.client.get(q.keys.counter)) == 2

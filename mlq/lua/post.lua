@@ -13,20 +13,32 @@
 -- ARGV[7] idle flag prefix (a worker id completes each; take.lua)
 -- ARGV[8] the queues' id index prefix (a queue name completes each)
 -- KEYS[11] the namespace's key prefix (lifecycle.lua)   KEYS[12] the paused queues' set
--- ARGV[9] now   ARGV[10] when it is due ('' now)   ARGV[11] start-by deadline ('' none)
--- ARGV[12] dedup key ('' none)   ARGV[13] n, the number of ids it depends on
--- ARGV[14 .. 13+n] those ids
--- ARGV[14+n ..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
+-- KEYS[13], KEYS[14] the posts' tokens of this five minutes and the last (index_log.lua)
+-- ARGV[9] how the post is kept from making two jobs when sent again: '' with its
+-- idempotency key (KEYS[10]); 'first <token>' (a plain post, sent for the first
+-- time) with its token in its index log entry, written to KEYS[13] with the
+-- index; 'again <token>' the same post sent again, which looks for its token there
+-- first (the client knows: roundtrips.py)
+-- ARGV[10] now   ARGV[11] when it is due ('' now)   ARGV[12] start-by deadline ('' none)
+-- ARGV[13] dedup key ('' none)   ARGV[14] n, the number of ids it depends on
+-- ARGV[15 .. 14+n] those ids
+-- ARGV[15+n ..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
 -- Returns the new job id (integer), or {id} of the live job holding the dedup key
 -- (no job made); an error naming an unknown dependency (nothing written).
 local P = KEYS[11]
-local now = tonumber(ARGV[9])
-local dedup = ARGV[12]
-local n = tonumber(ARGV[13])
+local now = tonumber(ARGV[10])
+local dedup = ARGV[13]
+local n = tonumber(ARGV[14])
 -- A post with neither a dedup key nor dependencies learns whether it was sent
 -- before in the same command that keeps its id (below); the others must answer
 -- as they first did, before they look at the jobs they name.
 local plain = dedup == '' and n == 0
+local sent, token = string.match(ARGV[9], '^(%a+) (%S+)$')
+if not plain then sent, token = nil, nil end
+if sent == 'again' then
+  local before = posted_token(KEYS[7], KEYS[13], KEYS[14], token)
+  if before then return tonumber(before) end
+end
 if not plain then
   local seen = redis.call('GET', KEYS[10])
   if seen then return tonumber(seen) end
@@ -41,7 +53,7 @@ if dedup ~= '' then
 end
 -- every dependency is checked before anything is written
 local waits_for, failed_dependency = {}, nil
-for i = 14, 13 + n do
+for i = 15, 14 + n do
   local status = redis.call('HGET', lifecycle().job_hash(P, ARGV[i]), 'status')
   if not status then return redis.error_reply('unknown dependency ' .. ARGV[i]) end
   status = cmsgpack.unpack(status)
@@ -51,7 +63,7 @@ for i = 14, 13 + n do
     waits_for[#waits_for + 1] = ARGV[i]
   end
 end
-local delayed = ARGV[10] ~= '' and tonumber(ARGV[10]) > now
+local delayed = ARGV[11] ~= '' and tonumber(ARGV[11]) > now
 local runs_now = not failed_dependency and #waits_for == 0 and not delayed
 local paused = nil
 local function is_paused()
@@ -87,7 +99,9 @@ local function idle_worker()
 end
 
 local id = redis.call('INCR', KEYS[1])
-if plain then
+if token then
+  -- kept with the index (log_posted), where the same post sent again looks for it
+elseif plain then
   local seen = redis.call('SET', KEYS[10], id, 'NX', 'GET', 'EX', 300)
   if seen then
     -- sent again after its reply was lost: the first post's id, and no new one
@@ -99,7 +113,7 @@ else
 end
 local fields = {'id', cmsgpack.pack(tostring(id)),
   'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT())}
-for i = 14 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 15 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
 local worker = idle_worker()
 if worker then
   -- the started fields come last: they win over the fresh ones, in Redis and in
@@ -115,10 +129,10 @@ elseif runs_now then
 end
 local job_key = ARGV[1] .. id
 redis.call('HSET', job_key, unpack(fields))
-log_posted(KEYS[7], id, ARGV[2], KEYS[6], KEYS[3], ARGV[8])
+log_posted(KEYS[7], id, ARGV[2], token, KEYS[6], KEYS[3], ARGV[8], KEYS[13])
 if dedup ~= '' then redis.call('SET', lifecycle().dedup_key(P, dedup), id) end
 -- a job started now has met its start-by deadline
-if ARGV[11] ~= '' and not worker then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[11], id) end
+if ARGV[12] ~= '' and not worker then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[12], id) end
 id = tostring(id)
 if failed_dependency then
   local reason = 'dependency ' .. failed_dependency[1] .. ' ' .. failed_dependency[2]
@@ -134,11 +148,11 @@ if #waits_for > 0 then
   end
   redis.call('HSET', lifecycle().waiting_on_key(P), id, #waits_for)
   redis.call('HSET', job_key, 'status', cmsgpack.pack('deferred'))
-  if ARGV[10] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[10]))) end
+  if ARGV[11] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[11]))) end
   return tonumber(id)
 end
 if delayed then
-  lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[10]))
+  lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[11]))
   return tonumber(id)
 end
 if worker then

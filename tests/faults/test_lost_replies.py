@@ -13,6 +13,7 @@ post returns the id its first run made.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from mlq.embedded import EmbeddedServer
 from mlq.worker import Worker
 from tests.faults import listeners
 
+#: Each command's name in what the shared round trips send, and an EVALSHA's sha.
+_COMMAND = re.compile(rb"\*\d+\r\n\$\d+\r\n([A-Z]+)\r\n(?:\$40\r\n([0-9a-f]{40})\r\n)?")
 #: EVALSHA sha (or a command name) -> how many more replies to lose.
 LOSE: dict[str, int] = {}
 _LOCK = threading.Lock()
@@ -40,16 +43,26 @@ class LosesReplies(redis.Connection):
     """
 
     _last: tuple[Any, ...] = ()
+    #: the commands of what was sent packed (the shared round trips'), one per reply
+    _packed: list[str] = []
 
     def send_command(self, *args: Any, **kwargs: Any) -> None:
         self._last = args
         super().send_command(*args, **kwargs)
 
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        data = b"".join(command) if isinstance(command, list) else command
+        self._packed = [(sha or name).decode() for name, sha in _COMMAND.findall(data)]
+        super().send_packed_command(command, check_health)
+
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         response = super().read_response(*args, **kwargs)
-        last = self._last
-        name = str(last[0]).upper() if last else ""
-        key = str(last[1]) if name == "EVALSHA" and len(last) > 1 else name
+        if self._packed:
+            key = self._packed.pop(0)
+        else:
+            last = self._last
+            name = str(last[0]).upper() if last else ""
+            key = str(last[1]) if name == "EVALSHA" and len(last) > 1 else name
         with _LOCK:
             if response and LOSE.get(key, 0) > 0:
                 LOSE[key] -= 1
@@ -107,7 +120,9 @@ def test_finish_reply_lost_still_sends_the_callback(flaky: MLQ, callback_server:
 def test_post_reply_lost_creates_one_job(flaky: MLQ) -> None:
     LOSE[_sha(flaky, "post")] = 1
     job_id = flaky.post("a")
+    assert LOSE[_sha(flaky, "post")] == 0  # the reply was lost, and the post sent again
     assert int(flaky.client.get(flaky.keys.counter)) == 1, f"returned {job_id}"
+    assert job_id == "1" and flaky.list_jobs()[0] == 1
 
 
 @pytest.mark.timeout(30)
