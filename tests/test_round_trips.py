@@ -121,8 +121,9 @@ def test_a_running_worker_does_not_ask_redis_for_its_scripts_before_each_step(q:
 
 def test_a_post_and_its_wait_are_two_script_calls(tmp_path: Path) -> None:
     """The post; the worker's finish of the job with the take of its next, one script
-    (finish_take.lua); and nothing from the wait, for a job its own client posted.
-    (A server of its own: the counts are the whole server's.)"""
+    (finish_take.lua); and nothing from the wait, for a job its own client posted:
+    20 Redis commands at most in all. (A server of its own: the counts are the
+    whole server's.)"""
     with EmbeddedServer(port=None, data_dir=tmp_path) as server:
         q = MLQ("calls", redis_url=server.url)
         worker = Worker(q, "w1", local_listeners={"echo": lambda msg, ctx: msg})
@@ -137,15 +138,22 @@ def test_a_post_and_its_wait_are_two_script_calls(tmp_path: Path) -> None:
                        "the worker to wait as idle", interval=0.005)
             for warm_up in range(2):  # the shared subscription is up, the posts marked
                 q.wait(q.post(warm_up), 10)
-            before = _calls(q, "evalsha")
+            before, commands_before = _calls(q, "evalsha"), _all_calls(q)
             for n in range(20):
                 assert q.wait(q.post(n), 10)["result"] == n
             assert _calls(q, "evalsha") - before == 2 * 20
+            # every command counted, those the scripts ran included (INFO commandstats),
+            # the worker's sweeps and these INFOs too: what benchmarks/run.py counts
+            assert (_all_calls(q) - commands_before) / 20 <= 20
         finally:
             stop.set()
             q.client.lpush(q.keys.wake("default"), 1)  # ends its wait at once
             runner.join(10)
             q.close()
+
+
+def _all_calls(q: MLQ) -> int:
+    return sum(int(stat["calls"]) for stat in q.client.info("commandstats").values())
 
 
 def _calls(q: MLQ, command: str) -> int:
