@@ -34,7 +34,9 @@ FUNCTIONS_KEPT = 100
 OTHER = "other"
 #: Finish steps whose counts wait in the tally list before one of them adds them
 #: all up: the counters cost a finish one command, not one per field it touches.
-TALLY_FOLD_AT = 64
+#: A worker's sweep adds them up twice a second (reaper.Sweep), so a finish does
+#: it, holding Redis up for a while, only while a burst outpaces the sweeps.
+TALLY_FOLD_AT = 512
 #: Bounds (seconds) of the wait histogram: waits span the same range as run times.
 WAIT_BUCKETS = RUNTIME_BUCKETS
 

@@ -130,7 +130,8 @@ class Sweep:
     """What each worker does between jobs, one worker of the namespace at a time (a
     lock) and every SWEEP_INTERVAL: take back the jobs of workers that are gone
     (Reaper.recover_dead_workers), so no job waits on a dead worker with or without
-    a reaper running, and post the periodic jobs that are due (schedules.py)."""
+    a reaper running, post the periodic jobs that are due (schedules.py), and write
+    the counters and indexes that posts and finishes left for later (tally.lua)."""
 
     def __init__(self, mlq: MLQ, worker_id: str) -> None:
         self.mlq = mlq
@@ -150,6 +151,8 @@ class Sweep:
         try:
             self.reaper.recover_dead_workers(now)
             self.mlq.schedules_store.fire_due(now)
+            # what posts and finishes left for later, written off their round trips
+            self.mlq.scripts.tally()
         except REDIS_DOWN:
             raise
         except Exception:  # a sweep that fails is tried again; it must not stop the worker

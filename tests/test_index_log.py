@@ -30,12 +30,19 @@ def test_a_listing_right_after_posts_and_finishes_shows_every_job(q: MLQ) -> Non
 
 
 def test_the_index_log_stays_short_when_nothing_reads_it(q: MLQ) -> None:
-    for n in range(300):
+    for n in range(1100):  # no worker sweeps: the posts themselves write the indexes
         q.post(n)
-    # the posts themselves wrote the indexes every so often
-    assert q.client.llen(q.keys.index_log) < 128
-    assert q.client.zcard(q.keys.index_all) >= 300 - 128
-    assert q.list_jobs()[0] == 300 and q.client.llen(q.keys.index_log) == 0
+    assert q.client.llen(q.keys.index_log) < 1024
+    assert q.client.zcard(q.keys.index_all) >= 1100 - 1024
+    assert q.list_jobs()[0] == 1100 and q.client.llen(q.keys.index_log) == 0
+
+
+def test_a_worker_sweep_writes_what_posts_and_finishes_left(q: MLQ) -> None:
+    worker = _echo_worker(q)
+    job_id = q.post("m")
+    assert worker.step(0) and worker.sweep()
+    assert q.client.llen(q.keys.index_log) == 0 and q.client.llen(q.keys.tally) == 0
+    assert q.client.zscore(q.keys.index_status("completed"), job_id) == int(job_id)
 
 
 def test_a_dead_letter_purged_before_any_listing_leaves_no_trace_in_it(q: MLQ) -> None:

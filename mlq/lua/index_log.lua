@@ -1,24 +1,29 @@
 -- A post does not write the listing's indexes (every id, its queue's ids, the
 -- queue names): it appends "<id> <queue>" to the index log (Keys.index_log) in one
 -- RPUSH, followed by " <token>" for a post whose client would know that it sends
--- it again (post.lua). Once POSTS_FOLD_AT entries wait, and before anything reads
--- the indexes (tally.lua, which Listing runs first), fold_posted writes them all:
+-- it again (post.lua). A worker's sweep (reaper.Sweep), anything that reads the
+-- indexes first (tally.lua, which Listing runs), and a post that finds
+-- POSTS_FOLD_AT entries waiting (no worker sweeps) run fold_posted: it writes them all:
 -- one ZADD per index, one SADD, and the tokens in one HSET to the hash of the five
 -- minutes (Keys.post_tokens), where a post sent again finds them (posted_token). A
 -- finish's completed ids wait the same way in its tally entry (metrics.lua).
-local POSTS_FOLD_AT = 128
+-- (a fold holds Redis up for a while: off the round trips of posts, as a rule)
+local POSTS_FOLD_AT = 1024
 
--- ZADD ids scored by themselves, in chunks: Lua's unpack takes a few thousand values
-local function zadd_ids(key, ids)
-  for first = 1, #ids, 1000 do
+-- `command` on `key` with `values` in chunks: Lua's unpack takes a few thousand
+-- values; `double`: each value twice (ZADD of ids scored by themselves)
+local function in_chunks(command, key, values, double)
+  for first = 1, #values, 1000 do
     local chunk = {}
-    for i = first, math.min(first + 999, #ids) do
-      chunk[#chunk + 1] = ids[i]
-      chunk[#chunk + 1] = ids[i]
+    for i = first, math.min(first + 999, #values) do
+      chunk[#chunk + 1] = values[i]
+      if double then chunk[#chunk + 1] = values[i] end
     end
-    redis.call('ZADD', key, unpack(chunk))
+    redis.call(command, key, unpack(chunk))
   end
 end
+
+local function zadd_ids(key, ids) in_chunks('ZADD', key, ids, true) end
 
 local function fold_posted(log, all_index, queues, queue_index_prefix, tokens)
   local entries = redis.call('LRANGE', log, 0, -1)
@@ -45,7 +50,7 @@ local function fold_posted(log, all_index, queues, queue_index_prefix, tokens)
   if #by_token > 0 then
     -- a post is sent again within seconds: the hash of the five minutes after it
     -- lives ten, and a post sent again looks in the last two
-    redis.call('HSET', tokens, unpack(by_token))
+    in_chunks('HSET', tokens, by_token)
     redis.call('EXPIRE', tokens, 600)
   end
 end
