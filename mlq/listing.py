@@ -58,6 +58,9 @@ class Listing:
 
     def queue_names(self) -> list[str]:
         self.catch_up()
+        return self._known_queues()
+
+    def _known_queues(self) -> list[str]:  # once caught up
         return sorted(q.decode() for q in self.client.smembers(self.keys.queues)) or [DEFAULT_QUEUE]
 
     def catch_up(self) -> None:
@@ -194,7 +197,7 @@ class Listing:
 
     def _queued_page(self, queue: str | None, offset: int, limit: int) -> tuple[int, list[str]]:
         """Queued ids, newest first, from the queues' lists (each newest at its head)."""
-        names = [queue] if queue else self.queue_names()
+        names = [queue] if queue else self._known_queues()
         lanes = [lane for name in names for lane in self.keys.lanes(name)]
         pipe = self.client.pipeline(transaction=False)
         for name in names:
