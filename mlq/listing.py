@@ -71,16 +71,17 @@ class Listing:
 
     def stats(self) -> dict[str, Any]:
         """Counts and counters shared by every process (for status and metrics)."""
-        queues = self.queue_names()
         pipe = self.client.pipeline(transaction=False)
-        self.scripts.tally(client=pipe)
+        self.scripts.tally(client=pipe)  # caught up: the queue names and counters after it
+        pipe.smembers(self.keys.queues)
         pipe.zcard(self.keys.running)
         pipe.llen(self.keys.dead)
         pipe.hgetall(self.keys.stats)
         pipe.get(self.keys.counter)
         pipe.zcard(self.keys.scheduled)
         pipe.hlen(self.keys.waiting_on)
-        _, processing, dead, raw, ids, scheduled, deferred = pipe.execute()
+        _, names, processing, dead, raw, ids, scheduled, deferred = pipe.execute()
+        queues = sorted(q.decode() for q in names) or [DEFAULT_QUEUE]
         waiting = {queue: self.job_count(queue) for queue in queues}
         counters = {k.decode(): v.decode() for k, v in raw.items()}
         buckets = [(b, int(counters.get(bucket_field(b), 0))) for b in RUNTIME_BUCKETS]
