@@ -5,6 +5,7 @@ and nothing lost across a dropped connection or an old message."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import redis
 
 from mlq import MLQ, dispatch, events
 from mlq.dispatch import dispatcher
+from mlq.embedded import EmbeddedServer
 from mlq.serialization import pack
 from mlq.worker import Worker
 from tests.conftest import end_as_subscriptions_drop, wait_until
@@ -76,7 +78,19 @@ def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
     assert (waited[0]["status"], waited[0]["result"]) == ("completed", "second attempt works")
 
 
-def test_forty_waits_share_one_connection_and_subscribe_to_nothing_per_job(q: MLQ) -> None:
+def test_forty_waits_share_one_connection_and_subscribe_to_nothing_per_job(
+        tmp_path: Path) -> None:
+    # a server of its own: the counts are the whole server's, and clients that other
+    # tests leave behind may subscribe on theirs
+    with EmbeddedServer(port=None, data_dir=tmp_path) as server:
+        q = MLQ("forty", redis_url=server.url)
+        try:
+            _forty_waits(q)
+        finally:
+            q.close()
+
+
+def _forty_waits(q: MLQ) -> None:
     worker = Worker(q, "w1", local_listeners={"echo": lambda msg, *args: msg})
     assert q.wait(q.post("warm-up"), 0.01 if worker.step(1) else 5)["status"] == "completed"
     subscribes = _calls(q, "subscribe", "psubscribe", "unsubscribe", "punsubscribe")
