@@ -106,11 +106,15 @@ def test_a_wait_looks_first_when_the_kept_events_ran_out(
         monkeypatch: pytest.MonkeyPatch, limit: tuple[str, int]) -> None:
     monkeypatch.setattr(dispatch, *limit)
     _subscribed(poster, worker)
+    shared = dispatcher(poster.client, poster.keys)
+    mark = shared.mark()
     job_id = poster.post("early")
     for n in range(6):
         poster.post(n)
     while worker.step(0.1):
         pass
+    # read while nobody waited (the tender), and dropped past the post's mark
+    wait_until(lambda: shared._lost_upto > mark[1], 10, "the kept events to run out")
     sent = _commands_of(q, "poster")
     # the later jobs' events pushed this one's out of the few kept: it reads first
     assert _wait_at_once(poster, job_id)["result"] == "early"
@@ -148,7 +152,8 @@ def test_a_wait_after_a_requeue_is_not_handed_the_outcome_before_it(
     assert q.requeue_dead(job_id) == 1
     # the requeue's event has come, after the failure's (not still on its way)
     shared, channel = dispatcher(q.client, q.keys), q.keys.job_channel(job_id).encode()
-    wait_until(lambda: unpack(shared._recent_by_channel[channel][-1][1])[1] == b"queued", 10,
+    wait_until(lambda: channel in shared._recent_by_channel
+               and unpack(shared._recent_by_channel[channel][-1][1])[1] == b"queued", 10,
                "the requeue's event")
     waited: list[dict[str, Any]] = []
     waiter = threading.Thread(target=lambda: waited.append(q.wait(job_id, 60)), daemon=True)
