@@ -82,10 +82,12 @@ HOSTILE: list[tuple[str, str, dict[str, Any]]] = [
 
 def _namespace_state(client: redis.Redis, namespace: str) -> dict[bytes, Any]:
     """Every key of the namespace with its value, except the workers' own housekeeping
-    (heartbeats, the worker set, the sweep lock a live worker takes every 0.5 s)."""
+    (heartbeats, the worker set, the sweep lock a live worker takes every 0.5 s, and
+    the idle lists a worker renews with each blocking wait)."""
     state = {}
     for key in client.scan_iter(match=f"mlq:{{{namespace}}}:*".encode()):
-        if b":heartbeat:" in key or key.endswith((b":workers", b":sweep_lock")):
+        if b":heartbeat:" in key or b":idlers:" in key or b":idle_flag:" in key \
+                or key.endswith((b":workers", b":sweep_lock", b":idle_queues")):
             continue
         state[key] = client.dump(key)
     return state
