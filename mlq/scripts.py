@@ -121,7 +121,7 @@ class Scripts(Steps):
         token = os.urandom(9).hex()
         keys, args = self.post_call(queue, fields, priority, owner, token, life, "first " + token)
         again = [*args]
-        again[8] = "again " + token
+        again[7] = "again " + token
         return self._confirmed("post", (len(keys), *keys, *args), replicas,
                                (len(keys), *keys, *again))
 

@@ -57,7 +57,7 @@ class Steps:
                   owner: str | None = None, token: str | None = None,
                   lifecycle: Lifecycle | None = None, sent: str = "") -> tuple[list[Any], list[Any]]:
         """The post step's keys and arguments (see Scripts.post); `sent`: post.lua's
-        ARGV[9], how a post sent again is told from a new one."""
+        ARGV[8], how a post sent again is told from a new one."""
         keys, args = self._fixed(("post", queue, priority, owner),
                                  lambda: self._post_parts(queue, priority, owner))
         life = lifecycle or Lifecycle()
@@ -76,7 +76,7 @@ class Steps:
         return ([k.counter, self.lane(queue, priority, owner), k.queues, k.wake(queue),
                  k.owners(queue), k.index_all, k.index_log, k.running, k.idle(queue)],
                 [k.job_prefix, queue, "" if priority else owner or "", k.processing(""),
-                 k.inbox(""), k.job_channel(""), k.idle_flag(""), k.index_queue("")])
+                 k.inbox(""), k.idle_flag(""), k.index_queue("")])
 
     def post_many_call(self, queue: str, records: Sequence[Sequence[Any]], priority: int = 0,
                        owner: str | None = None, lifecycle: Lifecycle | None = None

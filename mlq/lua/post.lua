@@ -9,31 +9,31 @@
 -- the id it already made instead of making a second job
 -- ARGV[1] job key prefix (the id is only known here; the key stays in the namespace's slot)
 -- ARGV[2] queue name   ARGV[3] owner ('' for none)
--- ARGV[4] processing list prefix   ARGV[5] inbox prefix   ARGV[6] job channel prefix
--- ARGV[7] idle flag prefix (a worker id completes each; take.lua)
--- ARGV[8] the queues' id index prefix (a queue name completes each)
+-- ARGV[4] processing list prefix   ARGV[5] inbox prefix
+-- ARGV[6] idle flag prefix (a worker id completes each; take.lua)
+-- ARGV[7] the queues' id index prefix (a queue name completes each)
 -- KEYS[11] the namespace's key prefix (lifecycle.lua)   KEYS[12] the paused queues' set
 -- KEYS[13], KEYS[14] the posts' tokens of this five minutes and the last (index_log.lua)
--- ARGV[9] how the post is kept from making two jobs when sent again: '' with its
+-- ARGV[8] how the post is kept from making two jobs when sent again: '' with its
 -- idempotency key (KEYS[10]); 'first <token>' (a plain post, sent for the first
 -- time) with its token in its index log entry, written to KEYS[13] with the
 -- index; 'again <token>' the same post sent again, which looks for its token there
 -- first (the client knows: roundtrips.py)
--- ARGV[10] now   ARGV[11] when it is due ('' now)   ARGV[12] start-by deadline ('' none)
--- ARGV[13] dedup key ('' none)   ARGV[14] n, the number of ids it depends on
--- ARGV[15 .. 14+n] those ids
--- ARGV[15+n ..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
+-- ARGV[9] now   ARGV[10] when it is due ('' now)   ARGV[11] start-by deadline ('' none)
+-- ARGV[12] dedup key ('' none)   ARGV[13] n, the number of ids it depends on
+-- ARGV[14 .. 13+n] those ids
+-- ARGV[14+n ..] record field, msgpack value, ... (the job's own: msg, queue, timestamp ...)
 -- Returns the new job id (integer), or {id} of the live job holding the dedup key
 -- (no job made); an error naming an unknown dependency (nothing written).
 local P = KEYS[11]
-local now = tonumber(ARGV[10])
-local dedup = ARGV[13]
-local n = tonumber(ARGV[14])
+local now = tonumber(ARGV[9])
+local dedup = ARGV[12]
+local n = tonumber(ARGV[13])
 -- A post with neither a dedup key nor dependencies learns whether it was sent
 -- before in the same command that keeps its id (below); the others must answer
 -- as they first did, before they look at the jobs they name.
 local plain = dedup == '' and n == 0
-local sent, token = string.match(ARGV[9], '^(%a+) (%S+)$')
+local sent, token = string.match(ARGV[8], '^(%a+) (%S+)$')
 if not plain then sent, token = nil, nil end
 if sent == 'again' then
   local before = posted_token(KEYS[7], KEYS[13], KEYS[14], token)
@@ -53,7 +53,7 @@ if dedup ~= '' then
 end
 -- every dependency is checked before anything is written
 local waits_for, failed_dependency = {}, nil
-for i = 15, 14 + n do
+for i = 14, 13 + n do
   local status = redis.call('HGET', lifecycle().job_hash(P, ARGV[i]), 'status')
   if not status then return redis.error_reply('unknown dependency ' .. ARGV[i]) end
   status = cmsgpack.unpack(status)
@@ -63,7 +63,7 @@ for i = 15, 14 + n do
     waits_for[#waits_for + 1] = ARGV[i]
   end
 end
-local delayed = ARGV[11] ~= '' and tonumber(ARGV[11]) > now
+local delayed = ARGV[10] ~= '' and tonumber(ARGV[10]) > now
 local runs_now = not failed_dependency and #waits_for == 0 and not delayed
 local paused = nil
 local function is_paused()
@@ -94,7 +94,7 @@ local function idle_worker()
     local worker = popped[1]
     if string.sub(worker, 1, 1) ~= '+' then return worker end
     worker = string.sub(worker, 2)
-    if redis.call('DEL', ARGV[7] .. worker) == 1 then return worker end
+    if redis.call('DEL', ARGV[6] .. worker) == 1 then return worker end
   end
 end
 
@@ -113,7 +113,7 @@ else
 end
 local fields = {'id', cmsgpack.pack(tostring(id)),
   'attempt', cmsgpack.pack(0), unpack(FRESH_ATTEMPT())}
-for i = 15 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 14 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
 local worker = idle_worker()
 if worker then
   -- the started fields come last: they win over the fresh ones, in Redis and in
@@ -129,10 +129,10 @@ elseif runs_now then
 end
 local job_key = ARGV[1] .. id
 redis.call('HSET', job_key, unpack(fields))
-log_posted(KEYS[7], id, ARGV[2], token, KEYS[6], KEYS[3], ARGV[8], KEYS[13])
+log_posted(KEYS[7], id, ARGV[2], token, KEYS[6], KEYS[3], ARGV[7], KEYS[13])
 if dedup ~= '' then redis.call('SET', lifecycle().dedup_key(P, dedup), id) end
 -- a job started now has met its start-by deadline
-if ARGV[12] ~= '' and not worker then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[12], id) end
+if ARGV[11] ~= '' and not worker then redis.call('ZADD', lifecycle().expiring_key(P), ARGV[11], id) end
 id = tostring(id)
 if failed_dependency then
   local reason = 'dependency ' .. failed_dependency[1] .. ' ' .. failed_dependency[2]
@@ -148,16 +148,17 @@ if #waits_for > 0 then
   end
   redis.call('HSET', lifecycle().waiting_on_key(P), id, #waits_for)
   redis.call('HSET', job_key, 'status', cmsgpack.pack('deferred'))
-  if ARGV[11] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[11]))) end
+  if ARGV[10] ~= '' then redis.call('HSET', job_key, 'next_attempt_at', cmsgpack.pack(tonumber(ARGV[10]))) end
   return tonumber(id)
 end
 if delayed then
-  lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[11]))
+  lifecycle().schedule(P, id, ARGV[2], tonumber(ARGV[10]))
   return tonumber(id)
 end
 if worker then
+  -- No 'started' event: nobody can listen to a job's channel before its post
+  -- returns its id, and whoever asks later reads that it started.
   redis.call('LPUSH', ARGV[4] .. worker, id)
-  redis.call('PUBLISH', ARGV[6] .. id, cmsgpack.pack({id, 'started', 0}))
   redis.call('ZADD', KEYS[8], now, id)
   local size = 0
   for j = 2, #fields, 2 do size = size + #fields[j] end
