@@ -34,6 +34,8 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
 
+from .worker_link import WorkerLink
+
 
 def _disconnect_all(connections: list[Any]) -> None:
     for connection in connections:
@@ -243,12 +245,19 @@ class Together:
         self.round_trips, self.scripts = round_trips, scripts
         self.calls: list[tuple[Any, Sequence[Any]]] = []
 
-    def send(self) -> list[Any]:
-        """Each step's reply, in order."""
+    def send(self, then_wait: tuple[WorkerLink, Sequence[str], float] | None = None
+             ) -> list[Any]:
+        """Each step's reply, in order. `then_wait`: a finish and a take go out on
+        the worker's link, with a BLPOP of these keys for that long after them."""
         if [script for script, _ in self.calls] == [self.scripts["finish"], self.scripts["take"]]:
             (_, finish), (_, take) = self.calls  # each (number of keys, *keys, *args)
             args = (finish[0] + take[0], *finish[1:finish[0] + 1], *take[1:take[0] + 1],
-                    finish[0], len(finish) - 1 - finish[0], *finish[finish[0] + 1:],
-                    *take[take[0] + 1:])
-            return self.round_trips.evalsha_many([(self.scripts["finish_take"], args)])[0]
+                    finish[0], len(finish) - 1 - finish[0],
+                    "" if then_wait is None else repr(then_wait[2]),
+                    *finish[finish[0] + 1:], *take[take[0] + 1:])
+            script = self.scripts["finish_take"]
+            if then_wait is not None:
+                link, keys, timeout = then_wait
+                return link.finish_take(script, args, keys, timeout)[:2]
+            return self.round_trips.evalsha_many([(script, args)])[0][:2]
         return self.round_trips.evalsha_many(self.calls)

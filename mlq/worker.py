@@ -27,6 +27,7 @@ from .record import (CALL_FIELD, Outcome, handed_over, is_small, outcome_of, out
                      record_from_hash)
 from .serialization import pack
 from .streams import Emitter
+from .worker_link import WorkerLink
 
 if TYPE_CHECKING:
     from .queue import MLQ
@@ -90,6 +91,8 @@ class Worker:
         self._stop: threading.Event | None = None
         self._block = defaults.BLOCK_TIMEOUT  # the run loop's blocking wait
         self._sweep = Sweep(mlq, worker_id)
+        self._link = WorkerLink(mlq.client)  # the run loop's finish and wait (worker_link.py)
+        self._wait_on = [mlq.keys.inbox(worker_id), *(mlq.keys.wake(q) for q in self.queues)]
         warn_once_without_secret(mlq.secret, mlq.clients.main)
 
     # -- the loop -----------------------------------------------------------
@@ -111,8 +114,10 @@ class Worker:
                                 self.worker_id, exc, delay)
                     stop.wait(delay)
                     delay = min(delay * 2, cap)
+            self._link.close()  # ends a BLPOP sent with the last finish: strays are taken next
             self._leave_idle()
         finally:
+            self._link.close()
             if self._loop is not None:
                 self._loop.close()
 
@@ -171,12 +176,11 @@ class Worker:
         # in one atomic step. The token is only a hint: the job itself moves from
         # its queue straight into our processing list, so a crash at any instant
         # loses nothing.
-        keys = self.mlq.keys
-        inbox = keys.inbox(self.worker_id)
-        popped = self.mlq.client.blpop([inbox, *(keys.wake(q) for q in self.queues)], block)
+        popped = self._link.wait() if self._link.waiting else \
+            self.mlq.client.blpop(self._wait_on, block)  # else sent with the last finish
         if popped is None:
             return None
-        if popped[0].decode() == inbox:
+        if popped[0].decode() == self._wait_on[0]:  # the inbox
             self._idle = False  # the post took this worker off the idle list
             record = handed_over(popped[1])[1]
             # its listeners were current when it began to wait (registry.lua)
@@ -365,8 +369,11 @@ class Worker:
                                      client=together)
         self._take_now(self._take_count(), holding=False, client=together,
                        idle_for=self._idle_claim(self._block))
+        # the wait that follows goes with them; the take ends it at once when there is
+        # work, or a scheduled job due sooner (worker_link.py)
+        then_wait = None if self._link.waiting else (self._link, self._wait_on, self._block)
         try:
-            answers, taken = together.send()
+            answers, taken = together.send(then_wait)
         except REDIS_DOWN:
             return None
         taken = self._started_any(taken, self.clock())
