@@ -122,7 +122,7 @@ def test_a_running_worker_does_not_ask_redis_for_its_scripts_before_each_step(q:
 def test_a_post_and_its_wait_are_two_script_calls(tmp_path: Path) -> None:
     """The post; the worker's finish of the job with the take of its next, one script
     (finish_take.lua); and nothing from the wait, for a job its own client posted:
-    20 Redis commands at most in all. (A server of its own: the counts are the
+    18 Redis commands at most in all. (A server of its own: the counts are the
     whole server's.)"""
     with EmbeddedServer(port=None, data_dir=tmp_path) as server:
         q = MLQ("calls", redis_url=server.url)
@@ -145,8 +145,8 @@ def test_a_post_and_its_wait_are_two_script_calls(tmp_path: Path) -> None:
                 assert q.wait(q.post(n), 10)["result"] == n
             assert _calls(q, "evalsha") - before == 2 * 20
             # every command counted, those the scripts ran included (INFO commandstats),
-            # these INFOs too: what benchmarks/run.py counts
-            assert (_all_calls(q) - commands_before) / 20 <= 20
+            # these INFOs too (0.1 per round trip): what benchmarks/run.py counts
+            assert (_all_calls(q) - commands_before) / 20 <= 18.1
         finally:
             stop.set()
             q.client.lpush(q.keys.wake("default"), 1)  # ends its wait at once
