@@ -133,6 +133,25 @@ def test_a_wait_outlives_the_loss_of_the_shared_connection(
     assert q.wait(second, 10)["result"] == "after"
 
 
+def test_events_nobody_waits_for_are_read_off_the_shared_connection(
+        q: MLQ, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "READ_TIMEOUT", 0.05)
+    worker = Worker(q, "w1", local_listeners={"echo": lambda msg, *args: msg})
+    first = q.post("first")
+    assert worker.step(1)
+    assert q.wait(first, 10)["result"] == "first"  # the subscription is up from now on
+    shared = dispatcher(q.client, q.keys)
+    received = shared._received
+    for n in range(100):
+        q.post(n)
+    while worker.step(0.1):
+        pass
+    # nobody waits, yet the connection is emptied: Redis keeps no backlog for it
+    wait_until(lambda: shared._received - received >= 100, 10, "the events to be read")
+    wait_until(lambda: all(int(client["omem"]) == 0 for client in q.client.client_list()
+                           if int(client["psub"])), 10, "no output held for the subscription")
+
+
 def test_the_shared_connection_closes_when_idle_and_opens_again_for_the_next_wait(
         q: MLQ, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dispatch, "IDLE_CLOSE", 0.2)
