@@ -15,9 +15,8 @@ thread (a greenlet under gevent) empties the connection every READ_TIMEOUT,
 so that Redis holds no backlog for it, and closes it after IDLE_CLOSE seconds
 without a listener.
 
-The price is that while anyone in the process listens, every event of the
-namespace reaches it; the reader only looks up the channel of those nobody
-listens to.
+The price: while anyone in the process listens, every event of the namespace
+reaches it; the reader only looks up the channel of those nobody listens to.
 """
 
 from __future__ import annotations
@@ -222,6 +221,7 @@ class Dispatcher:
                     continue
                 with self._lock:  # no connection to read: wait for a RESYNC or the time
                     self._waiting.append(inbox)
+                remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             inbox._arrived.wait(remaining)
             with self._lock:
                 if inbox in self._waiting:
