@@ -76,12 +76,13 @@ class WorkerLink:
 
     def wait(self) -> list[bytes] | None:
         """The BLPOP's reply: [key, value], or None when its time passed."""
-        self.waiting = False
         try:
-            return self._connection().read_response(timeout=self._timeout + READ_MARGIN)
+            reply = self._connection().read_response(timeout=self._timeout + READ_MARGIN)
         except BaseException:
             self.close()
             raise
+        self.waiting = False
+        return reply
 
     def close(self) -> None:
         self.waiting = False
