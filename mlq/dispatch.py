@@ -33,6 +33,7 @@ import redis
 
 from .errors import REDIS_DOWN
 from .keys import Keys
+from .recent import RecentMessages
 
 #: What an inbox yields when messages may have been lost (the connection was
 #: made again): its reader should look at the state itself.
@@ -45,12 +46,6 @@ IDLE_CLOSE = 30.0
 READ_TIMEOUT = 1.0
 #: Pauses between attempts to read again after the connection failed.
 RETRY_PAUSES = (0.1, 1.0)
-#: The latest messages, kept for a wait that starts just after its post
-#: (Dispatcher.mark): its job may have started, or even ended, in between, and
-#: another reader in the process may have been listening to it then. At most
-#: this many, and this many bytes (an event may carry a record).
-RECENT_KEPT = 4096
-RECENT_BYTES = 8 << 20
 
 
 class Inbox:
@@ -107,9 +102,8 @@ class Dispatcher:
         self.pid = os.getpid()
         # what mark() and listen(since=) compare: a new connection or subscription
         # starts a new epoch; messages are numbered as they arrive
-        self._epoch = self._received = self._lost_upto = self._recent_bytes = 0
-        self._recent: collections.deque[tuple[int, bytes, int]] = collections.deque()
-        self._recent_by_channel: dict[bytes, list[tuple[int, Any]]] = {}
+        self._epoch = self._received = 0
+        self._recent = RecentMessages()
 
     def mark(self) -> tuple[int, int] | None:
         """Where the subscription stands, taken before a post is sent: a listen
@@ -131,17 +125,17 @@ class Dispatcher:
         """
         inbox = Inbox(self)
         names = [channel.encode() for channel in channels]
+        if since is None:
+            # what lies unread came before this listen (the tender reads only now
+            # and then): an old outcome must not end a wait for the job's next run
+            self._read_what_came()
         with self._lock:
             for name in names:
                 self._inboxes.setdefault(name, set()).add(inbox)
             if since is not None and self._knows_all_since(since):
                 inbox.caught_up = True
                 for name in names:
-                    # the latest alone: a job's events are its states, and an outcome
-                    # followed by a requeue is an outcome no more
-                    latest = [data for number, data in self._recent_by_channel.pop(name, ())
-                              if number > since[1]][-1:]
-                    for data in latest:
+                    for data in self._recent.take_latest(name, since[1]):
                         inbox.put(data)
         try:
             self.subscribe()
@@ -165,24 +159,7 @@ class Dispatcher:
         """Every message since `mark` arrived on the connection of now and is still
         kept (or was handed on): none was lost or dropped from the recent ones."""
         return (self._pubsub is not None and mark[0] == self._epoch
-                and self._lost_upto <= mark[1])
-
-    def _keep_recent(self, channel: bytes, data: Any) -> None:
-        """Keep a message (under the lock)."""
-        size = len(data) if isinstance(data, bytes) else 0
-        while self._recent and (len(self._recent) >= RECENT_KEPT
-                                or self._recent_bytes + size > RECENT_BYTES):
-            self._lost_upto, oldest, dropped = self._recent.popleft()
-            self._recent_bytes -= dropped
-            kept = self._recent_by_channel.get(oldest)
-            # (a listen may have taken it already)
-            if kept and kept[0][0] == self._lost_upto:
-                kept.pop(0)
-                if not kept:
-                    del self._recent_by_channel[oldest]
-        self._recent.append((self._received, channel, size))
-        self._recent_bytes += size
-        self._recent_by_channel.setdefault(channel, []).append((self._received, data))
+                and self._recent.knows_all_since(mark[1]))
 
     def close(self) -> None:
         self._closed = True
@@ -295,7 +272,7 @@ class Dispatcher:
             with self._lock:
                 self._received += 1
                 inboxes = list(self._inboxes.get(message["channel"], ()))
-                self._keep_recent(message["channel"], message["data"])
+                self._recent.keep(self._received, message["channel"], message["data"])
             for inbox in inboxes:
                 inbox.put(message["data"])
         elif message["type"] == "psubscribe" and pubsub.connects != self._connects \
@@ -322,19 +299,26 @@ class Dispatcher:
                 self._epoch += 1
                 pubsub.close()
                 return False
+        self._read_what_came()
+        return True
+
+    def _read_what_came(self) -> None:
+        """Hand on what has arrived, where nobody reads the connection."""
+        with self._lock:
+            if self._reading or self._pubsub is None or self._closed:
+                return
             self._reading = True
         try:
             while self._read_once(0.0):
                 pass
         except REDIS_DOWN:
-            pass  # read again next round: redis-py makes the connection again
+            pass  # read again later: redis-py makes the connection again
         except (ValueError, AttributeError, OSError):
             self._drop_broken()
         finally:
             with self._lock:
                 self._reading = False
                 self._pass_turn()
-        return True
 
     def _drop_broken(self) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from mlq import MLQ, dispatch, events
+from mlq import MLQ, events, recent
 from mlq.dispatch import dispatcher
 from mlq.serialization import unpack_raw_from_lua as unpack
 from mlq.worker import Worker
@@ -104,7 +104,7 @@ def test_a_second_wait_for_the_same_job_looks_first(
 def test_a_wait_looks_first_when_the_kept_events_ran_out(
         q: MLQ, poster: MLQ, worker: Worker, no_rereads: None,
         monkeypatch: pytest.MonkeyPatch, limit: tuple[str, int]) -> None:
-    monkeypatch.setattr(dispatch, *limit)
+    monkeypatch.setattr(recent, *limit)
     _subscribed(poster, worker)
     shared = dispatcher(poster.client, poster.keys)
     mark = shared.mark()
@@ -114,7 +114,7 @@ def test_a_wait_looks_first_when_the_kept_events_ran_out(
     while worker.step(0.1):
         pass
     # read while nobody waited (the tender), and dropped past the post's mark
-    wait_until(lambda: shared._lost_upto > mark[1], 10, "the kept events to run out")
+    wait_until(lambda: shared._recent.lost_upto > mark[1], 10, "the kept events to run out")
     sent = _commands_of(q, "poster")
     # the later jobs' events pushed this one's out of the few kept: it reads first
     assert _wait_at_once(poster, job_id)["result"] == "early"
@@ -152,8 +152,8 @@ def test_a_wait_after_a_requeue_is_not_handed_the_outcome_before_it(
     assert q.requeue_dead(job_id) == 1
     # the requeue's event has come, after the failure's (not still on its way)
     shared, channel = dispatcher(q.client, q.keys), q.keys.job_channel(job_id).encode()
-    wait_until(lambda: channel in shared._recent_by_channel
-               and unpack(shared._recent_by_channel[channel][-1][1])[1] == b"queued", 10,
+    kept = shared._recent.by_channel
+    wait_until(lambda: channel in kept and unpack(kept[channel][-1][1])[1] == b"queued", 10,
                "the requeue's event")
     waited: list[dict[str, Any]] = []
     waiter = threading.Thread(target=lambda: waited.append(q.wait(job_id, 60)), daemon=True)

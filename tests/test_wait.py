@@ -78,6 +78,40 @@ def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
     assert (waited[0]["status"], waited[0]["result"]) == ("completed", "second attempt works")
 
 
+def test_an_outcome_that_came_while_nobody_read_is_not_taken_for_the_next_run(
+        redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the tender empties the connection only now and then: the first run's outcome
+    # still lies on it, unread, when the wait after the requeue begins
+    monkeypatch.setattr(dispatch, "READ_TIMEOUT", 30.0)
+    q, poster = MLQ(namespace, redis_url=redis_url), MLQ(namespace, redis_url=redis_url)
+    outcomes = iter([RuntimeError("first attempt fails"), "second attempt works"])
+
+    def flaky(msg: Any, *args: Any) -> str:
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    try:
+        worker = Worker(poster, "w1", local_listeners={"flaky": flaky})
+        dispatcher(q.client, q.keys).subscribe()
+        job_id = poster.post("m")
+        assert worker.step(1) and poster.wait(job_id, 5)["status"] == "failed"
+        assert poster.requeue_dead(job_id) == 1
+        waited, (waiter,) = _wait_in_threads(q, [job_id], 10)
+        # the failure and the requeue's event both read, by the waiter or before it
+        shared = dispatcher(q.client, q.keys)
+        wait_until(lambda: waited or (_listeners(q) == 1 and shared._received >= 2), 10,
+                   "the waiter to read what lay on the connection", interval=0.005)
+        assert worker.step(1)
+        waiter.join(10)
+        assert waited, "wait() did not return"
+        assert (waited[0]["status"], waited[0]["result"]) == ("completed", "second attempt works")
+    finally:
+        q.close()
+        poster.close()
+
+
 def test_forty_waits_share_one_connection_and_subscribe_to_nothing_per_job(
         tmp_path: Path) -> None:
     # a server of its own: the counts are the whole server's, and clients that other
