@@ -210,7 +210,10 @@ class AsyncMLQ:
                 except asyncio.TimeoutError:
                     continue  # quiet for a while: read the job again, in case an event was lost
                 if event is not None:
-                    return await self._event_record(job_id, event)
+                    record = await self._event_record(job_id, event)
+                    # (an earlier run's outcome read only after a requeue: the record tells)
+                    if record["status"] in TERMINAL:
+                        return record
 
     async def _ended(self, job_id: str) -> dict[str, Any] | None:
         """The record of an ended job, or None while it has not ended; its status is

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 import redis
 
 from .dispatch import RESYNC, Inbox, dispatcher, live_dispatcher
-from .errors import REDIS_DOWN
+from .errors import REDIS_DOWN, JobNotFound
 from .job import TERMINAL
 from .keys import Keys
 from .record import ended_by
@@ -139,8 +139,9 @@ def wait_for_terminal(client: redis.Redis, keys: Keys, job_id: str,
             look = message is None or message is RESYNC
             if not look:
                 over, record = ended_by(message)
-                if over:
-                    return record or read_record()
+                if record is not None:
+                    return record
+                look = over  # the record tells: the outcome may be an earlier run's
 
 
 @contextmanager
@@ -170,9 +171,8 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
     with `tick`, also every `tick` seconds in between (reading nothing). Stops
     after the terminal state.
     """
-    def state() -> dict[str, Any]:
-        record = read_record()
-        return {"id": str(job_id), "status": record["status"], "progress": record["progress"]}
+    def state(event: dict[str, Any] | None = None) -> dict[str, Any]:
+        return _state(job_id, read_record, event)
 
     outage = _Outage()
     with _listening(client, keys, keys.job_channel(job_id), outage) as inbox:
@@ -190,8 +190,9 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
                     continue
             try:
                 # nothing pushed: confirm from the record, in case a reconnect dropped an event
-                current = state() if message is None or message is RESYNC \
-                    else decode_event(message)
+                event = None if message is None or message is RESYNC else decode_event(message)
+                current = event if event is not None and event["status"] not in TERMINAL \
+                    else state(event)
                 outage.over()
             except REDIS_DOWN as exc:
                 outage.ride(exc)
@@ -206,3 +207,17 @@ def watch(client: redis.Redis, keys: Keys, job_id: str,
                 yield dict(current)
             elif quiet:
                 yield None
+
+
+def _state(job_id: str, read_record: Callable[[], dict[str, Any]],
+           event: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The job's state as its record has it. For an outcome `event` the record tells
+    whether the job ended: one read off the connection only after a requeue is the
+    earlier run's (the event stands where the record went since)."""
+    try:
+        record = read_record()
+    except JobNotFound:
+        if event is None:
+            raise
+        return event
+    return {"id": str(job_id), "status": record["status"], "progress": record["progress"]}

@@ -18,6 +18,7 @@ from mlq import MLQ, InvalidMessage, JobNotFound
 from mlq.aio import AsyncMLQ
 from mlq.defaults import STORED_APART
 from mlq.embedded import EmbeddedServer
+from mlq.serialization import pack
 from mlq.worker import Worker
 
 pytestmark = pytest.mark.asyncio
@@ -115,6 +116,22 @@ async def test_wait_gives_up_after_its_timeout(aq: AsyncMLQ) -> None:
         await aq.wait(job_id, 0.3)
     assert 0.3 <= time.monotonic() - started < 2
     assert not aq.events.waiters  # the waiter went with it
+
+
+async def test_an_outcome_its_record_does_not_bear_out_does_not_end_a_wait(
+        aq: AsyncMLQ, q: MLQ) -> None:
+    # as an earlier run's outcome comes when it was still on its way as the wait
+    # began: without a record (nobody waited for that run)
+    job_id = await aq.post("second run")
+    waiting = asyncio.create_task(aq.wait(job_id, 10))
+    await until(lambda: job_id in aq.events.waiters, 5, "the wait to register")
+    q.client.publish(q.keys.job_channel(job_id), pack([job_id, "failed", -1]))
+    done, _ = await asyncio.wait([waiting], timeout=0.3)
+    assert not done, "the wait ended on an outcome its job's record did not show"
+    worker = Worker(q, "w", local_listeners={"echo": lambda msg, context: msg})
+    assert await asyncio.to_thread(worker.step, 1)
+    record = await waiting
+    assert (record["status"], record["result"]) == ("completed", "second run")
 
 
 async def test_many_waits_share_one_subscription(aq: AsyncMLQ, q: MLQ) -> None:

@@ -78,6 +78,41 @@ def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
     assert (waited[0]["status"], waited[0]["result"]) == ("completed", "second attempt works")
 
 
+def test_an_outcome_its_record_does_not_bear_out_does_not_end_a_wait(q: MLQ) -> None:
+    # as an earlier run's outcome still on its way when the wait began comes: after
+    # it, and without a record (nobody waited for that run)
+    worker = Worker(q, "w1", local_listeners={"echo": lambda msg, *args: msg})
+    job_id = q.post("second run")
+    shared = dispatcher(q.client, q.keys)
+    waited, (waiter,) = _wait_in_threads(q, [job_id], 10)
+    wait_until(lambda: _listeners(q) == 1, 10, "the waiter to listen", interval=0.005)
+    received = shared._received
+    q.client.publish(q.keys.job_channel(job_id), pack([job_id, "failed", -1]))
+    wait_until(lambda: shared._received > received, 10, "the old outcome to be read")
+    waiter.join(0.2)
+    assert not waited, "the wait ended on an outcome its job's record did not show"
+    assert worker.step(1)
+    waiter.join(10)
+    assert waited and (waited[0]["status"], waited[0]["result"]) == ("completed", "second run")
+
+
+def test_an_outcome_its_record_does_not_bear_out_does_not_end_a_watch(q: MLQ) -> None:
+    worker = Worker(q, "w1", local_listeners={"echo": lambda msg, *args: msg})
+    job_id = q.post("second run")
+    shared = dispatcher(q.client, q.keys)
+    seen: list[Any] = []
+    watcher = threading.Thread(target=lambda: seen.extend(q.watch(job_id, keepalive=30)))
+    watcher.start()
+    wait_until(lambda: _listeners(q) == 1, 10, "the watch to listen", interval=0.005)
+    received = shared._received
+    q.client.publish(q.keys.job_channel(job_id), pack([job_id, "failed", -1]))
+    wait_until(lambda: shared._received > received, 10, "the old outcome to be read")
+    assert worker.step(1)
+    watcher.join(10)
+    statuses = [state["status"] for state in seen if state is not None]
+    assert statuses[0] == "queued" and statuses[-1] == "completed" and "failed" not in statuses
+
+
 def test_an_outcome_that_came_while_nobody_read_is_not_taken_for_the_next_run(
         redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # the tender empties the connection only now and then: the first run's outcome
