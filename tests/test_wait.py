@@ -46,7 +46,8 @@ def _wait_in_threads(q: MLQ, ids: list[str], timeout: float) -> tuple[list[Any],
     return results, threads
 
 
-def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
+def _fails_then_works() -> Any:
+    """A listener whose first run fails and whose second works."""
     outcomes = iter([RuntimeError("first attempt fails"), "second attempt works"])
 
     def flaky(msg: Any, *args: Any) -> str:
@@ -54,7 +55,11 @@ def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+    return flaky
 
+
+def test_waiting_again_after_a_requeue_ignores_the_old_outcome(q: MLQ) -> None:
+    flaky = _fails_then_works()
     worker = Worker(q, "w1", local_listeners={"flaky": flaky})
     job_id = q.post("m")
     assert worker.step(1)
@@ -119,14 +124,7 @@ def test_an_outcome_that_came_while_nobody_read_is_not_taken_for_the_next_run(
     # still lies on it, unread, when the wait after the requeue begins
     monkeypatch.setattr(dispatch, "READ_TIMEOUT", 30.0)
     q, poster = MLQ(namespace, redis_url=redis_url), MLQ(namespace, redis_url=redis_url)
-    outcomes = iter([RuntimeError("first attempt fails"), "second attempt works"])
-
-    def flaky(msg: Any, *args: Any) -> str:
-        outcome = next(outcomes)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
+    flaky = _fails_then_works()
     try:
         worker = Worker(poster, "w1", local_listeners={"flaky": flaky})
         dispatcher(q.client, q.keys).subscribe()
